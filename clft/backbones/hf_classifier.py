@@ -1,0 +1,126 @@
+"""``hf-classifier``: a transformers encoder (``AutoModel``) + one linear head, optional PEFT.
+
+Input: the example's ``text`` (an ``instruction`` column, if any, is not used),
+tokenised once by ``prepare`` with the model's special tokens and truncated to
+``max_length``; batches are padded to their longest example (``padding:
+longest``) or to ``max_length`` (``padding: max_length``, static shapes).
+The text embedding is the mean of the last hidden states over real tokens
+(``pooling: mean``, how sentence-transformers' MiniLM was trained) or the first
+token's state (``pooling: cls``).
+
+Head choice: ONE linear head over all ``len(benchmark.label_names)`` classes of
+the stream, masked per example by the runner's ``LabelSpace`` (task-IL: the
+example's own task's classes; class-IL: every class seen so far, all before
+training; domain-IL: all). Not-allowed logits are set to ``finfo.min / 2``
+before the cross-entropy in ``loss`` and the argmax in ``predict``.
+
+The head is attached to the transformers model as its submodule ``classifier``
+before peft wrapping, so ``backbone.model`` (the ``PeftModel`` when a ``peft``
+block is given) holds, moves, saves and lists every trainable weight. With a
+peft block only the adapter and the head train; without one the whole model
+trains. ``modules_to_save: [classifier]`` in the peft block gives every named
+adapter its own copy of the head (peft's mechanism, used by adapter-per-task
+strategies); the head is always called through the model, so the active
+adapter's copy is the one used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from clft.backbones.hf_common import HFBackbone, HFConfig, load_model, mask_logits, pad, wrap_peft
+from clft.registry import backbones
+from clft.types import Batch, Benchmark, Task
+
+HEAD = "classifier"
+
+
+@backbones.register()
+class HFClassifier(HFBackbone):
+    """Encoder -> pooled embedding -> linear head over every class of the stream."""
+
+    name = "hf-classifier"
+    auto_class = "AutoModel"
+    kind = "classifier"
+
+    @dataclass
+    class Config(HFConfig):
+        pooling: Literal["mean", "cls"] = "mean"
+        """Text embedding: mean of the last hidden states over real tokens, or the first token's."""
+        padding: Literal["longest", "max_length"] = "longest"
+        """Pad each batch to its longest example (fast) or always to ``max_length`` (static shapes)."""
+
+    def __init__(self, config: Config, benchmark: Benchmark, tasks: list[Task]) -> None:
+        super().__init__(config, benchmark, tasks)
+        encoder = load_model(self.auto_class, config)
+        if hasattr(encoder, HEAD):
+            raise ValueError(f"{type(encoder).__name__} already has a {HEAD!r} attribute; use a base encoder")
+        hidden = getattr(encoder.config, "hidden_size", None) or encoder.config.d_model
+        head = torch.nn.Linear(hidden, len(self.label_names))
+        encoder.add_module(HEAD, head.to(next(encoder.parameters()).dtype))
+        self.model = wrap_peft(encoder, config.peft)
+        if isinstance(getattr(self.base_model, HEAD), torch.nn.Linear):  # not taken over by modules_to_save
+            getattr(self.base_model, HEAD).requires_grad_(True)
+
+    @property
+    def head(self) -> torch.nn.Module:
+        """The linear head (peft's ``ModulesToSaveWrapper`` around it with ``modules_to_save``)."""
+        return getattr(self.base_model, HEAD)
+
+    def _tokenize(self, columns: dict) -> dict:
+        """Batched ``text`` -> ``input_ids`` (special tokens, truncated) and ``n_tokens``."""
+        encoded = self.tokenizer(
+            list(columns["text"]), truncation=True, max_length=self.config.max_length,
+            return_attention_mask=False, return_token_type_ids=False,
+        )
+        ids = encoded["input_ids"]
+        return {"input_ids": ids, "n_tokens": [len(row) for row in ids]}
+
+    def collate(self, examples: Batch) -> Batch:
+        """Columnar examples -> ``input_ids``/``attention_mask`` [B, L] (L = batch max or max_length),
+        ``label`` and ``task`` [B]; tokenises here if ``prepare`` was skipped."""
+        examples = self._columns(examples, "input_ids")
+        length = self.config.max_length if self.config.padding == "max_length" else None
+        rows = examples["input_ids"]
+        ids = pad(rows, self.tokenizer.pad_token_id, self.tokenizer.padding_side, length)
+        mask = pad([[1] * len(row) for row in rows], 0, self.tokenizer.padding_side, length)
+        batch = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        for column in ("label", "task"):
+            if column in examples:
+                batch[column] = self._tensor(examples[column])
+        return batch
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """Pooled text embeddings [B, hidden] (``pooling``), through the active adapter."""
+        mask = batch["attention_mask"]
+        hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask)[0]
+        extra = hidden.shape[1] - mask.shape[1]  # virtual tokens of prompt-learning peft methods
+        if self.config.pooling == "cls":  # the first real token of each row, whatever the padding side
+            first = extra + mask.long().argmax(dim=1)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), first]
+        if extra > 0:
+            mask = torch.cat([mask.new_ones(mask.shape[0], extra), mask], dim=1)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """Raw scores [B, num_classes] over every class of the stream (no mask)."""
+        return self.head(self.embed(batch))
+
+    def allowed(self, batch: Batch, task: Task) -> torch.Tensor:
+        """Bool [B, num_classes]: the label space's mask for each example's ``task`` column
+        (``task.id`` for every row when the batch has none)."""
+        task_ids = batch["task"].tolist() if "task" in batch else [task.id] * len(batch["input_ids"])
+        return self.label_space.mask(task_ids, self.device)
+
+    def loss(self, batch: Batch, task: Task) -> torch.Tensor:
+        """Mean cross-entropy over the allowed logits of each example."""
+        return F.cross_entropy(mask_logits(self.logits(batch), self.allowed(batch, task)), batch["label"])
+
+    def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor:
+        """Global label ids [B]: argmax over the allowed logits."""
+        return mask_logits(self.logits(batch), self.allowed(batch, task)).argmax(dim=-1)

@@ -1,0 +1,58 @@
+"""``hf-seq2seq``: text-to-text continual learning with an encoder-decoder LM (T5 family).
+
+``AutoModelForSeq2SeqLM``; the encoder reads the prompt (instruction + allowed
+label names + text, see ``clft.backbones.hf_text2text``) followed by the
+tokenizer's end-of-text token, the decoder is trained with teacher forcing on
+the label's name + EOS (``labels``; padding is -100, ignored by the loss), and
+``predict`` decodes greedily and matches the string to the allowed label names
+(-1 when nothing matches). ``peft`` is passed to peft verbatim (e.g.
+``{peft_type: LORA, task_type: SEQ_2_SEQ_LM, r: 8, target_modules: [q, v]}``;
+prompt-learning methods need ``task_type: SEQ_2_SEQ_LM``); ``backbone.model``
+is then the ``PeftModel``. ``logits`` is not available (NotImplementedError).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from clft.backbones.hf_common import pad
+from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig
+from clft.registry import backbones
+from clft.types import Batch, Task
+
+
+@backbones.register()
+class HFSeq2Seq(HFTextToText):
+    """Encoder-decoder LM: prompt -> label name."""
+
+    name = "hf-seq2seq"
+    auto_class = "AutoModelForSeq2SeqLM"
+    kind = "seq2seq"
+    prompt_suffix_specials = True
+
+    @dataclass
+    class Config(TextToTextConfig):
+        model: str = "google-t5/t5-small"
+        """A hub name or local directory of an encoder-decoder model (T5, FLAN-T5, BART)."""
+
+    def _batch(self, prompts: list[list[int]], targets: list[list[int]] | None) -> Batch:
+        """``input_ids``/``attention_mask`` [B, L] right-padded; ``lm_labels`` [B, T] (-100 = padding)."""
+        batch = {
+            "input_ids": pad(prompts, self.tokenizer.pad_token_id).to(self.device),
+            "attention_mask": pad([[1] * len(p) for p in prompts], 0).to(self.device),
+        }
+        if targets is not None:
+            batch["lm_labels"] = pad(targets, -100).to(self.device)
+        return batch
+
+    def loss(self, batch: Batch, task: Task) -> torch.Tensor:
+        """Mean token cross-entropy of the label name (+ EOS) given the prompt."""
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         labels=batch["lm_labels"])
+        return out.loss
+
+    def _generate(self, batch: Batch) -> torch.Tensor:
+        return self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                   **self.generation_options())

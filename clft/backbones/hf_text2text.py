@@ -1,0 +1,204 @@
+"""Text-to-text continual learning (O-LoRA, Progressive Prompts, TRACE style), shared by
+``hf-seq2seq`` and ``hf-causal-lm``.
+
+Every example becomes a prompt built from ``template`` (default
+``"{instruction}\\nOptions: {options}\\nInput: {text}\\nAnswer:"``) where
+``{instruction}`` is the example's ``instruction`` column (else the
+``instruction`` option), ``{options}`` the names of the labels the label space
+allows for the example, joined by ", " (task-IL: its task's classes; class-IL:
+every class seen so far, all before training; domain-IL: all), and ``{text}``
+its text. The target is the label's name followed by EOS; the loss is the LM
+loss on the target tokens only. ``predict`` decodes greedily (at most
+``max_new_tokens``), strips and lower-cases the decoded string, and returns the
+global id of the allowed label whose (stripped, lower-cased) name it equals
+exactly, or -1 when none does.
+
+Tokenise once: ``prepare`` tokenises ``instruction`` and ``text`` (truncated to
+``max_length`` tokens); ``collate`` joins those ids with the template's literal
+pieces and the options' ids (tokenised once per allowed set), so the options can
+follow the label space as class-IL adds classes without re-tokenising. Pieces
+are tokenised separately; whether a value after a space is tokenised with a
+leading space is decided once by checking which form reproduces the tokenizer's
+own tokenisation of ``"Answer: yes"`` (BPE: yes; SentencePiece/WordPiece: no).
+``max_length`` bounds the text only: the instruction and options come on top.
+
+``logits`` raises NotImplementedError: these backbones score label names by
+decoding, not with a [B, num_classes] head; logit-based strategies (LwF, DER)
+need ``hf-classifier``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from clft.backbones.hf_common import HFBackbone, HFConfig, load_model, wrap_peft
+from clft.types import Batch, Benchmark, Task
+
+DEFAULT_TEMPLATE = "{instruction}\nOptions: {options}\nInput: {text}\nAnswer:"
+_FIELD = re.compile(r"\{(instruction|options|text)\}")
+
+
+@dataclass
+class TextToTextConfig(HFConfig):
+    """Options of the text-to-text backbones (``HFConfig`` plus the prompt)."""
+
+    template: str = DEFAULT_TEMPLATE
+    """The prompt; ``{instruction}``, ``{options}`` and ``{text}`` are replaced per example."""
+    instruction: str = ""
+    """The instruction for examples without an ``instruction`` column."""
+    max_new_tokens: int | None = None
+    """Greedy-decoding cap; None: the longest label name's token count plus one (EOS)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if "{text}" not in self.template:
+            raise ValueError(f"template must contain {{text}}, got {self.template!r}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer adds before and after a single text (e.g. BERT [CLS]/[SEP], T5 </s>)."""
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    full = tokenizer("x")["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return [], []
+
+
+class HFTextToText(HFBackbone):
+    """Prompt assembly, tokenisation, decoding and label matching; subclasses build batches,
+    the loss and generation (``_batch``, ``loss``, ``_generate``)."""
+
+    kind = "text2text"
+    prompt_suffix_specials = True  # append the tokenizer's end-of-text specials to the prompt
+
+    def __init__(self, config: TextToTextConfig, benchmark: Benchmark, tasks: list[Task]) -> None:
+        super().__init__(config, benchmark, tasks)
+        self.model = wrap_peft(load_model(self.auto_class, config), config.peft)
+        tok = self.tokenizer
+        self._space = tok("Answer: yes", add_special_tokens=False)["input_ids"] == (
+            self._encode("Answer:") + self._encode(" yes")
+        )
+        self._parts = self._parse(config.template)
+        self._prefix, suffix = special_tokens(tok)
+        self._suffix = suffix if self.prompt_suffix_specials else []
+        eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        self.target_ids = [self._encode(name, self._target_spaced()) + eos for name in self.label_names]
+        self.max_new_tokens = config.max_new_tokens or max(len(ids) for ids in self.target_ids) + 1
+        self._options: dict[tuple[int, ...], list[int]] = {}
+
+    def _target_spaced(self) -> bool:
+        """Whether the target follows a space (causal LMs continue the prompt; seq2seq does not)."""
+        return False
+
+    def _encode(self, text: str, spaced: bool = False) -> list[int]:
+        """Ids of ``text`` without special tokens; ``spaced``: as it follows a space."""
+        if spaced and self._space and not text[:1].isspace():
+            text = " " + text
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _parse(self, template: str) -> list[tuple[str, object]]:
+        """Template -> [("ids", literal ids) | ("field", (name, follows_a_space))].
+
+        A literal's trailing spaces before a field move into the field (tokenised "spaced")."""
+        parts: list[tuple[str, object]] = []
+        pieces = _FIELD.split(template)  # literal, field, literal, field, ..., literal
+        for i, piece in enumerate(pieces):
+            if i % 2:
+                parts.append(("field", (piece, pieces[i - 1].endswith(" "))))
+                continue
+            literal = piece.rstrip(" ") if i + 1 < len(pieces) else piece
+            if literal:
+                parts.append(("ids", self._encode(literal)))
+        return parts
+
+    def _prepare_key(self) -> tuple:
+        return (*super()._prepare_key(), self.config.template, self.config.instruction, self._space)
+
+    def _spaced(self, field: str) -> bool:
+        return any(kind == "field" and value == (field, True) for kind, value in self._parts)
+
+    def _tokenize(self, columns: dict) -> dict:
+        """Batched ``text`` (and ``instruction``) -> ``text_ids``, ``instruction_ids``, ``n_tokens``."""
+        texts = list(columns["text"])
+        if self._spaced("text") and self._space:
+            texts = [t if t[:1].isspace() else " " + t for t in texts]
+        text_ids = self.tokenizer(texts, add_special_tokens=False, truncation=True,
+                                  max_length=self.config.max_length)["input_ids"]
+        given = columns.get("instruction") or [None] * len(texts)
+        instructions = [value or self.config.instruction for value in given]
+        spaced = self._spaced("instruction")
+        unique = {value: self._encode(value, spaced) if value else [] for value in set(instructions)}
+        instruction_ids = [unique[value] for value in instructions]
+        n_tokens = [len(a) + len(b) for a, b in zip(text_ids, instruction_ids)]
+        return {"text_ids": text_ids, "instruction_ids": instruction_ids, "n_tokens": n_tokens}
+
+    def _options_ids(self, allowed: tuple[int, ...]) -> list[int]:
+        if allowed not in self._options:
+            names = ", ".join(self.label_names[i] for i in allowed)
+            self._options[allowed] = self._encode(names, self._spaced("options"))
+        return self._options[allowed]
+
+    def prompt_ids(self, instruction_ids: list[int], text_ids: list[int], task_id: int) -> list[int]:
+        """The token ids of one example's prompt, special tokens included."""
+        values = {"instruction": instruction_ids, "text": text_ids}
+        ids = list(self._prefix)
+        for kind, value in self._parts:
+            if kind == "ids":
+                ids += value
+            else:
+                name = value[0]
+                ids += self._options_ids(self.label_space.allowed(task_id)) if name == "options" else values[name]
+        return ids + self._suffix
+
+    def collate(self, examples: Batch) -> Batch:
+        """Columnar examples -> model tensors (see the subclass's ``_batch``) plus ``label``/``task`` [B]."""
+        examples = self._columns(examples, "text_ids")
+        tasks = [int(t) for t in examples["task"]]
+        pairs = zip(examples["instruction_ids"], examples["text_ids"], tasks)
+        prompts = [self.prompt_ids(instruction, text, task_id) for instruction, text, task_id in pairs]
+        labels = [int(label) for label in examples["label"]] if "label" in examples else None
+        targets = [self.target_ids[label] for label in labels] if labels is not None else None
+        batch = self._batch(prompts, targets)
+        batch["task"] = self._tensor(tasks)
+        if labels is not None:
+            batch["label"] = self._tensor(labels)
+        return batch
+
+    def _batch(self, prompts: list[list[int]], targets: list[list[int]] | None) -> Batch:  # pragma: no cover
+        raise NotImplementedError
+
+    def _generate(self, batch: Batch) -> torch.Tensor:  # pragma: no cover
+        """Generated token ids [B, <= max_new_tokens] (prompt removed)."""
+        raise NotImplementedError
+
+    def generation_options(self) -> dict:
+        """Greedy decoding options shared by both model families."""
+        tok = self.tokenizer
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": False, "num_beams": 1,
+                "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
+
+    def match(self, texts: Sequence[str], task_ids: Sequence[int]) -> list[int]:
+        """Global id of the allowed label whose name equals each stripped, lower-cased text; -1 if none."""
+        out = []
+        for text, task_id in zip(texts, task_ids):
+            names = {self.label_names[i].strip().lower(): i for i in reversed(self.label_space.allowed(int(task_id)))}
+            out.append(names.get(text.strip().lower(), -1))
+        return out
+
+    def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor:
+        """Greedy decode, exact match to the allowed label names -> global ids [B] (-1: no match)."""
+        texts = self.tokenizer.batch_decode(self._generate(batch), skip_special_tokens=True)
+        return self._tensor(self.match(texts, batch["task"].tolist()))
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError(
+            f"{self.name} predicts label names by decoding and has no [batch, num_classes] logits; "
+            "strategies that need class logits (LwF, DER) require the hf-classifier backbone"
+        )

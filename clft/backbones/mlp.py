@@ -1,0 +1,109 @@
+"""``mlp``: a small multi-layer perceptron over a fixed-length float vector ``x``.
+
+The CPU workhorse for the digits streams and for tests. The input size is read
+from the first training example's ``x``.
+
+Head choice: ONE linear head over all ``len(benchmark.label_names)`` classes,
+masked per example by the runner's ``LabelSpace``:
+
+- task-il: only the classes of the example's own task (``task`` column) are
+  allowed, which makes the single head equivalent to one head per task sharing
+  the hidden layers, without per-task parameters;
+- class-il: the classes of every task seen so far (all classes before any
+  training), so the softmax competes across tasks as class-IL requires;
+- domain-il: the shared label set, all logits.
+
+Masked logits are filled with ``NEG = finfo.min / 2`` (finite, so softmax and
+its gradient stay finite even in half precision) before the cross-entropy in
+``loss`` and the argmax in ``predict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clft.registry import backbones
+from clft.types import Backbone, Batch, Benchmark, LabelSpace, Task
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+
+def build_mlp(n_in: int, hidden: list[int], n_out: int, dropout: float, activation: str) -> nn.Sequential:
+    """Linear -> activation -> dropout for each hidden size, then the linear head."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(n_in, width), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        n_in = width
+    layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+def masked(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """``logits`` with not-allowed entries set to half the most negative finite value."""
+    return logits.masked_fill(~allowed, torch.finfo(logits.dtype).min / 2)
+
+
+@backbones.register()
+class MLP(Backbone):
+    """MLP backbone: x [B, d] -> hidden layers -> one linear head over every class."""
+
+    name = "mlp"
+
+    @dataclass
+    class Config:
+        hidden: list[int] = field(default_factory=lambda: [256, 256])
+        """Hidden layer widths, in order; [] gives a linear (softmax-regression) model."""
+        dropout: float = 0.0
+        """Dropout probability after each hidden activation, in [0, 1)."""
+        activation: Literal["relu", "gelu"] = "relu"
+        """Hidden activation."""
+
+        def __post_init__(self) -> None:
+            if any(width < 1 for width in self.hidden):
+                raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+            if not 0.0 <= self.dropout < 1.0:
+                raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+    def __init__(self, config: Config, benchmark: Benchmark, tasks: list[Task]) -> None:
+        super().__init__(config, benchmark, tasks)
+        if not tasks or "x" not in tasks[0].train.column_names:
+            raise ValueError("the mlp backbone needs examples with a float-vector column 'x'")
+        n_in = len(tasks[0].train[0]["x"])
+        n_out = len(benchmark.label_names)
+        self.model = build_mlp(n_in, list(config.hidden), n_out, config.dropout, config.activation)
+        self.device = torch.device("cpu")
+        # the runner replaces this; a default keeps the backbone usable on its own
+        self.label_space = LabelSpace(benchmark.scenario, n_out, {t.id: t.classes for t in tasks})
+
+    def collate(self, examples: Batch) -> Batch:
+        """Columnar ``{x, label, task}`` -> float32 ``x`` [B, d], int64 ``label`` and ``task`` [B]."""
+        batch = {"x": torch.as_tensor(np.asarray(examples["x"], dtype=np.float32), device=self.device)}
+        for column in ("label", "task"):
+            if column in examples:
+                batch[column] = torch.as_tensor(np.asarray(examples[column], dtype=np.int64), device=self.device)
+        return batch
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        return self.model(batch["x"])
+
+    def allowed(self, batch: Batch, task: Task) -> torch.Tensor:
+        """Bool [B, num_classes]: the label space's mask for each example's own ``task`` column
+        (``task.id`` for every row when the batch has no such column)."""
+        task_ids = batch["task"].tolist() if "task" in batch else [task.id] * len(batch["x"])
+        return self.label_space.mask(task_ids, self.device)
+
+    def loss(self, batch: Batch, task: Task) -> torch.Tensor:
+        """Mean cross-entropy over the allowed logits of each example."""
+        return F.cross_entropy(masked(self.logits(batch), self.allowed(batch, task)), batch["label"])
+
+    def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor:
+        """Argmax over the allowed logits (the label space's scenario decides what is allowed)."""
+        return masked(self.logits(batch), self.allowed(batch, task)).argmax(dim=-1)

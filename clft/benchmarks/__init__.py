@@ -1,0 +1,10 @@
+"""Built-in benchmarks: each module registers itself; imported explicitly here (no scanning)."""
+
+from clft.benchmarks import (  # noqa: F401
+    banking77,
+    clinc150,
+    digits,
+    lfpt5,
+    text_cl,
+    text_classification,
+)

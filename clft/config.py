@@ -1,0 +1,194 @@
+"""Experiment configuration: YAML + dotted overrides -> typed dataclasses.
+
+Each plugin's ``Config`` dataclass is its schema. ``make_dataclass_instance``
+checks every key and value against the dataclass field types, so an unknown
+key or a wrong type fails with one line naming the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from clft.errors import ConfigError
+
+_NONE = type(None)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Return ``value`` as type ``tp`` or raise ConfigError naming ``where``.
+
+    Accepted conversions: int -> float, list -> tuple; everything else must
+    already have the right type (YAML parses numbers and booleans for us).
+    """
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in args and type(value) is type(args[args.index(value)]):
+            return value
+        raise ConfigError(f"{where}: {value!r} is not valid; valid: {', '.join(map(repr, args))}")
+    if origin in (Union, types.UnionType):
+        if value is None and _NONE in args:
+            return None
+        options = [a for a in args if a is not _NONE]
+        if len(options) == 1:  # Optional[X]: X's own message is the useful one
+            return coerce(value, options[0], where)
+        for arg in options:
+            try:
+                return coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        item = args[0] if args else Any
+        items = [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        key_tp, val_tp = args or (Any, Any)
+        return {coerce(k, key_tp, where): coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return make_dataclass_instance(tp, value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        return _float_from_text(value, where)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got boolean {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _float_from_text(text: str, where: str) -> float:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; accept such numeric strings for floats."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: expected float, got str {text!r}") from None
+
+
+def make_dataclass_instance(cls: type, options: dict, where: str) -> Any:
+    """``cls(**options)`` with unknown keys and wrong types reported as ConfigError."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(options).__name__} {options!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    for key in options:
+        if key not in fields:
+            valid = ", ".join(sorted(fields)) or "(none)"
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {valid}")
+    missing = [n for n, f in fields.items() if n not in options and _is_required(f)]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s): {', '.join(missing)}")
+    values = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in options.items()}
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:  # __post_init__ validation
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _is_required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses/tuples -> plain dicts/lists, for JSON and YAML."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read an experiment file; missing/unparseable/non-mapping files raise ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, where: str) -> dict:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: an experiment must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.0.c=value`` overrides (values parsed as YAML) to a copy of ``raw``."""
+    import copy
+
+    data = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key.path=value (e.g. train.epochs=2)")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        _set_dotted(data, key.split("."), value, item)
+    return data
+
+
+def _set_dotted(node: Any, parts: list[str], value: Any, item: str) -> None:
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {item!r}: {part!r} is not an index below {len(node)}")
+            index: Any = int(part)
+        elif isinstance(node, dict):
+            index = part
+            if not last and index not in node:
+                node[index] = {}
+        else:
+            raise ConfigError(f"override {item!r}: cannot index into {type(node).__name__} with {part!r}")
+        if last:
+            node[index] = value
+        else:
+            node = node[index]

@@ -1,0 +1,157 @@
+"""The experiment schema (``ExperimentConfig``) and its expansion into runs.
+
+An experiment file is one mapping::
+
+    name: quickstart
+    seeds: [0, 1, 2]
+    scenarios: [class-il, task-il]         # optional; default: the benchmark's own
+    benchmark: {name: split-digits}
+    backbone: {name: mlp, hidden: [256, 256]}
+    strategies: [{name: replay}, {name: ewc}]   # ONE run composing these (DESIGN.md)
+    compare: [finetune, {name: ewc, lam: 100}, [replay, ewc]]  # or: one run per entry
+    train: {epochs: 3, batch_size: 32, lr: 1.0e-3}
+
+``strategies`` and ``compare`` are exclusive. A compare entry is a strategy name,
+a strategy mapping, or a list of those (composed in one run). Plugin blocks are
+validated against the plugin's own ``Config`` when the run is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from clft.config import apply_overrides, load_yaml, make_dataclass_instance
+from clft.errors import ConfigError
+from clft.types import SCENARIOS
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class TrainConfig:
+    """How the runner trains every task."""
+
+    epochs: int = 1
+    """Passes over each task's training data."""
+    batch_size: int = 32
+    """Training batch size."""
+    eval_batch_size: int = 256
+    """Batch size under ``torch.inference_mode`` for evaluation."""
+    lr: float = 1e-3
+    """Learning rate of the optimizer (rebuilt at every task)."""
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    """Optimizer class."""
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    """SGD momentum (ignored by adam/adamw)."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value; None = no clipping."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Autocast dtype through accelerate; applied on CUDA only (CPU runs stay fp32)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto = CUDA when present, else CPU."""
+    bucket_by_length: bool = True
+    """Sample training batches of similar length (text backbones); no effect on fixed-size inputs."""
+    on_nan: Literal["stop", "skip"] = "stop"
+    """A NaN/inf loss stops the run (stop) or skips that batch (skip)."""
+    grad_accumulation_steps: int = 1
+    """Micro-batches per optimizer step (effective batch = batch_size x this)."""
+    max_steps_per_task: int | None = None
+    """Cap on optimizer steps per task (smoke tests)."""
+    threads: int | None = None
+    """torch intra-op CPU threads (torch.set_num_threads); None = torch's default. 1 is fastest for tiny models."""
+    deterministic: bool = True
+    """torch.use_deterministic_algorithms(True) with warn_only; same seed -> same matrix on CPU."""
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "eval_batch_size", "grad_accumulation_steps"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not self.lr > 0:  # also rejects NaN
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment: stream x backbone x strategies x seeds (x scenarios)."""
+
+    name: str = "experiment"
+    benchmark: dict = field(default_factory=lambda: {"name": "split-digits"})
+    backbone: dict = field(default_factory=lambda: {"name": "mlp"})
+    seeds: list[int] = field(default_factory=lambda: [0])
+    scenarios: list[str] | None = None
+    strategies: list[Any] | None = None
+    compare: list[Any] | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    description: str = ""
+    published: dict = field(default_factory=dict)
+    """Published numbers to print beside ours (free-form, not used by the runner)."""
+
+    def __post_init__(self) -> None:
+        if self.strategies is not None and self.compare is not None:
+            raise ValueError("give either 'strategies' (one composed run) or 'compare' (one run per entry), not both")
+        if not self.seeds:
+            raise ValueError("seeds must list at least one seed")
+        for scenario in self.scenarios or []:
+            if scenario not in SCENARIOS:
+                raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
+        for key in ("benchmark", "backbone"):
+            if "name" not in getattr(self, key):
+                raise ValueError(f"'{key}' needs a 'name'")
+
+    def strategy_groups(self) -> list[list[dict]]:
+        """The runs to make: each a list of strategy specs (mappings with a 'name')."""
+        if self.compare is not None:
+            return [_as_group(entry, f"compare[{i}]") for i, entry in enumerate(self.compare)]
+        return [_as_group(self.strategies or ["finetune"], "strategies")]
+
+
+def _as_group(entry: Any, where: str) -> list[dict]:
+    items = entry if isinstance(entry, list) else [entry]
+    if not items:
+        raise ConfigError(f"{where}: an empty strategy list")
+    specs = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or "name" not in item:
+            raise ConfigError(f"{where}: a strategy must be a name or a mapping with 'name', got {item!r}")
+        specs.append(dict(item))
+    return specs
+
+
+def group_label(group: list[dict]) -> str:
+    """``[replay, ewc]`` -> ``replay+ewc`` (the run's strategy name)."""
+    return "+".join(str(spec["name"]) for spec in group)
+
+
+def load_experiment(path: str | None, overrides: list[str] | None = None) -> tuple[ExperimentConfig, dict]:
+    """Read, override and validate an experiment; returns (config, raw resolved mapping)."""
+    raw = load_yaml(path) if path else {}
+    raw = apply_overrides(raw, overrides or [])
+    config = make_dataclass_instance(ExperimentConfig, raw, where="experiment")
+    return config, raw
+
+
+def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
+    """A plugin block, with ``file: x.yaml`` replaced by that file's mapping (keys given here win).
+
+    The file is looked up as given, then relative to ``base_dir`` (the experiment's folder),
+    then relative to the project root; so ``benchmark: {file: benchmarks/clinc150.yaml}`` works.
+    """
+    spec = dict(spec)
+    if "file" not in spec:
+        return spec
+    name = spec.pop("file")
+    if not isinstance(name, str):
+        raise ConfigError(f"'file' must be a path to a YAML file, got {name!r}")
+    candidates = [Path(name)]
+    if base_dir is not None:
+        candidates += [base_dir / name, base_dir.parent / name]
+    candidates.append(PROJECT_ROOT / name)
+    for path in candidates:
+        if path.is_file():
+            return {**load_yaml(path), **spec}
+    raise ConfigError(f"plugin file {name!r} not found (looked in: {', '.join(str(p) for p in candidates)})")

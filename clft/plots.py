@@ -1,0 +1,116 @@
+"""Plots computed from run JSONs only: accuracy-matrix heatmaps and accuracy curves.
+
+matplotlib is imported inside the functions and drives the Agg canvas
+directly (``Figure`` + ``FigureCanvasAgg``, no pyplot), so importing this
+module has no side effects and never touches the user's global backend.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clft.errors import DataError
+from clft.metrics import accuracy_curve
+from clft.results import atomic_write_bytes, load_results
+from clft.tables import group_runs, task_names
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from matplotlib.figure import Figure
+
+
+def write_plots(directory: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Write PNG plots of every run JSON under ``directory``; return the paths written.
+
+    * ``heatmap_<scenario>_<strategy>.png`` per (scenario, strategy): the mean
+      accuracy matrix over seeds, row i = after training task i, column j =
+      evaluated on task j, values written in the cells;
+    * ``curves_<scenario>.png`` per scenario: ``accuracy_curve`` (mean over
+      seeds, ± one sample std band) of every strategy against tasks trained.
+
+    ``out_dir`` defaults to ``directory/plots``. Files are written atomically.
+    Raises DataError when the directory is missing or holds no run.
+    """
+    runs = load_results(directory)
+    if not runs:
+        raise DataError(f"no run JSON files under {directory}")
+    out = Path(out_dir) if out_dir is not None else Path(directory) / "plots"
+    groups = group_runs(runs)
+    paths = []
+    for (scenario, strategy), members in groups.items():
+        fig = _heatmap(scenario, strategy, members)
+        paths.append(_save(fig, out / f"heatmap_{_slug(scenario)}_{_slug(strategy)}.png"))
+    for scenario in dict.fromkeys(scenario for scenario, _ in groups):
+        by_strategy = {strategy: members for (sc, strategy), members in groups.items() if sc == scenario}
+        paths.append(_save(_curves(scenario, by_strategy), out / f"curves_{_slug(scenario)}.png"))
+    return paths
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe version of a scenario or strategy name (``replay+ewc`` stays)."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("_") or "unnamed"
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Render ``fig`` to PNG in memory, then write it atomically to ``path``."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _heatmap(scenario: str, strategy: str, members: list[dict]) -> Figure:
+    """The mean accuracy matrix of one group, numbers in the cells."""
+    mean = np.mean([np.asarray(run["acc"], dtype=float) for run in members], axis=0)
+    names = task_names(members[0])
+    t = len(names)
+    side = 2.5 + 0.55 * t
+    fig = _new_figure(side + 1.0, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(mean, vmin=0.0, vmax=1.0, cmap="viridis")
+    fontsize = max(4.0, 10.0 - 0.3 * t)
+    for i in range(t):
+        for j in range(t):
+            colour = "white" if mean[i, j] < 0.6 else "black"
+            ax.text(j, i, f"{mean[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=fontsize)
+    ax.set_xticks(range(t), names, rotation=45, ha="right", fontsize=fontsize)
+    ax.set_yticks(range(t), [f"{i + 1}: {name}" for i, name in enumerate(names)], fontsize=fontsize)
+    ax.set_xlabel("evaluated on task j")
+    ax.set_ylabel("after training task i")
+    ax.set_title(f"{scenario} — {strategy} (mean of {len(members)} seed{'s' * (len(members) > 1)})")
+    fig.colorbar(image, ax=ax, label="accuracy")
+    return fig
+
+
+def _curves(scenario: str, by_strategy: dict[str, list[dict]]) -> Figure:
+    """Average accuracy on the tasks seen so far after each task, one line per strategy."""
+    fig = _new_figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    for strategy, members in by_strategy.items():
+        curves = np.asarray([accuracy_curve(run["acc"]) for run in members])
+        mean = curves.mean(axis=0)
+        std = curves.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+        x = np.arange(1, len(mean) + 1)
+        (line,) = ax.plot(x, mean, marker="o", label=f"{strategy} (n={len(members)})")
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("tasks trained")
+    ax.set_ylabel("average accuracy on tasks seen so far")
+    ax.set_ylim(0.0, 1.0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{scenario}: accuracy over tasks (band: ± 1 std over seeds)")
+    ax.legend(fontsize="small")
+    return fig

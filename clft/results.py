@@ -1,0 +1,94 @@
+"""Results: one JSON file per run (schema in docs/architecture.md), written atomically.
+
+Tables and plots are computed from these files only (``load_results``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from clft.errors import DataError
+from clft.faults import kill_point
+
+SCHEMA_VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one.
+
+    Temporary file in the same directory, flush + fsync, then ``os.replace``. On
+    any error (a full disk included) the temporary file is removed and the
+    previous ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        kill_point(f"write:{path.name}:before-rename")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+
+
+def git_sha() -> str:
+    """The git revision of the clft source tree, ``+dirty`` when modified; 'unknown' outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "clft"], cwd=root, capture_output=True,
+                               text=True, timeout=10)
+        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("clft", "torch", "transformers", "peft", "accelerate", "datasets", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def load_results(directory: str | Path) -> list[dict]:
+    """Every run JSON (files with ``schema_version``) under ``directory``, sorted by path."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"results directory not found: {directory}")
+    runs = []
+    for path in sorted(directory.rglob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"corrupt result file {path}: {exc}") from None
+        if isinstance(data, dict) and "schema_version" in data and "acc" in data:
+            if data["schema_version"] != SCHEMA_VERSION:
+                raise DataError(f"{path}: schema_version {data['schema_version']} is not {SCHEMA_VERSION}")
+            data["_path"] = str(path)
+            runs.append(data)
+    return runs

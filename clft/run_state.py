@@ -1,0 +1,24 @@
+"""What a run has measured so far: the checkpointed part of a run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class RunState:
+    """``acc[i][j]``: accuracy on task j after training task i; rows exist for finished tasks."""
+
+    next_task: int = 0
+    acc: list[list[float]] = field(default_factory=list)
+    baseline_acc: list[float] | None = None
+    train_seconds: list[float] = field(default_factory=list)
+    peak_memory_mb: float = 0.0
+    skipped_batches: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunState":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})

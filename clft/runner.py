@@ -1,0 +1,211 @@
+"""The one training/evaluation loop.
+
+For a run (experiment x strategy group x scenario x seed) the runner:
+
+1. builds the stream, the backbone and the strategies, and evaluates every task
+   before training (``baseline_acc``);
+2. for each task i: ``before_task`` hooks, builds the optimizer, trains
+   (loss + the strategies' ``extra_loss`` terms, ``after_backward`` hooks),
+   ``after_task`` hooks, evaluates every task of the stream (row i of ``acc``),
+   and writes an atomic checkpoint;
+3. writes the run's JSON (``clft.results``) and removes the checkpoint.
+
+Determinism: the global seed is set before the backbone is built and again
+(``seed * 1000 + task id``) at the start of every task; batch order comes from a
+numpy generator seeded with ``(seed, task id, epoch)``. So a run resumed at a
+task boundary replays exactly what an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from clft.devices import Devices, peak_memory_mb
+from clft.errors import ClftError, ConfigError, DivergenceError
+from clft.faults import kill_point
+from clft.run_state import RunState
+from clft.sampling import eval_batches, train_batches
+from clft.types import Backbone, Strategy, Task
+
+
+@dataclass
+class Run:
+    """Everything one run needs, already built (see ``clft.build.build_run``)."""
+
+    run_id: str
+    seed: int
+    scenario: str
+    tasks: list[Task]
+    backbone: Backbone
+    strategies: list[Strategy]
+    train: object  # TrainConfig
+    devices: Devices
+    state: RunState
+    progress: bool = True
+    benchmark: object = None
+    on_task_end: list = field(default_factory=list)
+    trainable_names: set = field(default_factory=set)
+    """Parameters trainable at any task end: what checkpoints keep."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def execute(run: Run) -> RunState:
+    """Train the remaining tasks of ``run`` and return the final state."""
+    if run.state.baseline_acc is None:
+        run.state.baseline_acc = evaluate_stream(run)
+    for task in run.tasks[run.state.next_task :]:
+        seed_everything(run.seed * 1000 + task.id)
+        started = time.perf_counter()
+        train_task(run, task)
+        run.state.train_seconds.append(time.perf_counter() - started)
+        run.state.acc.append(evaluate_stream(run))
+        run.state.next_task = task.id + 1
+        run.state.peak_memory_mb = max(run.state.peak_memory_mb, peak_memory_mb(run.devices))
+        for callback in run.on_task_end:
+            callback(run, task)
+    return run.state
+
+
+def training_data(run: Run, task: Task):
+    """The first strategy overriding ``train_data`` decides; else the task's own data."""
+    seen = run.tasks[: task.id + 1]
+    for strategy in run.strategies:
+        if type(strategy).train_data is not Strategy.train_data:
+            return strategy.train_data(task, seen)
+    return task.train
+
+
+def train_task(run: Run, task: Task) -> None:
+    backbone, cfg = run.backbone, run.train
+    backbone.label_space.mark_seen(task)
+    for strategy in run.strategies:
+        strategy.before_task(backbone, task, run.tasks)
+    data = backbone.prepare(training_data(run, task))
+    optimizer = run.devices.prepare_optimizer(build_optimizer(backbone, cfg))
+    backbone.model.train()
+    micro = 0
+    for epoch in range(cfg.epochs):
+        rng = np.random.default_rng([run.seed, task.id, epoch])
+        batches = train_batches(len(data), cfg.batch_size, rng, backbone.lengths(data), cfg.bucket_by_length)
+        bar = tqdm(batches, desc=f"{run.run_id} task {task.id + 1}/{len(run.tasks)} ep {epoch + 1}",
+                   disable=not run.progress, leave=False, dynamic_ncols=True)
+        for indices in bar:
+            step = micro // cfg.grad_accumulation_steps
+            if cfg.max_steps_per_task is not None and step >= cfg.max_steps_per_task:
+                break
+            loss = forward_backward(run, task, data[indices], step)
+            micro += 1
+            if micro % cfg.grad_accumulation_steps == 0:
+                optimizer_step(run, task, optimizer)
+            if loss is not None and micro % 10 == 1:
+                bar.set_postfix(loss=f"{loss:.4f}")
+    if micro % cfg.grad_accumulation_steps:
+        optimizer_step(run, task, optimizer)
+    for strategy in run.strategies:
+        strategy.after_task(backbone, task)
+
+
+def forward_backward(run: Run, task: Task, examples: dict, step: int) -> float | None:
+    """loss = backbone.loss + sum of extra_loss terms; backward (scaled for accumulation).
+
+    Returns the loss, or None when a non-finite loss was skipped (``on_nan: skip``).
+    """
+    backbone, cfg = run.backbone, run.train
+    kill_point(f"train:task{task.id}:step{step}")
+    try:
+        with run.devices.autocast():
+            batch = backbone.collate(examples)
+            loss = backbone.loss(batch, task)
+            for strategy in run.strategies:
+                term = strategy.extra_loss(backbone, batch, task)
+                if term is not None:
+                    loss = loss + term
+        value = loss.detach().float().item()
+        if not math.isfinite(value):
+            return _non_finite(run, task, step, value)
+        run.devices.backward(loss / cfg.grad_accumulation_steps)
+    except torch.OutOfMemoryError:
+        raise ClftError(
+            f"out of memory at task {task.id} ({task.name!r}) step {step} with batch_size {cfg.batch_size}; "
+            f"lower train.batch_size and raise train.grad_accumulation_steps to keep the effective batch"
+        ) from None
+    return value
+
+
+def optimizer_step(run: Run, task: Task, optimizer) -> None:
+    """Gradient surgery hooks, clipping, step, zero_grad."""
+    for strategy in run.strategies:
+        strategy.after_backward(run.backbone, task)
+    if run.train.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.backbone.trainable_parameters(), run.train.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _non_finite(run: Run, task: Task, step: int, value: float) -> None:
+    if run.train.on_nan == "skip":
+        run.state.skipped_batches += 1
+        return None
+    raise DivergenceError(
+        f"loss is {value} at task {task.id} ({task.name!r}) step {step} of run {run.run_id}; "
+        f"{run.state.next_task} finished task(s) are kept in the checkpoint; set train.on_nan=skip to skip such batches"
+    )
+
+
+def build_optimizer(backbone: Backbone, cfg) -> torch.optim.Optimizer:
+    params = backbone.trainable_parameters()
+    if not params:
+        raise ConfigError("the backbone has no trainable parameters (check the peft block / strategies)")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def predictor(run: Run):
+    """The strategy that overrides ``predict`` (at most one), else the backbone's."""
+    overriding = [s for s in run.strategies if type(s).predict is not Strategy.predict]
+    if len(overriding) > 1:
+        names = ", ".join(s.name for s in overriding)
+        raise ConfigError(f"strategies {names} all override predict; combine at most one of them")
+    if overriding:
+        return overriding[0].predict
+    return lambda backbone, batch, task, scenario: backbone.predict(batch, task, scenario)
+
+
+@torch.inference_mode()
+def evaluate_task(run: Run, task: Task, predict) -> float:
+    """Accuracy on ``task.test``: mean over examples of [predicted id == label]."""
+    backbone = run.backbone
+    data = backbone.prepare(task.test)
+    correct = 0
+    for indices in eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(data)):
+        examples = data[indices]
+        with run.devices.autocast():
+            batch = backbone.collate(examples)
+            predicted = predict(backbone, batch, task, run.scenario)
+        labels = torch.as_tensor(examples["label"])
+        correct += int((predicted.detach().cpu().long() == labels).sum())
+    return correct / len(data)
+
+
+def evaluate_stream(run: Run) -> list[float]:
+    """Accuracy on every task of the stream, seen or not."""
+    predict = predictor(run)
+    run.backbone.model.eval()
+    try:
+        return [evaluate_task(run, task, predict) for task in run.tasks]
+    finally:
+        run.backbone.model.train()

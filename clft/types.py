@@ -1,0 +1,204 @@
+"""The core concepts of clft: Task, Benchmark, Backbone, Strategy, LabelSpace.
+
+Every plugin implements one of these. The runner (``clft.runner``) is the only
+training/evaluation loop; plugins only answer the questions asked here.
+
+Data convention: a task's ``train``/``test``/``val`` are ``datasets.Dataset``
+objects with at least the columns ``label`` (a global label id, an int in
+``range(len(benchmark.label_names))``) and ``task`` (the task id, added by
+``clft.data.with_task_column``). Batches are *columnar*: the dict a
+``Dataset`` returns for a list of indices (``dataset[[3, 5, 8]]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import datasets
+    import torch
+
+SCENARIOS = ("task-il", "class-il", "domain-il")
+Batch = dict  # columnar batch: {column: list | Tensor}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One step of a stream: ``classes`` are the global label ids it contains."""
+
+    id: int
+    name: str
+    classes: tuple[int, ...]
+    train: "datasets.Dataset"
+    test: "datasets.Dataset"
+    val: "datasets.Dataset | None" = None
+
+
+@dataclass
+class LabelSpace:
+    """Which logits a scenario allows, per example.
+
+    - task-il: the classes of the example's own task (``task`` column);
+    - class-il: every class of every task trained so far (``seen``), or all
+      classes before any training (the zero-shot baseline);
+    - domain-il: the whole shared label space.
+
+    The runner owns it and marks tasks seen in ``before_task`` order; backbones
+    read it to mask logits in ``loss`` and ``predict``.
+    """
+
+    scenario: str
+    num_classes: int
+    task_classes: dict[int, tuple[int, ...]]
+    seen: set[int] = field(default_factory=set)
+
+    def allowed(self, task_id: int) -> tuple[int, ...]:
+        """Global label ids an example of ``task_id`` may be predicted as."""
+        if self.scenario == "task-il":
+            return self.task_classes[task_id]
+        if self.scenario == "class-il" and self.seen:
+            return tuple(sorted(self.seen))
+        return tuple(range(self.num_classes))
+
+    def mark_seen(self, task: Task) -> None:
+        self.seen.update(task.classes)
+
+    def mask(self, task_ids: Sequence[int], device: Any = None) -> "torch.Tensor":
+        """Bool tensor [len(task_ids), num_classes], True where a logit is allowed."""
+        import torch
+
+        key = (frozenset(self.seen), str(device))
+        if getattr(self, "_table_key", None) != key:
+            ids = sorted(self.task_classes)
+            table = torch.zeros(max(ids) + 1, self.num_classes, dtype=torch.bool)
+            for task_id in ids:
+                table[task_id, list(self.allowed(task_id))] = True
+            self._table, self._table_key = table.to(device) if device is not None else table, key
+        index = torch.as_tensor(task_ids, dtype=torch.long)
+        return self._table[index.to(self._table.device)]
+
+
+class Benchmark:
+    """A pure description of a task stream.
+
+    ``tasks(seed)`` is deterministic for a seed and keeps no cursor: calling it
+    twice returns equal streams. Subclasses set ``name``, ``Config`` and, in
+    ``__init__``, ``self.scenario`` and ``self.label_names``.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    scenario: str
+    label_names: list[str]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def tasks(self, seed: int) -> list[Task]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Backbone:
+    """The model and everything model-specific: tokenising, heads, adapters, devices.
+
+    The runner calls ``prepare`` once per dataset (tokenise/cache), batches with
+    ``collate``, trains on ``loss`` and evaluates with ``predict``. ``self.label_space``
+    is set by the runner before training; use it to mask logits.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    model: "torch.nn.Module"
+    label_space: LabelSpace
+
+    def __init__(self, config: Any, benchmark: Benchmark, tasks: list[Task]) -> None:
+        self.config = config
+
+    def prepare(self, dataset: "datasets.Dataset") -> "datasets.Dataset":
+        """Return the dataset in the form ``collate`` expects (e.g. tokenised once)."""
+        return dataset
+
+    def lengths(self, dataset: "datasets.Dataset") -> list[int] | None:
+        """Per-example lengths of a prepared dataset, for length bucketing; None if n/a."""
+        return None
+
+    def collate(self, examples: Batch) -> Batch:  # pragma: no cover - interface
+        """Columnar examples -> a batch of tensors on ``self.device``."""
+        raise NotImplementedError
+
+    def loss(self, batch: Batch, task: Task) -> "torch.Tensor":  # pragma: no cover
+        raise NotImplementedError
+
+    def predict(self, batch: Batch, task: Task, scenario: str) -> "torch.Tensor":  # pragma: no cover
+        """Predicted global label ids, shape [batch]."""
+        raise NotImplementedError
+
+    def logits(self, batch: Batch) -> "torch.Tensor":  # pragma: no cover
+        """Raw class scores [batch, num_classes] (classifiers; used by LwF, DER)."""
+        raise NotImplementedError
+
+    def trainable_parameters(self) -> list["torch.nn.Parameter"]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def to(self, device: Any) -> "Backbone":
+        self.device = device
+        self.model.to(device)
+        return self
+
+
+class Strategy:
+    """A forgetting-mitigation method: hooks with no-op defaults.
+
+    Hooks change only the strategy's own state or return an additive loss term;
+    the runner owns the loop, the optimizer and the batch. Several strategies
+    may run together: hooks run in list order, ``extra_loss`` terms are summed.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    requires_task_id: ClassVar[bool] = False
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
+        """Called before the optimizer is built for ``task`` (add/activate adapters here)."""
+
+    def train_data(self, task: Task, seen_tasks: list[Task]) -> "datasets.Dataset":
+        """The data to train on for ``task``; ``seen_tasks`` ends with ``task``."""
+        return task.train
+
+    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> "torch.Tensor | None":
+        """An additive loss term (penalty, replay loss), or None."""
+        return None
+
+    def after_backward(self, backbone: Backbone, task: Task) -> None:
+        """After ``loss.backward()``, before the optimizer step (gradient surgery)."""
+
+    def after_task(self, backbone: Backbone, task: Task) -> None:
+        """After training ``task`` (Fisher, buffer update, freezing)."""
+
+    def predict(self, backbone: Backbone, batch: Batch, task: Task, scenario: str) -> "torch.Tensor":
+        """Predicted label ids; override to infer the task (adapter-per-task, L2P)."""
+        return backbone.predict(batch, task, scenario)
+
+    def restore(self, backbone: Backbone) -> None:
+        """On resume, after ``load_state_dict`` and before the model's weights load:
+        rebuild structure the finished tasks created (adapters, prompts). Default: nothing."""
+
+    def report(self) -> dict:
+        """Numbers for the run JSON's ``extra`` (e.g. task-inference accuracy). Default: none."""
+        return {}
+
+    def extra_state_bytes(self) -> int:
+        """Bytes of extra state kept (buffers, Fishers, old adapters), for ``cost``."""
+        return 0
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned (tensors may arrive on the CPU)."""
