@@ -1,12 +1,15 @@
 """The ``clft`` command: run, table, plot, list.
 
 Every user error (unknown experiment file, plugin, key, wrong type, missing
-data) is one line on stderr and exit status 2; no traceback.
+data) is one line on stderr and exit status 2; no traceback. Other failures are
+one line too, with their own status: 3 a diverged (NaN/inf) loss, 74 a file that
+cannot be written (e.g. a full disk).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
         args.overrides, args.experiment = [args.experiment, *args.overrides], None  # `clft run a.b=1`
     path = Path(args.experiment) if args.experiment else default_experiment()
+    quiet_libraries(args.quiet)
     cfg, _ = load_experiment(str(path), args.overrides)
     out = Path(args.out) if args.out else Path("results") / cfg.name
     started = time.perf_counter()
@@ -45,6 +49,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\nplots: {plots[0].parent if plots else '(none)'}")
     print(f"results: {out}/ (one JSON per run; `clft table {out}` / `clft plot {out}`)")
     return 0
+
+
+def quiet_libraries(quiet: bool) -> None:
+    """No per-dataset ``Map`` bars from datasets (tokenising is quick; our tqdm shows progress);
+    with ``--quiet`` no weight-loading bars from transformers either."""
+    import warnings
+
+    import datasets
+
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    if quiet:  # read by huggingface_hub and transformers when they are imported
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _table(directory: Path, fmt: str) -> str:
@@ -124,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     except ClftError as exc:
         print(f"clft: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full disk, a missing permission: the system's one-line reason
+        print(f"clft: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 74
     except KeyboardInterrupt:
         print("clft: interrupted; finished tasks are checkpointed (rerun with --resume)", file=sys.stderr)
         return 130

@@ -146,11 +146,11 @@ def parse_yaml(text: str, where: str) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}: invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"{where}: invalid YAML{_yaml_problem(exc)}") from None
     except RecursionError:
         raise ConfigError(f"{where}: YAML nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a constructor's error, e.g. a date 2020-13-45
+        raise ConfigError(f"{where}: invalid YAML value: {_one_line(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -158,19 +158,34 @@ def parse_yaml(text: str, where: str) -> dict:
     return data
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`` at line N: problem`` of a YAML error, on one line (reader errors carry a position, not a line)."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).partition("\n")[0]
+    return f"{at}: {_one_line(problem)}"
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply ``a.b.0.c=value`` overrides (values parsed as YAML) to a copy of ``raw``."""
     import copy
 
-    data = copy.deepcopy(raw)
+    try:
+        data = copy.deepcopy(raw)
+    except RecursionError:
+        raise ConfigError("the experiment is nested too deeply") from None
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key.path=value (e.g. train.epochs=2)")
         try:
             value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
+            value = text  # not YAML (or a value YAML cannot build, e.g. 2020-13-45): keep the text
         _set_dotted(data, key.split("."), value, item)
     return data
 
@@ -179,7 +194,7 @@ def _set_dotted(node: Any, parts: list[str], value: Any, item: str) -> None:
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            if not (part.isascii() and part.isdigit()) or int(part) >= len(node):
                 raise ConfigError(f"override {item!r}: {part!r} is not an index below {len(node)}")
             index: Any = int(part)
         elif isinstance(node, dict):

@@ -69,7 +69,7 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accumulation_steps"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not self.lr > 0:  # also rejects NaN
+        if not 0 < self.lr < float("inf"):  # also rejects NaN
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
@@ -98,8 +98,8 @@ class ExperimentConfig:
             if scenario not in SCENARIOS:
                 raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
         for key in ("benchmark", "backbone"):
-            if "name" not in getattr(self, key):
-                raise ValueError(f"'{key}' needs a 'name'")
+            if "name" not in getattr(self, key) and "file" not in getattr(self, key):
+                raise ValueError(f"'{key}' needs a 'name' (or a 'file' holding one)")
 
     def strategy_groups(self) -> list[list[dict]]:
         """The runs to make: each a list of strategy specs (mappings with a 'name')."""

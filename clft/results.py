@@ -13,10 +13,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from clft.errors import DataError
+from clft.errors import ClftError, DataError
 from clft.faults import kill_point
 
 SCHEMA_VERSION = 1
+
+
+class WriteError(ClftError):
+    """A file could not be written (a full disk, no permission); the previous file is unchanged."""
+
+    exit_code = 74  # EX_IOERR
+
+
+def _reason(exc: OSError) -> str:
+    code = exc.errno if exc.errno is not None else next((a for a in exc.args if isinstance(a, int)), None)
+    return exc.strerror or (os.strerror(code) if code is not None else str(exc) or type(exc).__name__)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -24,9 +35,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
     Temporary file in the same directory, flush + fsync, then ``os.replace``. On
     any error (a full disk included) the temporary file is removed and the
-    previous ``path`` is untouched.
+    previous ``path`` is untouched; an OSError becomes a one-line ``WriteError``.
     """
     path = Path(path)
+    try:
+        _write_and_replace(path, data)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {_reason(exc)}; {path.name} is left as it was") from exc
+
+
+def _write_and_replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -39,6 +57,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (best effort: not every platform can fsync a directory)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +66,7 @@ def execute(run: Run) -> RunState:
     """Train the remaining tasks of ``run`` and return the final state."""
     if run.state.baseline_acc is None:
         run.state.baseline_acc = evaluate_stream(run)
+        kill_point("run:after-baseline")
     for task in run.tasks[run.state.next_task :]:
         seed_everything(run.seed * 1000 + task.id)
         started = time.perf_counter()
@@ -124,7 +126,9 @@ def forward_backward(run: Run, task: Task, examples: dict, step: int) -> float |
     """
     backbone, cfg = run.backbone, run.train
     kill_point(f"train:task{task.id}:step{step}")
-    try:
+    advice = ("lower train.batch_size and raise train.grad_accumulation_steps to keep the effective batch "
+              f"(now {cfg.batch_size} x {cfg.grad_accumulation_steps})")
+    with explain_oom(f"at task {task.id} ({task.name!r}) step {step} with batch_size {cfg.batch_size}", advice):
         with run.devices.autocast():
             batch = backbone.collate(examples)
             loss = backbone.loss(batch, task)
@@ -136,12 +140,25 @@ def forward_backward(run: Run, task: Task, examples: dict, step: int) -> float |
         if not math.isfinite(value):
             return _non_finite(run, task, step, value)
         run.devices.backward(loss / cfg.grad_accumulation_steps)
-    except torch.OutOfMemoryError:
-        raise ClftError(
-            f"out of memory at task {task.id} ({task.name!r}) step {step} with batch_size {cfg.batch_size}; "
-            f"lower train.batch_size and raise train.grad_accumulation_steps to keep the effective batch"
-        ) from None
     return value
+
+
+def is_oom(exc: BaseException) -> bool:
+    """torch's out-of-memory error (CUDA, MPS), or the CPU allocator's failure."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
+@contextmanager
+def explain_oom(where: str, advice: str):
+    """Turn an out-of-memory error into one line: where it happened and what to change."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not is_oom(exc):
+            raise
+        raise ClftError(f"out of memory {where}; {advice}; finished tasks are checkpointed (--resume)") from None
 
 
 def optimizer_step(run: Run, task: Task, optimizer) -> None:
@@ -206,6 +223,7 @@ def evaluate_stream(run: Run) -> list[float]:
     predict = predictor(run)
     run.backbone.model.eval()
     try:
-        return [evaluate_task(run, task, predict) for task in run.tasks]
+        with explain_oom(f"evaluating with eval_batch_size {run.train.eval_batch_size}", "lower train.eval_batch_size"):
+            return [evaluate_task(run, task, predict) for task in run.tasks]
     finally:
         run.backbone.model.train()

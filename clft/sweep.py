@@ -7,7 +7,9 @@ A run is (strategy group, scenario, seed). Its files, under the output folder::
     <out>/<scenario>/<strategies>/seed<k>.lock         held while a process runs it
 
 A finished run whose result has the same resolved config is skipped; a result
-with another config is never overwritten unless ``overwrite`` is set.
+with another config is never overwritten unless ``overwrite`` is set. Two sweeps
+may share one folder: a run locked by the other is waited for, not lost
+(``run_experiment``; docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from clft.data import check_disjoint_classes
 from clft.devices import Devices
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig, group_label, resolve_spec
+from clft.faults import kill_point
 from clft.locks import RunLock, RunLockedError
 from clft.registry import backbones, benchmarks, strategies
 from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
@@ -53,15 +56,38 @@ def plan_runs(cfg: ExperimentConfig) -> list[RunPlan]:
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | None = None, resume: bool = False,
                    overwrite: bool = False, progress: bool = True, log=print) -> list[Path]:
-    """Execute every planned run; returns the result paths (finished or skipped)."""
-    paths = []
-    for plan in plan_runs(cfg):
+    """Execute every planned run; returns the result paths (finished or skipped), in plan order.
+
+    A run that another process holds locked is put aside; after the other runs this
+    process waits for each such lock to be released, then takes the run up again: it
+    finds the result and skips it, or (the other process failed or was killed) runs it,
+    resuming from its checkpoint with ``resume``. So no planned run is left missing.
+    """
+    options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "progress": progress, "log": log}
+    paths: dict[int, Path] = {}
+    locked: list[tuple[int, RunPlan]] = []
+    for index, plan in enumerate(plan_runs(cfg)):
         try:
-            paths.append(run_one(cfg, plan, out_dir, base_dir=base_dir, resume=resume, overwrite=overwrite,
-                                 progress=progress, log=log))
+            paths[index] = run_one(cfg, plan, out_dir, **options)
         except RunLockedError as exc:
-            log(f"skip {plan.label} seed {plan.seed}: {exc}")
-    return paths
+            log(f"{plan.label} seed {plan.seed} is running elsewhere ({exc}); waiting for it after the other runs")
+            locked.append((index, plan))
+    for index, plan in locked:
+        paths[index] = _run_when_free(cfg, plan, out_dir, options)
+    return [paths[i] for i in sorted(paths)]
+
+
+LOCK_POLL_SECONDS = 1.0
+
+
+def _run_when_free(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options: dict) -> Path:
+    """``run_one`` once no other process holds the run's lock (retried if it is taken again)."""
+    while True:
+        try:
+            return run_one(cfg, plan, out_dir, **options)
+        except RunLockedError as exc:
+            options["log"](f"waiting for {exc.path} ({plan.label} seed {plan.seed})")
+            RunLock(exc.path).wait(LOCK_POLL_SECONDS)
 
 
 def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Path | None, resume: bool,
@@ -70,17 +96,21 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
     resolved = resolved_config(cfg, plan, run)
     config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
     result_path = out_dir / run.scenario / plan.label / f"seed{plan.seed}.json"
-    if _already_done(result_path, config_hash, overwrite, log):
-        return result_path
     ckpt_root = out_dir / ".checkpoints" / run.scenario / plan.label / f"seed{plan.seed}"
     with RunLock(result_path.with_suffix(".lock")):
+        for stale in result_path.parent.glob(f".{result_path.name}.*.tmp"):  # a write killed before its rename
+            stale.unlink(missing_ok=True)
+        if _already_done(result_path, config_hash, overwrite, log):  # checked under the lock: no double runs
+            _remove_tree(ckpt_root)  # left behind by a kill between the result and the clean-up
+            return result_path
         if resume:
             _resume(run, ckpt_root, config_hash)
         run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, config_hash))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
         execute(run)
         atomic_write_json(result_path, result_document(cfg, run, resolved, config_hash))
-    _remove_tree(ckpt_root)
+        kill_point("run:after-result")
+        _remove_tree(ckpt_root)
     return result_path
 
 

@@ -116,6 +116,7 @@ class Backbone:
 
     def __init__(self, config: Any, benchmark: Benchmark, tasks: list[Task]) -> None:
         self.config = config
+        self.device: Any = "cpu"  # the runner calls .to(device) before training
 
     def prepare(self, dataset: "datasets.Dataset") -> "datasets.Dataset":
         """Return the dataset in the form ``collate`` expects (e.g. tokenised once)."""

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from clft.backbones.hf_common import HFBackbone, HFConfig, load_model, mask_logits, pad, wrap_peft
+from clft.errors import ConfigError
 from clft.registry import backbones
 from clft.types import Batch, Benchmark, Task
 
@@ -58,7 +59,7 @@ class HFClassifier(HFBackbone):
         super().__init__(config, benchmark, tasks)
         encoder = load_model(self.auto_class, config)
         if hasattr(encoder, HEAD):
-            raise ValueError(f"{type(encoder).__name__} already has a {HEAD!r} attribute; use a base encoder")
+            raise ConfigError(f"{type(encoder).__name__} already has a {HEAD!r} attribute; use a base encoder")
         hidden = getattr(encoder.config, "hidden_size", None) or encoder.config.d_model
         head = torch.nn.Linear(hidden, len(self.label_names))
         encoder.add_module(HEAD, head.to(next(encoder.parameters()).dtype))

@@ -121,8 +121,10 @@ def load_model(auto_class: str, config: HFConfig):
         model = auto.from_config(model_config, trust_remote_code=remote)
         return model if config.dtype == "auto" else model.to(getattr(torch, config.dtype))
     source = resolve_model(config.model)
+    old = tuple(int(p) for p in transformers.__version__.split(".")[:2]) < (4, 56)  # before `dtype` replaced it
+    dtype = {"torch_dtype" if old else "dtype": config.dtype}
     try:
-        return auto.from_pretrained(source, trust_remote_code=remote, dtype=config.dtype)
+        return auto.from_pretrained(source, trust_remote_code=remote, **dtype)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model {source!r} with {auto_class}: {exc}") from None
 
@@ -244,8 +246,10 @@ class HFBackbone(Backbone):
         """The dataset with token columns added (tokenised once; cached, see module docstring)."""
         return cached_map(dataset, self._prepare_key(), self._tokenize)
 
-    def lengths(self, dataset) -> list[int]:
-        """Token count of each example of a prepared dataset."""
+    def lengths(self, dataset) -> list[int] | None:
+        """Token count of each example of a prepared dataset (None for an unprepared one)."""
+        if "n_tokens" not in dataset.column_names:
+            return None
         key = dataset._fingerprint
         if key not in self._lengths:
             self._lengths[key] = np.asarray(dataset.with_format("numpy")["n_tokens"][:]).tolist()

@@ -7,11 +7,16 @@ Every example becomes a prompt built from ``template`` (default
 ``instruction`` option), ``{options}`` the names of the labels the label space
 allows for the example, joined by ", " (task-IL: its task's classes; class-IL:
 every class seen so far, all before training; domain-IL: all), and ``{text}``
-its text. The target is the label's name followed by EOS; the loss is the LM
-loss on the target tokens only. ``predict`` decodes greedily (at most
-``max_new_tokens``), strips and lower-cases the decoded string, and returns the
-global id of the allowed label whose (stripped, lower-cased) name it equals
-exactly, or -1 when none does.
+its text. A label's name is its verbaliser ``benchmark.label_texts[i]`` when
+the benchmark has them (``Sports`` for ``agnews/Sports``), else
+``benchmark.label_names[i]``. The target is the label's name followed by EOS;
+the loss is the LM loss on the target tokens only. ``predict`` decodes greedily
+(at most ``max_new_tokens``), strips and lower-cases the decoded string, and
+returns the global id of the allowed label whose (stripped, lower-cased) name
+it equals exactly, or -1 when none does. Runs of whitespace count as one space;
+the decoding of a label's own target ids counts as a spelling of its name (for
+tokenizers that do not round-trip text exactly); when two allowed labels share
+a name (class-IL over AG News and Yahoo "Sports") the lower id wins.
 
 Tokenise once: ``prepare`` tokenises ``instruction`` and ``text`` (truncated to
 ``max_length`` tokens); ``collate`` joins those ids with the template's literal
@@ -61,6 +66,11 @@ class TextToTextConfig(HFConfig):
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
 
+def normalise(text: str) -> str:
+    """Stripped, lower-cased, runs of whitespace collapsed to one space: the form names are matched in."""
+    return " ".join(text.lower().split())
+
+
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     """The ids the tokenizer adds before and after a single text (e.g. BERT [CLS]/[SEP], T5 </s>)."""
     plain = tokenizer("x", add_special_tokens=False)["input_ids"]
@@ -89,9 +99,13 @@ class HFTextToText(HFBackbone):
         self._prefix, suffix = special_tokens(tok)
         self._suffix = suffix if self.prompt_suffix_specials else []
         eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
-        self.target_ids = [self._encode(name, self._target_spaced()) + eos for name in self.label_names]
+        self.label_texts = list(getattr(benchmark, "label_texts", None) or self.label_names)
+        if len(self.label_texts) != len(self.label_names):
+            raise ValueError(f"benchmark has {len(self.label_texts)} label_texts for {len(self.label_names)} labels")
+        self.target_ids = [self._encode(text, self._target_spaced()) + eos for text in self.label_texts]
         self.max_new_tokens = config.max_new_tokens or max(len(ids) for ids in self.target_ids) + 1
         self._options: dict[tuple[int, ...], list[int]] = {}
+        self._lookups: dict[tuple[int, ...], dict[str, int]] = {}
 
     def _target_spaced(self) -> bool:
         """Whether the target follows a space (causal LMs continue the prompt; seq2seq does not)."""
@@ -141,7 +155,7 @@ class HFTextToText(HFBackbone):
 
     def _options_ids(self, allowed: tuple[int, ...]) -> list[int]:
         if allowed not in self._options:
-            names = ", ".join(self.label_names[i] for i in allowed)
+            names = ", ".join(self.label_texts[i] for i in allowed)
             self._options[allowed] = self._encode(names, self._spaced("options"))
         return self._options[allowed]
 
@@ -184,13 +198,22 @@ class HFTextToText(HFBackbone):
         return {"max_new_tokens": self.max_new_tokens, "do_sample": False, "num_beams": 1,
                 "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
 
+    def _lookup(self, allowed: tuple[int, ...]) -> dict[str, int]:
+        """Normalised name -> global id for the allowed labels (first wins on a tie); the decoded
+        target ids count as a spelling too, for tokenizers that do not round-trip text exactly."""
+        if allowed not in self._lookups:
+            eos = self.tokenizer.eos_token_id
+            table: dict[str, int] = {}
+            for i in allowed:
+                decoded = self.tokenizer.decode([t for t in self.target_ids[i] if t != eos], skip_special_tokens=True)
+                for spelling in filter(None, (normalise(self.label_texts[i]), normalise(decoded))):
+                    table.setdefault(spelling, i)
+            self._lookups[allowed] = table
+        return self._lookups[allowed]
+
     def match(self, texts: Sequence[str], task_ids: Sequence[int]) -> list[int]:
         """Global id of the allowed label whose name equals each stripped, lower-cased text; -1 if none."""
-        out = []
-        for text, task_id in zip(texts, task_ids):
-            names = {self.label_names[i].strip().lower(): i for i in reversed(self.label_space.allowed(int(task_id)))}
-            out.append(names.get(text.strip().lower(), -1))
-        return out
+        return [self._lookup(self.label_space.allowed(int(k))).get(normalise(t), -1) for t, k in zip(texts, task_ids)]
 
     def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor:
         """Greedy decode, exact match to the allowed label names -> global ids [B] (-1: no match)."""

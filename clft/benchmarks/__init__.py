@@ -5,6 +5,8 @@ from clft.benchmarks import (  # noqa: F401
     clinc150,
     digits,
     lfpt5,
+    mnist,
+    synthetic_text,
     text_cl,
     text_classification,
 )

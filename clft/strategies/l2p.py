@@ -1,0 +1,158 @@
+"""``l2p``: Learning to Prompt, a shared pool of key-value prompts chosen per example.
+
+Wang et al. 2022, "Learning to Prompt for Continual Learning", CVPR. A pool of
+``pool_size`` prompts (each ``prompt_length`` vectors, initialised from
+randomly drawn token embeddings) with one key each (uniform in [-1, 1]).
+For an input x the query q(x) is the frozen backbone's feature of x without
+prompts (mean of the last hidden states over real tokens, no gradient, eval
+mode); the ``top_n`` prompts whose keys are most cosine-similar to q(x) are
+concatenated and prepended to x's embeddings. The loss adds the surrogate
+
+    λ · mean_x Σ_{k ∈ selected(x)} (1 − cos(q(x), k))
+
+pulling the chosen keys towards the queries that chose them. The pool, the
+keys and the head train on every task; the backbone is frozen (without a peft
+block every weight but the head; with one, peft decides, and the query then
+runs through the adapter too). No task id is used, so it runs in class-IL.
+Not implemented: the paper's optional prompt-frequency penalty and its
+masking of the logits to the current task's classes during training.
+
+``report()`` gives ``l2p_prompt_use``: how many times each prompt was chosen
+while training (all tasks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from clft.registry import strategies
+from clft.strategies._prompts import PrefixHook, freeze_backbone, mean_pool, vocabulary_init
+from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
+from clft.types import Backbone, Batch, Strategy, Task
+
+MODULE = "clft_l2p_pool"
+
+
+class PromptPool(torch.nn.Module):
+    """``prompts`` [M, prompt_length, H] and their ``keys`` [M, H]."""
+
+    def __init__(self, size: int, length: int, hidden: int) -> None:
+        super().__init__()
+        self.prompts = torch.nn.Parameter(torch.zeros(size, length, hidden))
+        self.keys = torch.nn.Parameter(torch.zeros(size, hidden))
+
+
+@strategies.register()
+class L2P(Strategy):
+    """A pool of prompts; each example uses the top-N whose keys match its frozen feature."""
+
+    name = "l2p"
+    conformance_backbone = TINY_TEXT_BACKBONE
+    conformance_benchmark = TINY_TEXT_BENCHMARK
+
+    @dataclass
+    class Config:
+        pool_size: int = 10
+        """M, prompts in the pool."""
+        prompt_length: int = 5
+        """Vectors per prompt."""
+        top_n: int = 5
+        """N, prompts chosen per example (≤ pool_size)."""
+        lam: float = 0.1
+        """λ, weight of the key-matching surrogate loss."""
+
+        def __post_init__(self) -> None:
+            if min(self.pool_size, self.prompt_length, self.top_n) < 1:
+                raise ValueError("pool_size, prompt_length and top_n must be >= 1")
+            if self.top_n > self.pool_size:
+                raise ValueError(f"top_n ({self.top_n}) must not exceed pool_size ({self.pool_size})")
+            if self.lam < 0:
+                raise ValueError(f"lam must be >= 0, got {self.lam}")
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.n_trained = 0
+        self.pool_bytes = 0
+        self.use = [0] * config.pool_size
+        self.hook: PrefixHook | None = None
+        self.pool: PromptPool | None = None
+        self.matched: torch.Tensor | None = None  # cos(q, k) of the last forward's chosen keys [B, N]
+
+    def attach(self, backbone: Backbone) -> None:
+        """Create the pool (zeros) under the transformers model and hook it in, once per backbone."""
+        if self.hook is not None and self.hook.attached_to(backbone):
+            return
+        base = backbone.base_model
+        hidden = base.get_input_embeddings().weight.shape[1]
+        pool = PromptPool(self.config.pool_size, self.config.prompt_length, hidden)
+        base.add_module(MODULE, pool.to(base.get_input_embeddings().weight.device))
+        self.pool = getattr(base, MODULE)
+        self.hook = PrefixHook(backbone, self.prefix, lambda: self.config.top_n * self.config.prompt_length)
+
+    def query(self, input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """q(x) [B, H]: unit-length mean feature of the model without prompts, in eval mode, no grad."""
+        target = self.hook.target
+        was_training = target.training
+        target.eval()
+        try:
+            with torch.no_grad(), self.hook.paused():
+                hidden = target(input_ids=input_ids, attention_mask=mask)[0]
+        finally:
+            target.train(was_training)
+        return F.normalize(mean_pool(hidden, mask).float(), dim=-1)
+
+    def prefix(self, input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """[B, N·prompt_length, H]: each example's top-N prompts by key similarity."""
+        similarity = self.query(input_ids, mask) @ F.normalize(self.pool.keys, dim=-1).T  # [B, M]
+        chosen = similarity.topk(self.config.top_n, dim=-1).indices  # [B, N]
+        if torch.is_grad_enabled():
+            self.matched = similarity.gather(1, chosen)
+            for index, n in enumerate(torch.bincount(chosen.flatten(), minlength=self.config.pool_size).tolist()):
+                self.use[index] += n
+        return self.pool.prompts[chosen].flatten(1, 2)
+
+    def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
+        first = self.hook is None
+        self.attach(backbone)
+        if first and self.n_trained == 0:
+            size, length, hidden = self.pool.prompts.shape
+            with torch.no_grad():
+                self.pool.prompts.copy_(vocabulary_init(backbone, size * length).view(size, length, hidden))
+                self.pool.keys.uniform_(-1.0, 1.0)
+        freeze_backbone(backbone)
+        self.pool.requires_grad_(True)
+
+    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+        matched, self.matched = self.matched, None
+        if matched is None or self.config.lam == 0:
+            return None
+        return self.config.lam * (1.0 - matched).sum(dim=1).mean()
+
+    def after_task(self, backbone: Backbone, task: Task) -> None:
+        self.n_trained = task.id + 1
+        self.pool_bytes = sum(p.numel() * p.element_size() for p in self.pool.parameters())
+
+    def report(self) -> dict:
+        return {"l2p_prompt_use": list(self.use)}
+
+    def restore(self, backbone: Backbone) -> None:
+        """Re-create the pool (its values come from the checkpoint)."""
+        if self.n_trained:
+            self.attach(backbone)
+            freeze_backbone(backbone)
+            self.pool.requires_grad_(True)
+
+    def extra_state_bytes(self) -> int:
+        """The prompt pool and its keys."""
+        return self.pool_bytes
+
+    def state_dict(self) -> dict:
+        return {"n_trained": self.n_trained, "pool_bytes": self.pool_bytes, "use": list(self.use)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.n_trained = int(state["n_trained"])
+        self.pool_bytes = int(state["pool_bytes"])
+        self.use = [int(n) for n in state["use"]]

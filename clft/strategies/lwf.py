@@ -1,0 +1,131 @@
+"""``lwf``: Learning without Forgetting.
+
+Li & Hoiem 2017, "Learning without Forgetting", TPAMI 40(12), in the KL form
+of knowledge distillation (Hinton et al. 2015). At the end of every task the
+trainable parameters are copied (θ_old). On every later batch x, with
+z_old = f(x; θ_old) and z = f(x; θ) the backbone's logits,
+
+    extra = λ · T² · Σ_G (1/B) Σ_x KL( softmax(z_old[G] / T) ‖ softmax(z[G] / T) )
+
+over groups G of previously seen classes: task-il, one group per old task (its
+head, as in multi-head LwF); class-il, one group with every old task's classes;
+domain-il, one group with the whole shared label space. T² keeps the gradient
+scale independent of T.
+
+The old model is the current one with its trainable parameters temporarily
+swapped for θ_old (``module._parameters`` entries replaced, never written in
+place, so the autograd graph of the current forward is untouched); frozen
+weights and buffers are shared, so only the trainable parameters are copied.
+It runs in eval mode under ``no_grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from clft.registry import strategies
+from clft.strategies._anchor import Tensors, tensor_bytes, to_cpu
+from clft.strategies.ewc import trainable
+from clft.types import Backbone, Batch, Strategy, Task
+
+
+@contextmanager
+def swapped_parameters(model: torch.nn.Module, values: Tensors) -> Iterator[None]:
+    """Within the block ``model`` computes with ``values`` in place of the named parameters."""
+    saved = []
+    for name, value in values.items():
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        original = module._parameters.get(attr)
+        if original is None or original.shape != value.shape or original.dtype != value.dtype:
+            continue
+        saved.append((module, attr, original))
+        module._parameters[attr] = value
+    try:
+        yield
+    finally:
+        for module, attr, original in reversed(saved):
+            module._parameters[attr] = original
+
+
+@strategies.register()
+class LwF(Strategy):
+    """Distil the previous model's outputs on the new data, over the old classes."""
+
+    name = "lwf"
+
+    @dataclass
+    class Config:
+        lam: float = 1.0
+        """λ, the weight of the distillation term (≥ 0)."""
+        temperature: float = 2.0
+        """T, the softmax temperature (> 0); Li & Hoiem use 2."""
+
+        def __post_init__(self) -> None:
+            if self.lam < 0:
+                raise ValueError(f"lam must be non-negative, got {self.lam}")
+            if not self.temperature > 0:
+                raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.old: Tensors = {}  # θ_old: the trainable parameters at the end of the last task
+        self.groups: list[list[int]] = []  # the old class groups for the current task
+
+    def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
+        past = [t for t in stream if t.id < task.id]
+        scenario = backbone.label_space.scenario
+        if not past:
+            self.groups = []
+        elif scenario == "task-il":
+            self.groups = [list(t.classes) for t in past]
+        elif scenario == "class-il":
+            self.groups = [sorted({c for t in past for c in t.classes})]
+        else:
+            self.groups = [list(range(backbone.label_space.num_classes))]
+
+    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+        if not self.old or not self.groups or self.config.lam == 0:
+            return None
+        new = backbone.logits(batch).float()
+        old = self.old_logits(backbone, batch)
+        t = self.config.temperature
+        total = new.new_zeros(())
+        for group in self.groups:
+            log_new = F.log_softmax(new[:, group] / t, dim=1)
+            log_old = F.log_softmax(old[:, group] / t, dim=1)
+            total = total + F.kl_div(log_new, log_old, log_target=True, reduction="batchmean")
+        return self.config.lam * t * t * total
+
+    def old_logits(self, backbone: Backbone, batch: Batch) -> torch.Tensor:
+        """f(x; θ_old): the current model with θ_old swapped in, eval mode, no grad."""
+        model = backbone.model
+        params = trainable(backbone)
+        for name, value in self.old.items():  # after load_state_dict: move once, keep there
+            if name in params and value.device != params[name].device:
+                self.old[name] = value.to(params[name].device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), swapped_parameters(model, self.old):
+                return backbone.logits(batch).float()
+        finally:
+            model.train(was_training)
+
+    def after_task(self, backbone: Backbone, task: Task) -> None:
+        self.old = {name: p.detach().clone() for name, p in trainable(backbone).items()}
+
+    def extra_state_bytes(self) -> int:
+        return tensor_bytes(self.old)
+
+    def state_dict(self) -> dict:
+        return {"old": to_cpu(self.old), "groups": [list(g) for g in self.groups]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.old = to_cpu(state["old"])
+        self.groups = [[int(c) for c in g] for g in state["groups"]]

@@ -1,0 +1,116 @@
+"""``mas``: Memory Aware Synapses.
+
+Aljundi, Babiloni, Elhoseiny, Rohrbach & Tuytelaars 2018, "Memory Aware
+Synapses: Learning what (not) to forget", ECCV. After task t, the importance
+of parameter i is the mean sensitivity of the squared L2 norm of the learned
+function's output over the task's training inputs, no labels needed:
+
+    Ω_t[i] = (1/N) Σ_n | ∂ ‖f(x_n; θ)‖²₂ / ∂θ_i |
+
+with f = ``backbone.logits`` restricted to the classes the label space allows
+for task t (the function the model computes for that task). Importances add up
+over tasks, Ω ← Ω + Ω_t, the anchor is θ* ← θ after task t, and every later
+step adds  λ Σ_i Ω_i (θ_i − θ*_i)².
+
+Gradients come from ``torch.autograd.grad`` in eval mode (training ``.grad``
+buffers untouched). ``batch_size`` 1 (default) gives the exact per-example
+|gradient|; larger batches take |∂ mean_n ‖f(x_n)‖² / ∂θ| per batch, cheaper
+and smaller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from clft.registry import strategies
+from clft.strategies._anchor import Tensors, quadratic_penalty, snapshot, tensor_bytes, to_cpu
+from clft.strategies._random import generator_from_state, generator_state, new_generator
+from clft.strategies.ewc import trainable
+from clft.types import Backbone, Batch, Strategy, Task
+
+
+@strategies.register()
+class MAS(Strategy):
+    """Unsupervised output-sensitivity importance Ω, quadratic pull to the last task's parameters."""
+
+    name = "mas"
+
+    @dataclass
+    class Config:
+        lam: float = 1.0
+        """λ, the penalty strength (≥ 0)."""
+        samples: int | None = None
+        """Training examples used for Ω, drawn at random; None = all of them."""
+        batch_size: int = 1
+        """Examples per gradient when estimating Ω; 1 = exact per-example |gradient|."""
+
+        def __post_init__(self) -> None:
+            if self.lam < 0:
+                raise ValueError(f"lam must be non-negative, got {self.lam}")
+            if self.samples is not None and self.samples < 1:
+                raise ValueError(f"samples must be at least 1 or null, got {self.samples}")
+            if self.batch_size < 1:
+                raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.importance: Tensors = {}
+        self.anchor: Tensors = {}
+        self.rng: np.random.Generator | None = None
+
+    def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
+        self.rng = self.rng or new_generator()
+
+    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+        penalty = quadratic_penalty(backbone, self.importance, self.anchor)
+        return None if penalty is None else self.config.lam * penalty
+
+    def after_task(self, backbone: Backbone, task: Task) -> None:
+        for name, omega in self.sensitivity(backbone, task).items():
+            old = self.importance.get(name)
+            keep = old is not None and old.shape == omega.shape
+            self.importance[name] = old.to(omega.device) + omega if keep else omega
+        self.anchor = snapshot(backbone)
+
+    def sensitivity(self, backbone: Backbone, task: Task) -> Tensors:
+        """Ω_t: mean |∂‖f(x)‖²/∂θ| over (a sample of) ``task.train`` (see module doc)."""
+        params = trainable(backbone)
+        data = backbone.prepare(task.train)
+        rows = self.sample_rows(len(data))
+        allowed = list(backbone.label_space.allowed(task.id))
+        size = self.config.batch_size
+        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+        sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+        was_training = backbone.model.training
+        backbone.model.eval()
+        try:
+            for chunk in chunks:
+                outputs = backbone.logits(backbone.collate(data[chunk]))[:, allowed].float()
+                norm = outputs.pow(2).sum(dim=1).mean()
+                grads = torch.autograd.grad(norm, list(params.values()), allow_unused=True)
+                for name, grad in zip(params, grads):
+                    if grad is not None:
+                        sums[name] += grad.detach().float().abs()
+        finally:
+            backbone.model.train(was_training)
+        return {name: s / max(len(chunks), 1) for name, s in sums.items()}
+
+    def sample_rows(self, n: int) -> list[int]:
+        """All rows in order, or ``samples`` of them drawn without replacement (sorted)."""
+        if self.config.samples is None or self.config.samples >= n:
+            return list(range(n))
+        self.rng = self.rng or new_generator()
+        return np.sort(self.rng.choice(n, size=self.config.samples, replace=False)).tolist()
+
+    def extra_state_bytes(self) -> int:
+        return tensor_bytes(self.importance, self.anchor)
+
+    def state_dict(self) -> dict:
+        return {"importance": to_cpu(self.importance), "anchor": to_cpu(self.anchor), "rng": generator_state(self.rng)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.importance, self.anchor = to_cpu(state["importance"]), to_cpu(state["anchor"])
+        self.rng = generator_from_state(state["rng"])

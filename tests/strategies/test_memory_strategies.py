@@ -1,0 +1,153 @@
+"""agem, der and derpp: projection, reservoir and losses checked by hand on the tiny digits stream."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from strategy_helpers import assert_same, start_task, through_checkpoint, tiny, train
+
+from clft.errors import ConfigError
+from clft.registry import strategies
+from clft.strategies.der import pad_to
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "agem", "memory_size": 0}, {"name": "agem", "memory_batch_size": 0},
+    {"name": "der", "alpha": -1.0}, {"name": "der", "memory_size": 0}, {"name": "der", "buffer_batch_size": 0},
+    {"name": "derpp", "beta": -0.1}, {"name": "derpp", "alpha": -0.1},
+])
+def test_invalid_options(spec):
+    with pytest.raises(ConfigError):
+        strategies.build(spec)
+
+
+# ---------------------------------------------------------------- agem
+
+
+def agem_after_task_one(memory_batch_size=12):
+    backbone, tasks = tiny()
+    agem = strategies.build({"name": "agem", "memory_size": 20, "memory_batch_size": memory_batch_size})
+    train(backbone, [agem], tasks, stop=1)
+    start_task(backbone, [agem], tasks[1], tasks)
+    return backbone, tasks, agem
+
+
+def reference_gradient(agem, backbone, task, memory_batch_size):
+    """g_ref recomputed independently, from a copy of the memory's generator."""
+    rng = copy.deepcopy(agem.memory.rng)
+    rows = np.sort(rng.choice(agem.memory.size, size=memory_batch_size, replace=False)).tolist()
+    batch = backbone.collate({k: [v[i] for i in rows] for k, v in agem.memory.buffer.items()})
+    return torch.autograd.grad(backbone.loss(batch, task), backbone.trainable_parameters())
+
+
+def flat(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def test_agem_projects_a_conflicting_gradient_by_hand():
+    backbone, tasks, agem = agem_after_task_one()
+    ref = reference_gradient(agem, backbone, tasks[1], 12)
+    params = backbone.trainable_parameters()
+    for p, r in zip(params, ref):
+        p.grad = -r + 0.1 * torch.randn_like(r)
+    g = flat(p.grad for p in params)
+    assert g @ flat(ref) < 0
+    agem.after_backward(backbone, tasks[1])
+    expected = g - (g @ flat(ref)) / (flat(ref) @ flat(ref)) * flat(ref)
+    torch.testing.assert_close(flat(p.grad for p in params), expected)
+    assert abs(float(flat(p.grad for p in params) @ flat(ref))) < 1e-4  # no longer conflicts
+
+
+def test_agem_leaves_an_agreeing_gradient_and_no_stray_gradients():
+    backbone, tasks, agem = agem_after_task_one(memory_batch_size=500)  # larger than the memory: all of it
+    ref = reference_gradient(agem, backbone, tasks[1], 20)
+    params = backbone.trainable_parameters()
+    for p, r in zip(params, ref):
+        p.grad = r.clone() * 0.5
+    agem.after_backward(backbone, tasks[1])
+    assert all(torch.equal(p.grad, r * 0.5) for p, r in zip(params, ref))
+
+
+def test_agem_is_a_no_op_before_any_memory_and_keeps_past_tasks_only():
+    backbone, tasks = tiny()
+    agem = strategies.build({"name": "agem", "memory_size": 30})
+    start_task(backbone, [agem], tasks[0], tasks)
+    for p in backbone.trainable_parameters():
+        p.grad = torch.ones_like(p)
+    agem.after_backward(backbone, tasks[0])
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in backbone.trainable_parameters())
+    train(backbone, [agem], tasks, stop=2)
+    assert set(agem.memory.buffer["task"]) == {0, 1} and agem.memory.size == 30
+    assert agem.extra_state_bytes() > 0
+
+
+# ---------------------------------------------------------------- der / derpp
+
+
+def test_reservoir_matches_algorithm_r_with_the_same_draws():
+    der = strategies.build({"name": "der", "memory_size": 10})
+    der.rng = np.random.default_rng(7)
+    kept = []  # reference buffer of global example ids
+    for start in (0, 6, 40, 90):  # batches of 6, 34, 50, 3 examples
+        stop = {0: 6, 6: 40, 40: 90, 90: 93}[start]
+        draws = copy.deepcopy(der.rng).integers(0, np.arange(start, stop) + 1)
+        for k, j in zip(range(start, stop), draws):
+            if k < 10:
+                kept.append(k)
+            elif j < 10:
+                kept[j] = k
+        ids = torch.arange(start, stop)
+        der.insert({"x": ids[:, None].float(), "label": ids})
+    assert der.size == 10 and der.n_seen == 93
+    assert der.buffer["label"].tolist() == kept
+
+
+def test_der_stores_logits_at_insertion_and_matches_its_loss_by_hand():
+    backbone, tasks = tiny()
+    der = strategies.build({"name": "derpp", "alpha": 0.3, "beta": 0.7, "memory_size": 8, "buffer_batch_size": 4})
+    start_task(backbone, [der], tasks[0], tasks)
+    batch = backbone.collate(tasks[0].train[:8])
+    assert der.extra_loss(backbone, batch, tasks[0]) is None  # empty buffer: insert only
+    stored = backbone.logits(batch).detach()
+    assert torch.equal(der.buffer["__logits__"], stored) and torch.equal(der.buffer["x"], batch["x"])
+    train(backbone, [], tasks, stop=1)  # the model moves on; the stored logits do not
+    assert torch.equal(der.buffer["__logits__"], stored)
+
+    rng = copy.deepcopy(der.rng)
+    first, second = (np.sort(rng.choice(8, size=4, replace=False)).tolist() for _ in range(2))
+    new = backbone.collate(tasks[0].train[8:16])
+    rows = {k: v[second] for k, v in der.buffer.items() if k != "__logits__"}
+    by_hand = 0.3 * F.mse_loss(backbone.logits({"x": der.buffer["x"][first]}), stored[first])
+    by_hand = by_hand + 0.7 * backbone.loss(rows, tasks[0])
+    torch.testing.assert_close(der.extra_loss(backbone, new, tasks[0]), by_hand)
+    assert der.n_seen == 16 and der.size == 8
+
+
+def test_der_buffer_pads_variable_length_columns_and_round_trips():
+    der = strategies.build({"name": "der", "memory_size": 5})
+    der.rng = np.random.default_rng(0)
+    der.insert({"input_ids": torch.ones(2, 3, dtype=torch.long), "label": torch.tensor([0, 1])})
+    der.insert({"input_ids": torch.full((2, 5), 2), "label": torch.tensor([1, 0])})
+    der.insert({"input_ids": torch.full((1, 2), 3), "label": torch.tensor([1])})
+    assert der.buffer["input_ids"].shape == (5, 5)
+    assert der.buffer["input_ids"][:5].tolist() == [[1, 1, 1, 0, 0]] * 2 + [[2] * 5] * 2 + [[3, 3, 0, 0, 0]]
+    copy_ = strategies.build({"name": "der", "memory_size": 5})
+    copy_.load_state_dict(through_checkpoint(der.state_dict()))
+    assert_same(through_checkpoint(copy_.state_dict()), through_checkpoint(der.state_dict()))
+    assert copy_.extra_state_bytes() == der.extra_state_bytes() == 5 * 5 * 8 + 5 * 8
+    assert pad_to(torch.ones(1, 2, 3), (4, 3)).shape == (1, 4, 3)
+
+
+def test_der_plain_has_no_label_term():
+    backbone, tasks = tiny()
+    der = strategies.build({"name": "der", "alpha": 1.0, "memory_size": 8})
+    train(backbone, [der], tasks, stop=1, steps=1, batch_size=8)
+    rng = copy.deepcopy(der.rng)
+    rows = np.sort(rng.choice(8, size=8, replace=False)).tolist()
+    batch = backbone.collate(tasks[0].train[8:16])
+    expected = F.mse_loss(backbone.logits({"x": der.buffer["x"][rows]}), der.buffer["__logits__"][rows])
+    torch.testing.assert_close(der.extra_loss(backbone, batch, tasks[0]), expected)

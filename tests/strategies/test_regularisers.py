@@ -1,0 +1,165 @@
+"""si, mas and lwf against their formulas, computed by hand on a linear model (hidden=())."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from strategy_helpers import start_task, step, tiny, train
+
+from clft.errors import ConfigError
+from clft.registry import strategies
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "si", "c": -1.0}, {"name": "si", "xi": 0.0},
+    {"name": "mas", "lam": -1.0}, {"name": "mas", "samples": 0}, {"name": "mas", "batch_size": 0},
+    {"name": "lwf", "lam": -0.5}, {"name": "lwf", "temperature": 0.0},
+])
+def test_invalid_options(spec):
+    with pytest.raises(ConfigError):
+        strategies.build(spec)
+
+
+def params(backbone) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in backbone.model.named_parameters()}
+
+
+def nudge(backbone, scale=0.05) -> None:
+    with torch.no_grad():
+        for p in backbone.model.parameters():
+            p.add_(torch.randn_like(p) * scale)
+
+
+# ---------------------------------------------------------------- si
+
+
+def test_si_path_integral_and_penalty_match_a_hand_computed_run():
+    backbone, tasks = tiny(hidden=())
+    si = strategies.build({"name": "si", "c": 0.5, "xi": 0.01})
+    task = tasks[0]
+    start_task(backbone, [si], task, tasks)
+    start, omega = params(backbone), {n: torch.zeros_like(p) for n, p in backbone.model.named_parameters()}
+    optimizer = torch.optim.Adam(backbone.trainable_parameters(), lr=0.05)  # Δθ ≠ −lr·g: the real update counts
+    for i in range(4):
+        before = params(backbone)
+        step(backbone, [si], task, optimizer, backbone.collate(task.train[i * 16 : (i + 1) * 16]))
+        grads = dict(si.prev_grad)
+        for n, p in backbone.model.named_parameters():
+            omega[n] -= grads[n] * (p.detach() - before[n])
+    si.after_task(backbone, task)
+    end = params(backbone)
+    for n in end:
+        expected = omega[n] / ((end[n] - start[n]) ** 2 + 0.01)
+        torch.testing.assert_close(si.importance[n], expected, rtol=1e-5, atol=1e-8)
+        assert torch.equal(si.anchor[n], end[n])
+    assert si.prev_grad is None and si.extra_state_bytes() == 2 * sum(p.numel() * 4 for p in end.values())
+
+    nudge(backbone)
+    batch = backbone.collate(tasks[1].train[:8])
+    by_hand = 0.5 * sum((si.importance[n] * (p - end[n]) ** 2).sum() for n, p in params(backbone).items())
+    torch.testing.assert_close(si.extra_loss(backbone, batch, tasks[1]), by_hand)
+
+
+def test_si_reads_the_gradient_without_its_own_penalty():
+    backbone, tasks = tiny(hidden=())
+    si = strategies.build({"name": "si", "c": 10.0})
+    train(backbone, [si], tasks, stop=1)
+    start_task(backbone, [si], tasks[1], tasks)
+    nudge(backbone, 0.2)
+    backbone.model.zero_grad(set_to_none=True)
+    batch = backbone.collate(tasks[1].train[:16])
+    task_loss = backbone.loss(batch, tasks[1])
+    expected = torch.autograd.grad(task_loss, backbone.trainable_parameters(), retain_graph=True)
+    (task_loss + si.extra_loss(backbone, batch, tasks[1])).backward()
+    si.after_backward(backbone, tasks[1])
+    for (name, p), grad in zip(backbone.model.named_parameters(), expected):
+        assert not torch.allclose(p.grad, grad)  # the penalty did contribute to .grad
+        torch.testing.assert_close(si.prev_grad[name], grad, rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- mas
+
+
+def hand_mas(backbone, task) -> dict[str, torch.Tensor]:
+    """mean_n |∂‖z_A(x_n)‖²/∂θ| for z = Wx + b over the allowed classes A: 2 z_c x and 2 z_c."""
+    weight, bias = backbone.model[0].weight.detach(), backbone.model[0].bias.detach()
+    allowed = list(backbone.label_space.allowed(task.id))
+    x = torch.tensor(task.train["x"])
+    z = torch.zeros(len(x), weight.shape[0])
+    z[:, allowed] = (x @ weight.T + bias)[:, allowed]
+    return {"0.weight": (2 * z[:, :, None] * x[:, None, :]).abs().mean(0), "0.bias": (2 * z).abs().mean(0)}
+
+
+def test_mas_importance_accumulates_and_penalises_by_hand():
+    backbone, tasks = tiny(hidden=())
+    mas = strategies.build({"name": "mas", "lam": 3.0})
+    train(backbone, [mas], tasks, stop=1)
+    first = hand_mas(backbone, tasks[0])
+    for name, value in first.items():
+        torch.testing.assert_close(mas.importance[name], value, rtol=1e-4, atol=1e-7)
+    train(backbone, [mas], tasks, start=1, stop=2)
+    second = hand_mas(backbone, tasks[1])  # class-il: the allowed classes are now 0..3
+    anchor = params(backbone)
+    for name in first:
+        torch.testing.assert_close(mas.importance[name], first[name] + second[name], rtol=1e-4, atol=1e-6)
+        assert torch.equal(mas.anchor[name], anchor[name])
+    nudge(backbone)
+    by_hand = 3.0 * sum(((first[n] + second[n]) * (p - anchor[n]) ** 2).sum() for n, p in params(backbone).items())
+    penalty = mas.extra_loss(backbone, backbone.collate(tasks[2].train[:4]), tasks[2])
+    torch.testing.assert_close(penalty, by_hand, rtol=1e-4, atol=1e-6)
+
+
+def test_mas_sample_and_batches_leave_training_gradients_alone():
+    backbone, tasks = tiny()
+    mas = strategies.build({"name": "mas", "samples": 40, "batch_size": 8})
+    for p in backbone.trainable_parameters():
+        p.grad = torch.ones_like(p)
+    start_task(backbone, [mas], tasks[0], tasks)
+    mas.after_task(backbone, tasks[0])
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in backbone.trainable_parameters())
+    assert backbone.model.training and all((v >= 0).all() for v in mas.importance.values())
+
+
+# ---------------------------------------------------------------- lwf
+
+
+def hand_lwf(new, old, groups, lam, t):
+    total = 0.0
+    for group in groups:
+        p_old = F.softmax(old[:, group] / t, dim=1)
+        total = total + (p_old * (p_old.log() - F.log_softmax(new[:, group] / t, dim=1))).sum(1).mean()
+    return lam * t * t * total
+
+
+@pytest.mark.parametrize("scenario, groups", [
+    ("class-il", [[0, 1, 2, 3]]), ("task-il", [[0, 1], [2, 3]]), ("domain-il", [[0, 1]]),
+])
+def test_lwf_distils_the_old_model_over_the_old_classes(scenario, groups):
+    backbone, tasks = tiny(scenario)
+    lwf = strategies.build({"name": "lwf", "lam": 2.0, "temperature": 3.0})
+    train(backbone, [lwf], tasks, stop=2)
+    old_model = params(backbone)
+    start_task(backbone, [lwf], tasks[2], tasks)
+    assert lwf.groups == groups
+    batch = backbone.collate(tasks[2].train[:16])
+    assert lwf.extra_loss(backbone, batch, tasks[2]).item() == 0.0  # old model == current model
+    old = backbone.logits(batch).detach()
+    nudge(backbone, 0.1)
+    new_params = params(backbone)
+    loss = backbone.loss(batch, tasks[2])  # its graph must survive the swap inside extra_loss
+    term = lwf.extra_loss(backbone, batch, tasks[2])
+    torch.testing.assert_close(term, hand_lwf(backbone.logits(batch), old, groups, 2.0, 3.0))
+    (loss + term).backward()
+    for name, p in backbone.model.named_parameters():
+        assert torch.equal(p.detach(), new_params[name]) and p.grad is not None
+        assert torch.equal(lwf.old[name], old_model[name])
+
+
+def test_lwf_is_silent_on_the_first_task():
+    backbone, tasks = tiny()
+    lwf = strategies.build({"name": "lwf"})
+    start_task(backbone, [lwf], tasks[0], tasks)
+    assert lwf.extra_loss(backbone, backbone.collate(tasks[0].train[:4]), tasks[0]) is None
+    assert np.isclose(lwf.extra_state_bytes(), 0)
