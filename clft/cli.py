@@ -29,6 +29,7 @@ def default_experiment() -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    quiet_libraries(args.quiet)
     import clft.plugins  # noqa: F401  (registers the built-ins)
     from clft.experiment import load_experiment
     from clft.sweep import run_experiment
@@ -36,7 +37,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
         args.overrides, args.experiment = [args.experiment, *args.overrides], None  # `clft run a.b=1`
     path = Path(args.experiment) if args.experiment else default_experiment()
-    quiet_libraries(args.quiet)
     cfg, _ = load_experiment(str(path), args.overrides)
     out = Path(args.out) if args.out else Path("results") / cfg.name
     started = time.perf_counter()
@@ -56,12 +56,12 @@ def quiet_libraries(quiet: bool) -> None:
     with ``--quiet`` no weight-loading bars from transformers either."""
     import warnings
 
+    if quiet:  # read by huggingface_hub (and so transformers) when first imported
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import datasets
 
     datasets.disable_progress_bars()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    if quiet:  # read by huggingface_hub and transformers when they are imported
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _table(directory: Path, fmt: str) -> str:

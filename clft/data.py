@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from clft.errors import DataError
 from clft.types import Task
+
+
+@dataclass
+class LocalDataConfig:
+    """Options every benchmark reading local files has (each benchmark's ``Config`` extends it)."""
+
+    data_dir: str | None = None
+    """Folder holding the dataset folders (e.g. ``clinc150/``, ``mnist/``); default: ``$CLFT_DATA_DIR``."""
+    train_per_class: int | None = None
+    """Keep at most this many training examples per class (chosen by the run seed); None = all."""
+    test_per_class: int | None = None
+    """Keep at most this many test (and validation) examples per class (by the run seed); None = all."""
+
+    def __post_init__(self) -> None:
+        for key in ("train_per_class", "test_per_class"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key} must be >= 1 or null, got {value}")
 
 
 def data_dir(explicit: str | None = None) -> Path | None:

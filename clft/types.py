@@ -161,6 +161,10 @@ class Strategy:
     name: ClassVar[str]
     Config: ClassVar[type]
     requires_task_id: ClassVar[bool] = False
+    conformance_backbone: ClassVar[dict] = {"name": "mlp", "hidden": [16]}
+    """The backbone block the registry-wide conformance tests run this strategy on."""
+    conformance_benchmark: ClassVar[dict] = {"name": "split-digits", "n_tasks": 2}
+    """The benchmark block of those tests (a PEFT strategy names a tiny text stream)."""
 
     def __init__(self, config: Any) -> None:
         self.config = config

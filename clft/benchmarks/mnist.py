@@ -41,7 +41,7 @@ from clft.benchmarks.vector_streams import (
     split_label_names,
     split_tasks,
 )
-from clft.data import check_labels, data_dir
+from clft.data import LocalDataConfig, check_labels, data_dir
 from clft.errors import DataError
 from clft.registry import benchmarks
 from clft.types import Benchmark, Task
@@ -119,22 +119,7 @@ def load_mnist(root: Path | None) -> tuple[Split, Split]:
     return train, test
 
 
-@dataclass
-class MNISTConfig:
-    """Options of both MNIST streams."""
-
-    data_dir: str | None = None
-    """Folder holding ``mnist/`` (or the four files); default: ``$CLFT_DATA_DIR``."""
-    train_per_class: int | None = None
-    """Keep at most this many training images per digit (chosen by the run seed); None = all."""
-    test_per_class: int | None = None
-    """Keep at most this many test images per digit (chosen by the run seed); None = all."""
-
-    def __post_init__(self) -> None:
-        for key in ("train_per_class", "test_per_class"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"{key} must be >= 1 or null, got {value}")
+MNISTConfig = LocalDataConfig  # options of both MNIST streams: data_dir (holding mnist/), per-class caps
 
 
 def mnist_splits(config: MNISTConfig, seed: int) -> tuple[Split, Split]:

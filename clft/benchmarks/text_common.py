@@ -9,7 +9,6 @@ text-to-text backbones, which append the label options themselves) and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import datasets
 import numpy as np
 
 from clft.benchmarks.text_io import require_columns
-from clft.data import data_dir, make_task, subsample_per_class
+from clft.data import LocalDataConfig, data_dir, make_task, subsample_per_class
 from clft.errors import DataError
 from clft.types import Task
 
@@ -27,22 +26,7 @@ FEATURES = datasets.Features(
 Split = tuple[Sequence[str], Sequence[int]]  # (texts, global label ids)
 
 
-@dataclass
-class TextConfig:
-    """Options every text benchmark has (inherited by each benchmark's ``Config``)."""
-
-    data_dir: str | None = None
-    """Folder holding the dataset folders (e.g. ``clinc150/``); default: ``$CLFT_DATA_DIR``."""
-    train_per_class: int | None = None
-    """Keep at most this many training examples per class (chosen by the run seed); None = all."""
-    test_per_class: int | None = None
-    """Keep at most this many test (and validation) examples per class (by the run seed); None = all."""
-
-    def __post_init__(self) -> None:
-        for key in ("train_per_class", "test_per_class"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"{key} must be >= 1 or null, got {value}")
+TextConfig = LocalDataConfig  # options every text benchmark has (each benchmark's ``Config`` extends it)
 
 
 def find_file(root: Path | None, folders: Sequence[str], name: str) -> Path | None:

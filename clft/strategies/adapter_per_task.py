@@ -7,7 +7,9 @@ the pretrained weights stay frozen. The default adapter is LoRA (r 8 on
 query/value) with ``modules_to_save: [classifier]``, so each adapter carries
 its own copy of ``hf-classifier``'s head: nothing trainable is shared, which
 ``before_task`` checks (a ConfigError names any shared trainable parameter).
-An adapter is frozen as soon as the next task's adapter becomes the active one.
+An adapter is frozen as soon as the next task's adapter becomes the active one
+(until then it keeps ``requires_grad``, so the task-end checkpoint holds it).
+Adapter types are peft's injected ones (LoRA, IA3, ...), not prompt learning.
 
 Prediction:
 
@@ -42,6 +44,7 @@ from clft.types import Backbone, Batch, Strategy, Task
 
 DEFAULT_PEFT = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["query", "value"],
                 "modules_to_save": ["classifier"]}
+PROMPT_LEARNING = {"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "CPT"}
 
 
 @strategies.register()
@@ -62,6 +65,8 @@ class AdapterPerTask(Strategy):
         def __post_init__(self) -> None:
             if self.peft is not None and "peft_type" not in self.peft:
                 raise ValueError("the peft block needs a 'peft_type' (e.g. LORA)")
+            if self.peft is not None and str(self.peft["peft_type"]).upper() in PROMPT_LEARNING:
+                raise ValueError("prompt-learning peft types run one adapter at a time; use progressive-prompts")
             if self.batch_size < 1:
                 raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 

@@ -45,7 +45,7 @@ class ProgressivePrompts(Strategy):
     name = "progressive-prompts"
     requires_task_id = True
     conformance_backbone = TINY_TEXT_BACKBONE
-    conformance_benchmark = {**TINY_TEXT_BENCHMARK, "scenario": "task-il"}
+    conformance_benchmark = TINY_TEXT_BENCHMARK
 
     @dataclass
     class Config:

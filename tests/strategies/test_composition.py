@@ -14,9 +14,9 @@ REPLAY = {"name": "replay", "memory_size": 30}
 ONLINE_EWC = {"name": "ewc", "lam": 50.0, "mode": "online", "gamma": 0.9, "fisher_samples": 40}
 
 
-def experiment(tmp_path, strategies: list, name: str = "exp.yaml") -> str:
+def experiment(tmp_path, strategies: list, name: str = "exp.yaml", n_tasks: int = 5) -> str:
     raw = {"name": "composition", "seeds": [0], "scenarios": ["class-il"], "strategies": strategies,
-           "benchmark": {"name": "split-digits", "n_tasks": 5}, "backbone": {"name": "mlp", "hidden": [16]},
+           "benchmark": {"name": "split-digits", "n_tasks": n_tasks}, "backbone": {"name": "mlp", "hidden": [16]},
            "train": {"epochs": 1, "batch_size": 16, "lr": 0.01, "max_steps_per_task": 4, "threads": 1}}
     path = tmp_path / name
     path.write_text(yaml.safe_dump(raw))
@@ -42,11 +42,11 @@ def test_replay_and_online_ewc_compose_in_one_run(tmp_path):
 @pytest.mark.slow
 def test_sigkilled_composition_of_every_new_strategy_resumes_to_the_same_matrix(cli, tmp_path):
     group = ["si", "mas", "lwf", {"name": "agem", "memory_size": 40}, {"name": "derpp", "memory_size": 40}]
-    path = experiment(tmp_path, group)
+    path = experiment(tmp_path, group, n_tasks=2)
     straight = cli("run", path, "--out", str(tmp_path / "a"), "--quiet", "--no-plots")
     assert straight.returncode == 0, straight.stderr
     killed = cli("run", path, "--out", str(tmp_path / "b"), "--quiet", "--no-plots",
-                 env={"CLFT_KILL_AT": "train:task2:step1"})
+                 env={"CLFT_KILL_AT": "train:task1:step1"})
     assert killed.returncode == -9, killed.stderr  # SIGKILL
     resumed = cli("run", path, "--out", str(tmp_path / "b"), "--quiet", "--no-plots", "--resume")
     assert resumed.returncode == 0, resumed.stderr

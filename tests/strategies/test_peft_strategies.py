@@ -208,6 +208,7 @@ def test_l2p_runs_in_class_il_and_reports_prompt_use(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("spec", [
     {"name": "adapter-per-task", "peft": {"r": 8}}, {"name": "adapter-per-task", "batch_size": 0},
+    {"name": "adapter-per-task", "peft": {"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4}},
     {"name": "o-lora", "lam1": -1.0}, {"name": "o-lora", "r": 0}, {"name": "o-lora", "target_modules": []},
     {"name": "progressive-prompts", "prompt_length": 0},
     {"name": "l2p", "top_n": 11}, {"name": "l2p", "lam": -0.1}, {"name": "l2p", "pool_size": 0},
