@@ -16,7 +16,7 @@ def by_hand(acc: list[list[float]], baseline: list[float]) -> dict[str, float]:
         "acc": sum(last) / T,
         "bwt": sum(last[i] - R[i, i] for i in range(T - 1)) / (T - 1),
         "fwt": sum(R[i - 1, i] - baseline[i] for i in range(1, T)) / (T - 1),
-        "forgetting": sum(max(R[l, j] for l in range(T - 1)) - last[j] for j in range(T - 1)) / (T - 1),
+        "forgetting": sum(max(R[k, j] for k in range(T - 1)) - last[j] for j in range(T - 1)) / (T - 1),
         "aia": sum(sum(R[k, j] for j in range(k + 1)) / (k + 1) for k in range(T)) / T,
         "la": sum(R[i, i] for i in range(T)) / T,
     }
