@@ -53,10 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def quiet_libraries(quiet: bool) -> None:
     """No per-dataset ``Map`` bars from datasets (tokenising is quick; our tqdm shows progress);
-    with ``--quiet`` no weight-loading bars from transformers either."""
+    with ``--quiet`` or output that is not a terminal, no weight-loading bars from transformers either."""
     import warnings
 
-    if quiet:  # read by huggingface_hub (and so transformers) when first imported
+    if quiet or not sys.stderr.isatty():  # read by huggingface_hub (and transformers) when first imported
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import datasets
 

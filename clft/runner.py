@@ -102,7 +102,7 @@ def train_task(run: Run, task: Task) -> None:
         rng = np.random.default_rng([run.seed, task.id, epoch])
         batches = train_batches(len(data), cfg.batch_size, rng, backbone.lengths(data), cfg.bucket_by_length)
         bar = tqdm(batches, desc=f"{run.run_id} task {task.id + 1}/{len(run.tasks)} ep {epoch + 1}",
-                   disable=not run.progress, leave=False, dynamic_ncols=True)
+                   disable=None if run.progress else True, leave=False, dynamic_ncols=True)
         for indices in bar:
             step = micro // cfg.grad_accumulation_steps
             if cfg.max_steps_per_task is not None and step >= cfg.max_steps_per_task:
