@@ -33,6 +33,12 @@ def start_task(backbone, strats, task, tasks, seed: int = 0) -> None:
         s.before_task(backbone, task, tasks)
 
 
+def training_data(strats, task, tasks):
+    """As the runner: the first strategy overriding ``train_data`` decides, else the task's own data."""
+    overriding = [s for s in strats if type(s).train_data is not Strategy.train_data]
+    return overriding[0].train_data(task, tasks[: task.id + 1]) if overriding else task.train
+
+
 def step(backbone, strats, task, optimizer, batch) -> None:
     """One runner step: loss + extra losses, backward, after_backward hooks, optimizer step."""
     optimizer.zero_grad(set_to_none=True)
@@ -47,14 +53,16 @@ def step(backbone, strats, task, optimizer, batch) -> None:
 
 
 def train(backbone, strats, tasks, start=0, stop=None, steps=4, batch_size=16, lr=0.05, seed=0):
-    """The runner's loop in miniature (seeding, hooks, SGD), over ``tasks[start:stop]``."""
+    """The runner's loop in miniature (seeding, hooks, ``train_data``, SGD), over ``tasks[start:stop]``."""
     for task in tasks[start:stop]:
         start_task(backbone, strats, task, tasks, seed)
+        data = backbone.prepare(training_data(strats, task, tasks))
         optimizer = torch.optim.SGD(backbone.trainable_parameters(), lr=lr)
-        order = np.random.default_rng([seed, task.id]).permutation(len(task.train))
+        order = np.random.default_rng([seed, task.id]).permutation(len(data))
+        backbone.model.train()
         for i in range(steps):
             rows = order[i * batch_size : (i + 1) * batch_size].tolist()
-            step(backbone, strats, task, optimizer, backbone.collate(task.train[rows]))
+            step(backbone, strats, task, optimizer, backbone.collate(data[rows]))
         for s in strats:
             s.after_task(backbone, task)
 

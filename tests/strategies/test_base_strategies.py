@@ -1,73 +1,38 @@
 """finetune, joint, replay and ewc: their contracts, checked on the tiny digits stream.
 
-``train_stream`` is a local copy of the runner's loop (seeding included), so these
-tests do not depend on ``clft.runner``.
+``train_stream`` is the runner's loop in miniature (``strategy_helpers.train``, seeding
+included), so these tests do not depend on ``clft.runner``.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import datasets
 import numpy as np
 import pytest
 import torch
+from strategy_helpers import through_checkpoint, tiny, train
 
 import clft.backbones  # noqa: F401  (registers the built-ins)
 import clft.benchmarks  # noqa: F401
 import clft.strategies  # noqa: F401
 from clft.data import make_task
 from clft.errors import ConfigError
-from clft.registry import backbones, benchmarks, strategies
-from clft.state_io import flatten, unflatten
+from clft.registry import strategies
 from clft.strategies.replay import balanced_quotas
-from clft.types import Backbone, LabelSpace, Strategy
+from clft.types import Backbone
 
 BUILT_INS = ["finetune", "joint", "replay", "ewc"]
 
 
 def make(scenario: str = "class-il", hidden=(16,)):
-    bench = benchmarks.build({"name": "split-digits", "scenario": scenario})
-    tasks = bench.tasks(0)
-    torch.manual_seed(0)
-    backbone = backbones.build({"name": "mlp", "hidden": list(hidden)}, bench, tasks)
-    backbone.label_space = LabelSpace(scenario, len(bench.label_names), {t.id: t.classes for t in tasks})
-    return backbone.to("cpu"), tasks
+    return tiny(scenario, hidden)
 
 
 def train_stream(backbone, strats, tasks, start=0, stop=None, seed=0, steps=6, batch_size=32):
-    """The runner's loop in miniature: seed, hooks, SGD on loss + extra losses, after_task."""
-    for task in tasks[start:stop]:
-        torch.manual_seed(seed * 1000 + task.id)
-        backbone.label_space.mark_seen(task)
-        for s in strats:
-            s.before_task(backbone, task, tasks)
-        overriding = [s for s in strats if type(s).train_data is not Strategy.train_data]
-        data = backbone.prepare(overriding[0].train_data(task, tasks[: task.id + 1]) if overriding else task.train)
-        optimizer = torch.optim.SGD(backbone.trainable_parameters(), lr=0.1)
-        order = np.random.default_rng([seed, task.id]).permutation(len(data))
-        backbone.model.train()
-        for step in range(steps):
-            batch = backbone.collate(data[order[step * batch_size : (step + 1) * batch_size].tolist()])
-            optimizer.zero_grad()
-            loss = backbone.loss(batch, task)
-            for s in strats:
-                term = s.extra_loss(backbone, batch, task)
-                loss = loss if term is None else loss + term
-            loss.backward()
-            for s in strats:
-                s.after_backward(backbone, task)
-            optimizer.step()
-        for s in strats:
-            s.after_task(backbone, task)
-
-
-def through_checkpoint(state: dict) -> dict:
-    """What a state dict looks like after clft.state_io's JSON + tensors round trip."""
-    tensors: dict = {}
-    skeleton = json.loads(json.dumps(flatten(state, tensors)))
-    return unflatten(skeleton, {k: v.clone() for k, v in tensors.items()})
+    """The runner's loop in miniature (``strategy_helpers.train``) with this file's budget: SGD lr 0.1."""
+    train(backbone, strats, tasks, start, stop, steps=steps, batch_size=batch_size, lr=0.1, seed=seed)
 
 
 # ---------------------------------------------------------------- all strategies
