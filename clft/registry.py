@@ -89,15 +89,19 @@ class Registry:
         self._load_entry_points()
         return name in self._entries
 
-    def build(self, spec: dict, *args: Any) -> Any:
-        """``{name: x, **options}`` -> ``cls(cls.Config(**options), *args)``, type-checked."""
+    def resolve(self, spec: dict) -> tuple[type, Any]:
+        """``{name: x, **options}`` -> ``(cls, cls.Config(**options))``, type-checked, nothing built."""
         from clft.config import make_dataclass_instance
 
         if not isinstance(spec, dict) or "name" not in spec:
             raise ConfigError(f"a {self.singular} must be a mapping with a 'name'; got {spec!r}")
         options = dict(spec)
         cls = self.get(options.pop("name"))
-        config = make_dataclass_instance(cls.Config, options, where=f"{self.singular} {cls.name!r}")
+        return cls, make_dataclass_instance(cls.Config, options, where=f"{self.singular} {cls.name!r}")
+
+    def build(self, spec: dict, *args: Any) -> Any:
+        """``{name: x, **options}`` -> ``cls(cls.Config(**options), *args)``, type-checked."""
+        cls, config = self.resolve(spec)
         return cls(config, *args)
 
 

@@ -38,7 +38,7 @@ from clft.types import Backbone, Strategy, Task
 
 @dataclass
 class Run:
-    """Everything one run needs, already built (see ``clft.build.build_run``)."""
+    """Everything one run needs, already built (see ``clft.sweep.build_run``)."""
 
     run_id: str
     seed: int

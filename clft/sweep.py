@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,7 +35,7 @@ from clft.registry import backbones, benchmarks, strategies
 from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
 from clft.run_state import RunState
 from clft.runner import Run, execute, seed_everything
-from clft.types import LabelSpace
+from clft.types import Benchmark, LabelSpace, Task
 
 
 @dataclass
@@ -92,17 +93,18 @@ def _run_when_free(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options:
 
 def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Path | None, resume: bool,
             overwrite: bool, progress: bool, log=print) -> Path:
-    run = build_run(cfg, plan, base_dir, progress)
-    resolved = resolved_config(cfg, plan, run)
+    setup = setup_run(cfg, plan, base_dir)  # the stream and resolved configs; no model yet
+    resolved = resolved_config(cfg, plan, setup)
     config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
-    result_path = out_dir / run.scenario / plan.label / f"seed{plan.seed}.json"
-    ckpt_root = out_dir / ".checkpoints" / run.scenario / plan.label / f"seed{plan.seed}"
+    result_path = out_dir / setup.scenario / plan.label / f"seed{plan.seed}.json"
+    ckpt_root = out_dir / ".checkpoints" / setup.scenario / plan.label / f"seed{plan.seed}"
     with RunLock(result_path.with_suffix(".lock")):
         for stale in result_path.parent.glob(f".{result_path.name}.*.tmp"):  # a write killed before its rename
             stale.unlink(missing_ok=True)
         if _already_done(result_path, config_hash, overwrite, log):  # checked under the lock: no double runs
             _remove_tree(ckpt_root)  # left behind by a kill between the result and the clean-up
             return result_path
+        run = build_run(cfg, plan, base_dir, progress, setup)  # the model is loaded only for work to do
         if resume:
             _resume(run, ckpt_root, config_hash)
         run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, config_hash))
@@ -114,8 +116,34 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
     return result_path
 
 
-def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progress: bool) -> Run:
-    """Build stream, backbone and strategies for one run (seeded for reproducibility)."""
+@dataclass
+class PluginChoice:
+    """A plugin class and its validated config, not yet built."""
+
+    cls: type
+    config: Any
+
+    @property
+    def name(self) -> str:
+        return self.cls.name
+
+
+@dataclass
+class RunSetup:
+    """What a run is, short of its model: the stream and every resolved plugin config."""
+
+    benchmark: Benchmark
+    tasks: list[Task]
+    backbone: PluginChoice
+    strategies: list[PluginChoice]
+
+    @property
+    def scenario(self) -> str:
+        return self.benchmark.scenario
+
+
+def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> RunSetup:
+    """Build the stream (seeded) and validate the backbone and strategy blocks; cheap, no model."""
     bench_spec = resolve_spec(cfg.benchmark, base_dir)
     if plan.scenario is not None:
         bench_spec["scenario"] = plan.scenario
@@ -126,20 +154,30 @@ def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progr
     benchmark = benchmarks.build(bench_spec)
     tasks = benchmark.tasks(plan.seed)
     check_disjoint_classes(tasks, benchmark.scenario)
+    backbone = PluginChoice(*backbones.resolve(resolve_spec(cfg.backbone, base_dir)))
+    chosen = [PluginChoice(*strategies.resolve(spec)) for spec in plan.group]
+    for strategy in chosen:
+        if strategy.cls.requires_task_id and benchmark.scenario != "task-il":
+            raise ConfigError(f"strategy {strategy.name!r} needs task ids at test time; use scenario task-il")
+    return RunSetup(benchmark, tasks, backbone, chosen)
+
+
+def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progress: bool,
+              setup: RunSetup | None = None) -> Run:
+    """Build backbone and strategies for one run (seeded for reproducibility) on ``setup``'s stream."""
+    setup = setup or setup_run(cfg, plan, base_dir)
     seed_everything(plan.seed)
-    backbone = backbones.build(resolve_spec(cfg.backbone, base_dir), benchmark, tasks)
-    backbone.label_space = LabelSpace(benchmark.scenario, len(benchmark.label_names), {t.id: t.classes for t in tasks})
+    backbone = setup.backbone.cls(setup.backbone.config, setup.benchmark, setup.tasks)
+    backbone.label_space = LabelSpace(setup.scenario, len(setup.benchmark.label_names),
+                                      {t.id: t.classes for t in setup.tasks})
     devices = Devices(cfg.train.device, cfg.train.mixed_precision)
     backbone.to(devices.device)
-    built = [strategies.build(spec) for spec in plan.group]
-    for strategy in built:
-        if strategy.requires_task_id and benchmark.scenario != "task-il":
-            raise ConfigError(f"strategy {strategy.name!r} needs task ids at test time; use scenario task-il")
-    return Run(f"{plan.label}/seed{plan.seed}", plan.seed, benchmark.scenario, tasks, backbone, built,
-               cfg.train, devices, RunState(), progress, benchmark)
+    built = [choice.cls(choice.config) for choice in setup.strategies]
+    return Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
+               cfg.train, devices, RunState(), progress, setup.benchmark)
 
 
-def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run) -> dict:
+def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -> dict:
     """The experiment as run: every plugin block with its defaults filled in."""
     data = to_plain(cfg)
     data.pop("compare", None)
