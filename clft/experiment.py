@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from clft.config import apply_overrides, load_yaml, make_dataclass_instance
 from clft.errors import ConfigError
+from clft.presets import find_preset
 from clft.types import SCENARIOS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -138,8 +139,10 @@ def load_experiment(path: str | None, overrides: list[str] | None = None) -> tup
 def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
     """A plugin block, with ``file: x.yaml`` replaced by that file's mapping (keys given here win).
 
-    The file is looked up as given, then relative to ``base_dir`` (the experiment's folder),
-    then relative to the project root; so ``benchmark: {file: benchmarks/clinc150.yaml}`` works.
+    The file is looked up as given, then relative to ``base_dir`` (the experiment's folder)
+    and its parent, then relative to the project root, then among the benchmark presets
+    (``clft.presets``); so ``benchmark: {file: benchmarks/clinc150.yaml}`` works in a
+    checkout and from an installed wheel, and a user's own file wins.
     """
     spec = dict(spec)
     if "file" not in spec:
@@ -151,6 +154,9 @@ def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
     if base_dir is not None:
         candidates += [base_dir / name, base_dir.parent / name]
     candidates.append(PROJECT_ROOT / name)
+    preset = find_preset("benchmarks", Path(name).name)
+    if preset is not None:
+        candidates.append(preset)
     for path in candidates:
         if path.is_file():
             return {**load_yaml(path), **spec}

@@ -91,13 +91,63 @@ def _run_when_free(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options:
             RunLock(exc.path).wait(LOCK_POLL_SECONDS)
 
 
+@dataclass
+class RunStatus:
+    """Where a planned run stands on disk (``run_status``); ``state`` is one of ``STATES``."""
+
+    STATES = ("done", "to do", "resumable", "other config")
+    scenario: str
+    state: str
+    result_path: Path
+    detail: str = ""
+
+    def describe(self) -> str:
+        return f"{self.state} ({self.detail})" if self.detail else self.state
+
+
+def run_status(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, base_dir: Path | None) -> RunStatus:
+    """Classify one planned run without training: done (a result with the same config hash),
+    other config (a result that ``run`` would refuse to overwrite), resumable (a checkpoint
+    from a killed run) or to do. The one place that decides; ``--dry-run`` prints it."""
+    setup = setup_run(cfg, plan, base_dir)
+    config_hash = hash_config(resolved_config(cfg, plan, setup))
+    result_path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
+    existing = _read_result(result_path)
+    if existing is not None:
+        same = existing.get("config_hash") == config_hash
+        return RunStatus(setup.scenario, "done" if same else "other config", result_path)
+    latest = ckpt_root / "LATEST"
+    if latest.is_file():
+        return RunStatus(setup.scenario, "resumable", result_path, f"checkpoint {latest.read_text().strip()}")
+    return RunStatus(setup.scenario, "to do", result_path)
+
+
+def _read_result(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def hash_config(resolved: dict) -> str:
+    """A run's identity: the first 16 hex digits of sha256 of its resolved config (sorted-key JSON)."""
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_paths(out_dir: Path, scenario: str, plan: RunPlan) -> tuple[Path, Path]:
+    """(result JSON, checkpoint folder) of a run."""
+    return (out_dir / scenario / plan.label / f"seed{plan.seed}.json",
+            out_dir / ".checkpoints" / scenario / plan.label / f"seed{plan.seed}")
+
+
 def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Path | None, resume: bool,
             overwrite: bool, progress: bool, log=print) -> Path:
     setup = setup_run(cfg, plan, base_dir)  # the stream and resolved configs; no model yet
     resolved = resolved_config(cfg, plan, setup)
-    config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
-    result_path = out_dir / setup.scenario / plan.label / f"seed{plan.seed}.json"
-    ckpt_root = out_dir / ".checkpoints" / setup.scenario / plan.label / f"seed{plan.seed}"
+    config_hash = hash_config(resolved)
+    result_path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
     with RunLock(result_path.with_suffix(".lock")):
         for stale in result_path.parent.glob(f".{result_path.name}.*.tmp"):  # a write killed before its rename
             stale.unlink(missing_ok=True)
