@@ -65,6 +65,8 @@ class TrainConfig:
     """torch intra-op CPU threads (torch.set_num_threads); None = torch's default. 1 is fastest for tiny models."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms(True) with warn_only; same seed -> same matrix on CPU."""
+    log_with: list[Literal["tensorboard", "wandb", "mlflow", "csv"]] = field(default_factory=list)
+    """Experiment trackers fed during each run (clft.trackers); an output option, not part of the run's config hash."""
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accumulation_steps"):

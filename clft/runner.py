@@ -52,6 +52,9 @@ class Run:
     progress: bool = True
     benchmark: object = None
     on_task_end: list = field(default_factory=list)
+    """Callbacks ``(run, task)`` after each task's evaluation row (checkpoints, trackers)."""
+    on_step: list = field(default_factory=list)
+    """Callbacks ``(run, task, step, loss)`` after each training micro-batch's backward (trackers)."""
     trainable_names: set = field(default_factory=set)
     """Parameters trainable at any task end: what checkpoints keep."""
 
@@ -109,6 +112,9 @@ def train_task(run: Run, task: Task) -> None:
                 break
             loss = forward_backward(run, task, data[indices], step)
             micro += 1
+            if loss is not None:
+                for callback in run.on_step:
+                    callback(run, task, step, loss)
             if micro % cfg.grad_accumulation_steps == 0:
                 optimizer_step(run, task, optimizer)
             if loss is not None and micro % 10 == 1:

@@ -159,11 +159,30 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
             _resume(run, ckpt_root, config_hash)
         run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, config_hash))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
-        execute(run)
+        execute_with_trackers(cfg, run, out_dir / "logs", resolved)
         atomic_write_json(result_path, result_document(cfg, run, resolved, config_hash))
         kill_point("run:after-result")
         _remove_tree(ckpt_root)
     return result_path
+
+
+def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved: dict) -> None:
+    """``execute(run)``, feeding the trackers of ``train.log_with`` (one tracker run per clft run)."""
+    if not cfg.train.log_with:
+        execute(run)
+        return
+    from clft.metrics import compute_all
+    from clft.trackers import RunLogger
+
+    logger = RunLogger.open(cfg.train.log_with, cfg.name, f"{run.scenario}/{run.run_id}", logs, resolved)
+    run.on_step.append(logger.on_step)
+    run.on_task_end.append(logger.on_task_end)
+    try:
+        execute(run)
+    except BaseException:
+        logger.finish()
+        raise
+    logger.finish(compute_all(run.state.acc, run.state.baseline_acc))
 
 
 @dataclass
@@ -228,9 +247,10 @@ def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progr
 
 
 def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -> dict:
-    """The experiment as run: every plugin block with its defaults filled in."""
+    """The experiment as run: every plugin block with its defaults filled in (``train.log_with`` left out)."""
     data = to_plain(cfg)
     data.pop("compare", None)
+    data["train"].pop("log_with", None)  # where to log is not what was run: same hash with or without trackers
     data.update(
         seeds=[plan.seed], scenarios=[run.scenario],
         benchmark={"name": run.benchmark.name, **to_plain(run.benchmark.config)},
