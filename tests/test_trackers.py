@@ -22,7 +22,7 @@ RUN = "class-il/finetune/seed0"
 def logged(tmp_path_factory, request):
     """One tiny run logging to every installed tracker: (out folder, result JSON)."""
     pytest.importorskip("tensorboard")
-    from tests.conftest import TINY_EXPERIMENT, run_cli
+    from conftest import TINY_EXPERIMENT, run_cli
 
     root = tmp_path_factory.mktemp("trackers")
     experiment = {**TINY_EXPERIMENT, "train": {**TINY_EXPERIMENT["train"],
