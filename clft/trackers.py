@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from clft.errors import ClftError, ConfigError
+from clft.results import atomic_write_text
 
 TRACKERS = ("tensorboard", "wandb", "mlflow", "csv")
 _EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
@@ -51,7 +52,7 @@ class CSVTracker:
             self._writer.writerow(["step", "name", "value"])
 
     def store_init_configuration(self, values: dict) -> None:
-        (self.logging_dir / "hparams.json").write_text(json.dumps(values, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(self.logging_dir / "hparams.json", json.dumps(values, indent=1, sort_keys=True) + "\n")
 
     def log(self, values: dict, step: int | None = None) -> None:
         for name, value in values.items():

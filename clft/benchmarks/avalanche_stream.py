@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from clft.benchmarks.vector_streams import vectors_dataset
 from clft.data import LocalDataConfig, check_disjoint_classes, data_dir, make_task
 from clft.errors import ConfigError, DataError
 from clft.registry import benchmarks
+from clft.results import atomic_write_bytes
 from clft.types import Benchmark, Task
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -117,11 +117,8 @@ def _unpack(source_dir: Path, name: str, target: Path) -> None:
     plain, packed = source_dir / name, source_dir / f"{name}.gz"
     if not plain.is_file() and not packed.is_file():
         raise DataError(f"avalanche: {plain} (or .gz) not found")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{name}.{os.getpid()}.tmp")
-    with (gzip.open(packed) if not plain.is_file() else open(plain, "rb")) as src, open(partial, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    os.replace(partial, target)
+    data = plain.read_bytes() if plain.is_file() else gzip.decompress(packed.read_bytes())
+    atomic_write_bytes(target, data)
 
 
 def _rows(dataset, per_class: int | None, seed: int):
