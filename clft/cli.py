@@ -31,8 +31,8 @@ def default_experiment() -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     quiet_libraries(args.quiet)
     import clft.plugins  # noqa: F401  (registers the built-ins)
-    from clft.experiment import load_experiment
     from clft.executors import run_sweep
+    from clft.experiment import load_experiment
 
     if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
         args.overrides, args.experiment = [args.experiment, *args.overrides], None  # `clft run a.b=1`
