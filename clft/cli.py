@@ -42,6 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     run_sweep(cfg, out, jobs=args.jobs, executor=args.executor, address=args.address, base_dir=path.resolve().parent,
               resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    if not _is_main_process():
+        return 0  # a data-parallel launch: the main process prints the summary
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
     print(_table(out, "md"))
     if not args.no_plots:
@@ -49,6 +51,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\nplots: {plots[0].parent if plots else '(none)'}")
     print(f"results: {out}/ (one JSON per run; `clft table {out}` / `clft plot {out}`)")
     return 0
+
+
+def _is_main_process() -> bool:
+    from clft.distributed import Parallel
+
+    return Parallel.current().is_main
 
 
 def quiet_libraries(quiet: bool) -> None:
