@@ -136,3 +136,20 @@ def test_resources_do_not_change_the_config_hash(tmp_path):
     before = result_times(tmp_path)
     run_quietly(experiment(train=train, resources={"cpus": 4, "gpus": 1}), tmp_path)  # "another config" would raise
     assert result_times(tmp_path) == before and len(before) == 1  # same hash: skipped
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--jobs", "0"], "clft: error: --jobs must be >= 1, got 0"),
+    (["--address", "10.0.0.1:6379"], "clft: error: --address names a Ray cluster; use it with --executor ray"),
+    (["--executor", "ray"], "clft: error: --executor ray needs Ray: pip install 'clft[ray]' (or pip install ray)"),
+])
+def test_the_command_line_answers_bad_executor_flags_in_one_line(flags, message, tmp_path, capsys, monkeypatch):
+    from reliability_helpers import one_line_error, write_yaml
+
+    from clft.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    exp = write_yaml(tmp_path / "exp.yaml")
+    code = main(["run", str(exp), "--out", str(tmp_path / "out"), "--quiet", "--no-plots", *flags])
+    assert one_line_error(capsys, code, 2) == message
+    assert not (tmp_path / "out").exists()  # refused before any run started
