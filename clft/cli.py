@@ -45,8 +45,8 @@ def experiment_path(args: argparse.Namespace) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     quiet_libraries(args.quiet)
     import clft.plugins  # noqa: F401  (registers the built-ins)
+    from clft.executors import run_sweep
     from clft.experiment import load_experiment
-    from clft.sweep import run_experiment
 
     path = experiment_path(args)
     cfg, _ = load_experiment(str(path), args.overrides)
@@ -54,8 +54,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(cfg, out, path.resolve().parent)
     started = time.perf_counter()
-    run_experiment(cfg, out, base_dir=path.resolve().parent, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    run_sweep(cfg, out, jobs=args.jobs, executor=args.executor, address=args.address, base_dir=path.resolve().parent,
+              resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    if not _is_main_process():
+        return 0  # a data-parallel launch: the main process prints the summary
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
     print(_table(out, "md"))
     if not args.no_plots:
@@ -76,6 +78,12 @@ def dry_run(cfg, out: Path, base_dir: Path) -> int:
         status = run_status(cfg, plan, out, base_dir)
         print(f"{status.scenario:<10} {plan.label:<24} {plan.seed:>4}  {status.describe()}")
     return 0
+
+
+def _is_main_process() -> bool:
+    from clft.distributed import Parallel
+
+    return Parallel.current().is_main
 
 
 def quiet_libraries(quiet: bool) -> None:
@@ -163,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--dry-run", action="store_true", help="print the runs (and which are done) without training")
+    run.add_argument("--jobs", type=int, default=1, help="runs at a time in separate processes (local executor)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local processes, or one Ray task per run (pip install 'clft[ray]')")
+    run.add_argument("--address", help="Ray cluster address (default: start a local Ray for the sweep)")
     run.set_defaults(func=cmd_run)
     table = sub.add_parser("table", help="aggregate run JSONs into a table")
     table.add_argument("directory")

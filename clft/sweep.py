@@ -251,6 +251,7 @@ def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -
     data = to_plain(cfg)
     data.pop("compare", None)
     data["train"].pop("log_with", None)  # where to log is not what was run: same hash with or without trackers
+    data.pop("resources", None)  # where a run executes does not change its result
     data.update(
         seeds=[plan.seed], scenarios=[run.scenario],
         benchmark={"name": run.benchmark.name, **to_plain(run.benchmark.config)},
