@@ -23,18 +23,22 @@ STRATEGIES = {
 }
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    root = tmp_path_factory.mktemp("llm-run")
+def experiment(root, strategies: list) -> ExperimentConfig:
     size = save_tokenizer(root / "tok", chat=True)
     raw = {"name": "tiny-llm", "seeds": [0],
            "benchmark": {"name": "instruction-tuning", "files": write_instruction_files(root / "data"),
                          "general_tasks": ["general"]},
            "backbone": tiny_llama_backbone(root / "tok", size, peft=LORA, max_new_tokens=4),
-           "compare": list(STRATEGIES.values()),
+           "compare": strategies,
            "train": {"epochs": 8, "batch_size": 4, "lr": 0.05, "eval_batch_size": 8}}
-    config = make_dataclass_instance(ExperimentConfig, raw, where="experiment")
-    paths = run_experiment(config, root / "out", progress=False, log=lambda *_: None)
+    return make_dataclass_instance(ExperimentConfig, raw, where="experiment")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("llm-run")
+    paths = run_experiment(experiment(root, list(STRATEGIES.values())), root / "out", progress=False,
+                           log=lambda *_: None)
     return root / "out", {path.parent.name: json.loads(path.read_text()) for path in paths}
 
 
@@ -65,3 +69,11 @@ def test_table_names_ap_and_general_ability(results):
     assert "general before" in header and "general after" in header
     before = runs["finetune"]["general"]["scores"][0][0]
     assert f"{before:.3f} ± 0.000" in table.splitlines()[2]
+
+
+def test_same_seed_same_score_matrix(results, tmp_path):
+    _, runs = results
+    (path,) = run_experiment(experiment(tmp_path, ["finetune"]), tmp_path / "out", progress=False,
+                             log=lambda *_: None)
+    again = json.loads(path.read_text())
+    assert again["acc"] == runs["finetune"]["acc"] and again["general"] == runs["finetune"]["general"]
