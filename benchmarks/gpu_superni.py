@@ -36,13 +36,18 @@ class Tee:
         self.stream, self.log = stream, log
 
     def write(self, text: str) -> int:
-        self.log.write(text)
-        self.log.flush()
+        if not self.log.closed:
+            self.log.write(text)
+            self.log.flush()
         return self.stream.write(text)
 
     def flush(self) -> None:
         self.stream.flush()
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
+
+    def close(self) -> None:
+        """The terminal stream stays open; the log is closed by its owner."""
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,9 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    saved = sys.stdout, sys.stderr
     with open(out / "log.txt", "a", encoding="utf-8") as log:
-        sys.stdout, sys.stderr = Tee(sys.__stdout__, log), Tee(sys.__stderr__, log)
-        return run(args, out)
+        sys.stdout, sys.stderr = Tee(saved[0], log), Tee(saved[1], log)
+        try:
+            return run(args, out)
+        finally:
+            sys.stdout, sys.stderr = saved
 
 
 def run(args: argparse.Namespace, out: Path) -> int:
