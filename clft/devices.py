@@ -63,6 +63,20 @@ def _accelerator(cpu: bool, precision: str):
     return _ACCELERATORS[key]
 
 
+def use_deterministic_algorithms(mode: bool, warn_only: bool = True) -> None:
+    """``torch.use_deterministic_algorithms`` without importing torch's compiler stack.
+
+    torch's function imports ``torch._inductor.config`` (about 1.2 s of imports,
+    ``torch._dynamo`` included) only to copy ``mode`` into it; clft does not compile, so
+    the flag is set on the C side directly, and inductor's copy is set only when
+    something already imported it.
+    """
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = mode
+
+
 def peak_memory_mb(devices: Devices) -> float:
     """Peak accelerator memory (CUDA) or the process's peak resident set size (CPU), in MiB."""
     if devices.kind == "cuda":

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from clft.columns import columns
 from clft.devices import Devices, peak_memory_mb
 from clft.errors import ClftError, ConfigError, DivergenceError
 from clft.faults import kill_point
@@ -94,13 +95,14 @@ def train_task(run: Run, task: Task) -> None:
     backbone.label_space.mark_seen(task)
     for strategy in run.strategies:
         strategy.before_task(backbone, task, run.tasks)
-    data = backbone.prepare(training_data(run, task))
+    prepared = backbone.prepare(training_data(run, task))
+    data = columns(prepared)  # batches are slices of tensors read once per task (clft.columns)
     optimizer = run.devices.prepare_optimizer(build_optimizer(backbone, cfg))
     backbone.model.train()
     micro = 0
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([run.seed, task.id, epoch])
-        batches = train_batches(len(data), cfg.batch_size, rng, backbone.lengths(data), cfg.bucket_by_length)
+        batches = train_batches(len(data), cfg.batch_size, rng, backbone.lengths(prepared), cfg.bucket_by_length)
         bar = tqdm(batches, desc=f"{run.run_id} task {task.id + 1}/{len(run.tasks)} ep {epoch + 1}",
                    disable=None if run.progress else True, leave=False, dynamic_ncols=True)
         for indices in bar:
@@ -204,11 +206,16 @@ def predictor(run: Run):
 
 @torch.inference_mode()
 def evaluate_task(run: Run, task: Task, predict) -> float:
-    """Accuracy on ``task.test``: mean over examples of [predicted id == label]."""
+    """Accuracy on ``task.test``: mean over examples of [predicted id == label].
+
+    The test set's columns are read once (``clft.columns``, cached across the T + 1
+    evaluations of a run); batches of ``eval_batch_size`` are slices of them.
+    """
     backbone = run.backbone
-    data = backbone.prepare(task.test)
+    prepared = backbone.prepare(task.test)
+    data = columns(prepared)
     correct = 0
-    for indices in eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(data)):
+    for indices in eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(prepared)):
         examples = data[indices]
         with run.devices.autocast():
             batch = backbone.collate(examples)

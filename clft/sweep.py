@@ -26,7 +26,7 @@ import torch
 from clft.checkpoint import load_checkpoint, save_checkpoint
 from clft.config import to_plain
 from clft.data import check_disjoint_classes
-from clft.devices import Devices
+from clft.devices import Devices, use_deterministic_algorithms
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig, group_label, resolve_spec
 from clft.faults import kill_point
@@ -147,7 +147,7 @@ def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> Ru
     bench_spec = resolve_spec(cfg.benchmark, base_dir)
     if plan.scenario is not None:
         bench_spec["scenario"] = plan.scenario
-    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+    use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(plan.seed)
