@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from clft.columns import columns
-from clft.devices import Devices, peak_memory_mb
+from clft.devices import Devices, peak_memory_mb, reset_peak_memory, rss_mb
 from clft.errors import ClftError, ConfigError, DivergenceError
 from clft.faults import kill_point
 from clft.run_state import RunState
@@ -65,6 +65,8 @@ def seed_everything(seed: int) -> None:
 
 def execute(run: Run) -> RunState:
     """Train the remaining tasks of ``run`` and return the final state."""
+    run.state.memory_method = reset_peak_memory(run.devices)
+    run.state.memory_at_start_mb = rss_mb()
     if run.state.baseline_acc is None:
         run.state.baseline_acc = evaluate_stream(run)
         kill_point("run:after-baseline")

@@ -247,6 +247,7 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, config_hash
                    "n_test": len(t.test)} for t in run.tasks],
         "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,
         "cost": {"train_seconds": run.state.train_seconds, "peak_memory_mb": run.state.peak_memory_mb,
+                 "memory_at_start_mb": run.state.memory_at_start_mb, "memory_method": run.state.memory_method,
                  "trainable_params": sum(p.numel() for p in backbone.trainable_parameters()),
                  "extra_state_bytes": sum(s.extra_state_bytes() for s in run.strategies)},
         "extra": {k: v for s in run.strategies for k, v in s.report().items()},
