@@ -220,7 +220,8 @@ def _cells(row: Row, rows: list[Row], pm: Callable[[Stat], str], num: Callable[[
     """A row's display cells; ``pm`` formats a mean ± std, ``num`` a mean with a format spec."""
     cells = [row.scenario, row.strategy, str(row.n)]
     cells += [pm(row.metrics[k]) for k in METRIC_KEYS]
-    cells += [num(row.extra_state_mb.mean, ".2f"), num(row.train_seconds.mean, ".1f"), num(row.peak_memory_mb.mean, ".0f")]
+    cells += [num(row.extra_state_mb.mean, ".2f"), num(row.train_seconds.mean, ".1f"),
+              num(row.peak_memory_mb.mean, ".0f")]
     cells += [num(row.final_acc[k].mean, ".3f") if k in row.final_acc else "" for k in _union(rows, "final_acc")]
     cells += [num(row.extra[k].mean, ".4g") if k in row.extra else "" for k in _union(rows, "extra")]
     return cells
