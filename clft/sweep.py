@@ -35,6 +35,7 @@ from clft.registry import backbones, benchmarks, strategies
 from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
 from clft.run_state import RunState
 from clft.runner import Run, execute, seed_everything
+from clft.stream_cache import cached_tasks
 from clft.types import Benchmark, LabelSpace, Task
 
 
@@ -152,7 +153,7 @@ def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> Ru
         torch.set_num_threads(cfg.train.threads)
     seed_everything(plan.seed)
     benchmark = benchmarks.build(bench_spec)
-    tasks = benchmark.tasks(plan.seed)
+    tasks = cached_tasks(benchmark, plan.seed)  # built once per (config, seed, code, data files)
     check_disjoint_classes(tasks, benchmark.scenario)
     backbone = PluginChoice(*backbones.resolve(resolve_spec(cfg.backbone, base_dir)))
     chosen = [PluginChoice(*strategies.resolve(spec)) for spec in plan.group]
