@@ -104,7 +104,7 @@ def clinc_run(steps: int = 5) -> dict:
     cfg = ExperimentConfig(name="speed-clinc", benchmark=dict(CLINC), backbone=dict(MINILM_LORA),
                            train=TrainConfig(epochs=1, batch_size=32, eval_batch_size=256, lr=3e-3, threads=1,
                                              max_steps_per_task=steps))
-    run = build_run(cfg, RunPlan(["finetune"], "class-il", 0), ROOT, progress=False)
+    run = build_run(cfg, RunPlan([{"name": "finetune"}], "class-il", 0), ROOT, progress=False)
     spent = {"eval": 0.0, "eval_examples": 0}
     evaluate = runner.evaluate_stream
 

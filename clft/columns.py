@@ -8,6 +8,8 @@ dataset's fingerprint:
 
 - numbers (``int``/``float``/``bool`` scalars) -> a tensor ``[N]``;
 - fixed-length lists of numbers (pixel rows, padded ids) -> a tensor ``[N, D]``;
+  floats in torch's default dtype (float32), as ``torch.tensor`` makes of the
+  Python floats ``Dataset.__getitem__`` returns; integers int64, booleans bool;
 - anything else (strings, ragged token-id lists) -> a Python list, so a batch
   holds the same values ``Dataset.__getitem__`` returns.
 
@@ -44,18 +46,26 @@ def _fixed_width(array: pa.Array) -> int | None:
     return int(lengths[0])
 
 
+def _tensor(values: np.ndarray) -> torch.Tensor:
+    """A writable tensor copy; floats in torch's default dtype, integers int64."""
+    if np.issubdtype(values.dtype, np.floating):
+        return torch.from_numpy(np.array(values)).to(torch.get_default_dtype())
+    if np.issubdtype(values.dtype, np.integer):
+        return torch.from_numpy(np.array(values, dtype=np.int64))
+    return torch.from_numpy(np.array(values))
+
+
 def column_values(array: pa.ChunkedArray | pa.Array) -> torch.Tensor | list:
     """One Arrow column as a tensor (numbers, fixed-length number lists) or a Python list."""
     array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
     kind = array.type
     if _numeric(kind) and not array.null_count:
-        return torch.from_numpy(np.array(array.to_numpy(zero_copy_only=False)))
+        return _tensor(array.to_numpy(zero_copy_only=False))
     is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
     if is_list and _numeric(kind.value_type):
         width = _fixed_width(array)
         if width is not None:
-            flat = array.flatten().to_numpy(zero_copy_only=False)
-            return torch.from_numpy(np.array(flat).reshape(len(array), width))
+            return _tensor(array.flatten().to_numpy(zero_copy_only=False).reshape(len(array), width))
     return array.to_pylist()
 
 
