@@ -14,6 +14,10 @@ class RunState:
     baseline_acc: list[float] | None = None
     train_seconds: list[float] = field(default_factory=list)
     peak_memory_mb: float = 0.0
+    """This run's peak (``clft.devices.reset_peak_memory`` at its start; method in ``memory_method``)."""
+    memory_at_start_mb: float = 0.0
+    """Resident memory when the run (or its resumption) started: peak minus this is the run's own growth."""
+    memory_method: str = ""
     skipped_batches: int = 0
     general: list[list[float]] = field(default_factory=list)
     """Scores on the held-out general-ability tasks: row 0 before training, row i+1 after task i."""

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from clft.devices import Devices, peak_memory_mb
+from clft.columns import columns
+from clft.devices import Devices, peak_memory_mb, reset_peak_memory, rss_mb
 from clft.distributed import Parallel
 from clft.errors import ClftError, ConfigError, DivergenceError
 from clft.faults import kill_point
@@ -74,6 +75,8 @@ def seed_everything(seed: int) -> None:
 
 def execute(run: Run) -> RunState:
     """Train the remaining tasks of ``run`` and return the final state."""
+    run.state.memory_method = reset_peak_memory(run.devices)
+    run.state.memory_at_start_mb = rss_mb()
     if run.state.baseline_acc is None:
         run.state.baseline_acc = evaluate_stream(run)
         run.state.general = [evaluate_stream(run, run.general_tasks)] if run.general_tasks else []
@@ -107,13 +110,14 @@ def train_task(run: Run, task: Task) -> None:
     backbone.label_space.mark_seen(task)
     for strategy in run.strategies:
         strategy.before_task(backbone, task, run.tasks)
-    data = backbone.prepare(training_data(run, task))
+    prepared = backbone.prepare(training_data(run, task))
+    data = columns(prepared)  # batches are slices of tensors read once per task (clft.columns)
     optimizer = run.devices.prepare_optimizer(build_optimizer(backbone, cfg))
     backbone.model.train()
     micro = 0
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([run.seed, task.id, epoch])
-        batches = train_batches(len(data), cfg.batch_size, rng, backbone.lengths(data), cfg.bucket_by_length)
+        batches = train_batches(len(data), cfg.batch_size, rng, backbone.lengths(prepared), cfg.bucket_by_length)
         bar = tqdm(batches, desc=f"{run.run_id} task {task.id + 1}/{len(run.tasks)} ep {epoch + 1}",
                    disable=None if run.progress else True, leave=False, dynamic_ncols=True)
         for indices in bar:
@@ -236,11 +240,16 @@ def predictor(run: Run):
 @torch.inference_mode()
 def evaluate_task(run: Run, task: Task, predict) -> float:
     """The task's score on ``task.test``: accuracy (mean of [predicted id == label]) or, for a
-    generative task, the mean of its metric over the generated texts (``clft.scoring``)."""
+    generative task, the mean of its metric over the generated texts (``clft.scoring``).
+
+    The test set's columns are read once (``clft.columns``, cached across the T + 1
+    evaluations of a run); batches of ``eval_batch_size`` are slices of them.
+    """
     backbone = run.backbone
-    data = backbone.prepare(task.test)
+    prepared = backbone.prepare(task.test)
+    data = columns(prepared)
     total = 0.0  # this process's sum of per-example scores (an exact integer count for accuracy)
-    batches = list(eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(data)))
+    batches = list(eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(prepared)))
     for indices in run.parallel.mine(batches):
         examples = data[indices]
         with run.devices.autocast():

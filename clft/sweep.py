@@ -26,7 +26,7 @@ import torch
 from clft.checkpoint import load_checkpoint, save_checkpoint
 from clft.config import to_plain
 from clft.data import check_disjoint_classes
-from clft.devices import Devices
+from clft.devices import Devices, use_deterministic_algorithms
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig, group_label, resolve_spec
 from clft.faults import kill_point
@@ -35,6 +35,7 @@ from clft.registry import backbones, benchmarks, strategies
 from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
 from clft.run_state import RunState
 from clft.runner import Run, execute, seed_everything
+from clft.stream_cache import cached_tasks
 from clft.types import Benchmark, LabelSpace, Task
 
 
@@ -216,12 +217,12 @@ def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> Ru
     bench_spec = resolve_spec(cfg.benchmark, base_dir)
     if plan.scenario is not None:
         bench_spec["scenario"] = plan.scenario
-    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+    use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(plan.seed)
     benchmark = benchmarks.build(bench_spec)
-    tasks = benchmark.tasks(plan.seed)
+    tasks = cached_tasks(benchmark, plan.seed)  # built once per (config, seed, code, data files)
     check_disjoint_classes(tasks, benchmark.scenario)
     backbone = PluginChoice(*backbones.resolve(resolve_spec(cfg.backbone, base_dir)))
     chosen = [PluginChoice(*strategies.resolve(spec)) for spec in plan.group]
@@ -320,6 +321,7 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, config_hash
         "tasks": [task_entry(t) for t in run.tasks],
         "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,
         "cost": {"train_seconds": run.state.train_seconds, "peak_memory_mb": run.state.peak_memory_mb,
+                 "memory_at_start_mb": run.state.memory_at_start_mb, "memory_method": run.state.memory_method,
                  "trainable_params": sum(p.numel() for p in backbone.trainable_parameters()),
                  "extra_state_bytes": sum(s.extra_state_bytes() for s in run.strategies)},
         "extra": {k: v for s in run.strategies for k, v in s.report().items()},

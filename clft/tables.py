@@ -75,6 +75,7 @@ class Row:
     metrics: dict[str, Stat]
     extra_state_mb: Stat
     train_seconds: Stat
+    peak_memory_mb: Stat
     final_acc: dict[str, Stat] = field(default_factory=dict)
     extra: dict[str, Stat] = field(default_factory=dict)
     generative: bool = False
@@ -163,6 +164,7 @@ def _summarize_group(key: tuple[str, str], members: list[dict], joints: dict[tup
         metrics={k: Stat.of(r[k] for r in per_run) for k in METRIC_KEYS},
         extra_state_mb=Stat.of(_number(c.get("extra_state_bytes")) / 2**20 for c in costs),
         train_seconds=Stat.of(float(np.sum(c["train_seconds"])) if "train_seconds" in c else None for c in costs),
+        peak_memory_mb=Stat.of(_number(c.get("peak_memory_mb")) for c in costs),
         final_acc={name: Stat.of(finals[:, j]) for j, name in enumerate(names)},
         extra={k: Stat.of(_number((run.get("extra") or {}).get(k)) for run in members) for k in extra_keys},
         generative=any(t.get("metric", "accuracy") != "accuracy" for run in members for t in run["tasks"]),
@@ -241,7 +243,8 @@ def metric_headers(rows: list[Row]) -> list[str]:
 
 
 def _headers(rows: list[Row]) -> list[str]:
-    fixed = ["scenario", "strategy", "n", *metric_headers(rows), "extra state (MB)", "train time (s)"]
+    fixed = ["scenario", "strategy", "n", *metric_headers(rows), "extra state (MB)", "train time (s)",
+             "peak memory (MB)"]
     general = [GENERAL_HEADERS[k] for k in _union(rows, "general")]
     return fixed + general + _union(rows, "final_acc") + _union(rows, "extra")
 
@@ -250,7 +253,8 @@ def _cells(row: Row, rows: list[Row], pm: Callable[[Stat], str], num: Callable[[
     """A row's display cells; ``pm`` formats a mean ± std, ``num`` a mean with a format spec."""
     cells = [row.scenario, row.strategy, str(row.n)]
     cells += [pm(row.metrics[k]) for k in METRIC_KEYS]
-    cells += [num(row.extra_state_mb.mean, ".2f"), num(row.train_seconds.mean, ".1f")]
+    cells += [num(row.extra_state_mb.mean, ".2f"), num(row.train_seconds.mean, ".1f"),
+              num(row.peak_memory_mb.mean, ".0f")]
     cells += [pm(row.general[k]) if k in row.general else "" for k in _union(rows, "general")]
     cells += [num(row.final_acc[k].mean, ".3f") if k in row.final_acc else "" for k in _union(rows, "final_acc")]
     cells += [num(row.extra[k].mean, ".4g") if k in row.extra else "" for k in _union(rows, "extra")]
@@ -305,7 +309,8 @@ def _csv_columns(rows: list[Row]) -> list[tuple[str, Callable[[Row], Stat | None
     cols: list[tuple[str, Callable[[Row], Stat | None]]] = [
         (k, lambda r, k=k: r.metrics[k]) for k in METRIC_KEYS
     ]
-    cols += [("extra_state_mb", lambda r: r.extra_state_mb), ("train_seconds", lambda r: r.train_seconds)]
+    cols += [("extra_state_mb", lambda r: r.extra_state_mb), ("train_seconds", lambda r: r.train_seconds),
+             ("peak_memory_mb", lambda r: r.peak_memory_mb)]
     cols += [(f"general_{k}", lambda r, k=k: r.general.get(k)) for k in _union(rows, "general")]
     cols += [(f"final_acc:{k}", lambda r, k=k: r.final_acc.get(k)) for k in _union(rows, "final_acc")]
     cols += [(f"extra:{k}", lambda r, k=k: r.extra.get(k)) for k in _union(rows, "extra")]

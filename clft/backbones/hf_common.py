@@ -29,15 +29,18 @@ transformers and peft are imported inside functions, so importing
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from clft.errors import ConfigError
+from clft.stream_cache import file_hash as _file_hash
 from clft.types import Backbone, Benchmark, LabelSpace, Task
 
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -166,21 +169,40 @@ def tokenizer_key(tokenizer) -> str:
 
 
 def cached_map(dataset, key: tuple, function: Callable[[dict], dict]):
-    """``dataset.map(function, batched=True)``, computed once per (fingerprint, key), in memory.
+    """``dataset.map(function, batched=True)``, computed once per (fingerprint, key, code).
 
-    Returns the cached object on later calls, also when given a dataset it returned itself.
+    In memory (a process-wide LRU) always; on disk too when ``dataset`` is memory-mapped
+    from the stream cache (``clft.stream_cache``): the tokenised table is written beside it
+    as ``prepared-<hash>.arrow`` and read back by the next process. The hash covers the
+    dataset's fingerprint, ``key`` and the source of the module defining ``function``
+    and of this module. Returns the cached object on later calls, also when given a
+    dataset it returned itself.
     """
-    full = (dataset._fingerprint, *key)
+    full = (dataset._fingerprint, *key, _source_hash(function))
     if full in _PREPARED:
         _PREPARED.move_to_end(full)
         return _PREPARED[full]
     fingerprint = hashlib.sha1(repr(full).encode()).hexdigest()[:16]
-    prepared = dataset.map(function, batched=True, keep_in_memory=True, new_fingerprint=fingerprint)
+    if dataset.cache_files:
+        path = Path(dataset.cache_files[0]["filename"]).parent / f"prepared-{fingerprint}.arrow"
+        prepared = dataset.map(function, batched=True, cache_file_name=str(path), load_from_cache_file=True,
+                               new_fingerprint=fingerprint)
+    else:
+        prepared = dataset.map(function, batched=True, keep_in_memory=True, new_fingerprint=fingerprint)
     _PREPARED[full] = prepared
-    _PREPARED[(prepared._fingerprint, *key)] = prepared
+    _PREPARED[(prepared._fingerprint, *key, full[-1])] = prepared
     while len(_PREPARED) > CACHE_SIZE:
         _PREPARED.popitem(last=False)
     return prepared
+
+
+def _source_hash(function: Callable) -> str:
+    """SHA-256 prefix of the source files of ``function``'s module and of this module."""
+    files = {Path(__file__).resolve()}
+    source = inspect.getsourcefile(function)
+    if source:
+        files.add(Path(source).resolve())
+    return hashlib.sha256("".join(_file_hash(p) for p in sorted(files)).encode()).hexdigest()[:16]
 
 
 def clear_prepared_cache() -> None:

@@ -32,6 +32,7 @@ from clft.registry import backbones
 from clft.types import Backbone, Batch, Benchmark, LabelSpace, Task
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+NUMPY_DTYPES = {torch.float32: np.float32, torch.int64: np.int64}
 
 
 def build_mlp(n_in: int, hidden: list[int], n_out: int, dropout: float, activation: str) -> nn.Sequential:
@@ -44,6 +45,13 @@ def build_mlp(n_in: int, hidden: list[int], n_out: int, dropout: float, activati
         n_in = width
     layers.append(nn.Linear(n_in, n_out))
     return nn.Sequential(*layers)
+
+
+def as_tensor(values, dtype: torch.dtype, device) -> torch.Tensor:
+    """A tensor of ``dtype`` on ``device``: tensors pass through (no copy when already there), lists via numpy."""
+    if not isinstance(values, torch.Tensor):
+        values = torch.from_numpy(np.asarray(values, dtype=NUMPY_DTYPES[dtype]))
+    return values.to(device=device, dtype=dtype)
 
 
 def masked(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -84,11 +92,11 @@ class MLP(Backbone):
         self.label_space = LabelSpace(benchmark.scenario, n_out, {t.id: t.classes for t in tasks})
 
     def collate(self, examples: Batch) -> Batch:
-        """Columnar ``{x, label, task}`` -> float32 ``x`` [B, d], int64 ``label`` and ``task`` [B]."""
-        batch = {"x": torch.as_tensor(np.asarray(examples["x"], dtype=np.float32), device=self.device)}
+        """Columnar ``{x, label, task}`` (tensors or lists) -> float32 ``x`` [B, d], int64 ``label``, ``task`` [B]."""
+        batch = {"x": as_tensor(examples["x"], torch.float32, self.device)}
         for column in ("label", "task"):
             if column in examples:
-                batch[column] = torch.as_tensor(np.asarray(examples[column], dtype=np.int64), device=self.device)
+                batch[column] = as_tensor(examples[column], torch.int64, self.device)
         return batch
 
     def logits(self, batch: Batch) -> torch.Tensor:
@@ -97,7 +105,7 @@ class MLP(Backbone):
     def allowed(self, batch: Batch, task: Task) -> torch.Tensor:
         """Bool [B, num_classes]: the label space's mask for each example's own ``task`` column
         (``task.id`` for every row when the batch has no such column)."""
-        task_ids = batch["task"].tolist() if "task" in batch else [task.id] * len(batch["x"])
+        task_ids = batch["task"] if "task" in batch else [task.id] * len(batch["x"])
         return self.label_space.mask(task_ids, self.device)
 
     def loss(self, batch: Batch, task: Task) -> torch.Tensor:

@@ -24,6 +24,7 @@ import datasets
 import numpy as np
 import torch
 
+from clft.columns import columns
 from clft.registry import strategies
 from clft.strategies.replay import Replay
 from clft.types import Backbone, Strategy, Task
@@ -76,7 +77,7 @@ class AGEM(Strategy):
         memory = self.prepared_memory(backbone)
         size = min(self.config.memory_batch_size, len(memory))
         rows = np.sort(self.memory.rng.choice(len(memory), size=size, replace=False))
-        loss = backbone.loss(backbone.collate(memory[rows.tolist()]), task)
+        loss = backbone.loss(backbone.collate(columns(memory)[rows]), task)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return [torch.zeros_like(p, dtype=torch.float32) if g is None else g.float() for p, g in zip(params, grads)]
 

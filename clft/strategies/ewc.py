@@ -13,9 +13,10 @@ and adds to every later step the penalty
     online:    (λ/2) Σ_i F[i] (θ_i − θ*[i])²,  F ← γ F + F_t, θ* ← θ after task t
 
 Gradients come from ``backbone.loss`` (mean cross-entropy = −log p, masked by
-the label space) in eval mode, via ``torch.autograd.grad`` so the training
-``.grad`` buffers are untouched. With ``fisher_batch_size`` 1 (default) each
-example's squared gradient is exact; larger batches average squared *batch*
+the label space) in eval mode, so the training ``.grad`` buffers are untouched.
+With ``fisher_batch_size`` 1 (default) each example's squared gradient is exact,
+computed for 64 examples at a time by ``torch.func.vmap(grad)``
+(``clft.strategies._importance``); larger batches average squared *batch*
 gradients, a cheaper estimate that is smaller by about 1/B. Parameters are
 matched by name (``backbone.model.named_parameters()`` that require grad);
 parameters added later (new adapters or heads) are not penalised.
@@ -29,7 +30,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from clft.columns import columns
 from clft.registry import strategies
+from clft.strategies._importance import per_example_mean
 from clft.strategies._random import generator_from_state, generator_state, new_generator
 from clft.types import Backbone, Batch, Strategy, Task
 
@@ -108,19 +111,31 @@ class EWC(Strategy):
             self.terms = []
         self.terms.append({"fisher": fisher, "anchor": anchor})
 
-    def fisher(self, backbone: Backbone, task: Task) -> Tensors:
-        """Diagonal empirical Fisher of ``task.train`` at the current parameters (see module doc)."""
-        params = trainable(backbone)
+    def fisher(self, backbone: Backbone, task: Task, vectorised: bool = True) -> Tensors:
+        """Diagonal empirical Fisher of ``task.train`` at the current parameters (see module doc).
+
+        ``fisher_batch_size`` 1: exact per-example squares via ``torch.func`` (``_importance``);
+        ``vectorised=False`` computes the same with a loop (tests compare the two).
+        """
         data = backbone.prepare(task.train)
         rows = self.sample_rows(len(data))
+        if self.config.fisher_batch_size == 1:
+            return per_example_mean(backbone, data, rows, lambda batch: backbone.loss(batch, task), "square",
+                                    vectorised=vectorised)
+        return self.batched_fisher(backbone, task, data, rows)
+
+    def batched_fisher(self, backbone: Backbone, task: Task, data, rows: list[int]) -> Tensors:
+        """Mean over chunks of ``fisher_batch_size`` rows of the squared *batch* gradient."""
+        params = trainable(backbone)
         size = self.config.fisher_batch_size
         sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+        table = columns(data)
         was_training = backbone.model.training
         backbone.model.eval()
         try:
             chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
             for chunk in chunks:
-                loss = backbone.loss(backbone.collate(data[chunk]), task)
+                loss = backbone.loss(backbone.collate(table[chunk]), task)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
                 for name, grad in zip(params, grads):
                     if grad is not None:

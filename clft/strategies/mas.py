@@ -12,9 +12,10 @@ for task t (the function the model computes for that task). Importances add up
 over tasks, Ω ← Ω + Ω_t, the anchor is θ* ← θ after task t, and every later
 step adds  λ Σ_i Ω_i (θ_i − θ*_i)².
 
-Gradients come from ``torch.autograd.grad`` in eval mode (training ``.grad``
-buffers untouched). ``batch_size`` 1 (default) gives the exact per-example
-|gradient|; larger batches take |∂ mean_n ‖f(x_n)‖² / ∂θ| per batch, cheaper
+Gradients are taken in eval mode (training ``.grad`` buffers untouched).
+``batch_size`` 1 (default) gives the exact per-example |gradient|, 64 examples
+at a time through ``torch.func.vmap(grad)`` (``clft.strategies._importance``);
+larger batches take |∂ mean_n ‖f(x_n)‖² / ∂θ| per batch, cheaper
 and smaller.
 """
 
@@ -25,8 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from clft.columns import columns
 from clft.registry import strategies
 from clft.strategies._anchor import Tensors, quadratic_penalty, snapshot, tensor_bytes, to_cpu
+from clft.strategies._importance import per_example_mean
 from clft.strategies._random import generator_from_state, generator_state, new_generator
 from clft.strategies.ewc import trainable
 from clft.types import Backbone, Batch, Strategy, Task
@@ -75,22 +78,31 @@ class MAS(Strategy):
             self.importance[name] = old.to(omega.device) + omega if keep else omega
         self.anchor = snapshot(backbone)
 
-    def sensitivity(self, backbone: Backbone, task: Task) -> Tensors:
-        """Ω_t: mean |∂‖f(x)‖²/∂θ| over (a sample of) ``task.train`` (see module doc)."""
-        params = trainable(backbone)
+    def sensitivity(self, backbone: Backbone, task: Task, vectorised: bool = True) -> Tensors:
+        """Ω_t: mean |∂‖f(x)‖²/∂θ| over (a sample of) ``task.train`` (see module doc).
+
+        ``batch_size`` 1: exact per-example values via ``torch.func`` (``_importance``);
+        ``vectorised=False`` computes the same with a loop (tests compare the two).
+        """
         data = backbone.prepare(task.train)
         rows = self.sample_rows(len(data))
         allowed = list(backbone.label_space.allowed(task.id))
-        size = self.config.batch_size
+
+        def squared_norm(batch):
+            return backbone.logits(batch)[:, allowed].float().pow(2).sum(dim=1).mean()
+
+        if self.config.batch_size == 1:
+            return per_example_mean(backbone, data, rows, squared_norm, "abs", vectorised=vectorised)
+        params = trainable(backbone)
+        size, table = self.config.batch_size, columns(data)
         chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
         sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
         was_training = backbone.model.training
         backbone.model.eval()
         try:
             for chunk in chunks:
-                outputs = backbone.logits(backbone.collate(data[chunk]))[:, allowed].float()
-                norm = outputs.pow(2).sum(dim=1).mean()
-                grads = torch.autograd.grad(norm, list(params.values()), allow_unused=True)
+                grads = torch.autograd.grad(squared_norm(backbone.collate(table[chunk])), list(params.values()),
+                                            allow_unused=True)
                 for name, grad in zip(params, grads):
                     if grad is not None:
                         sums[name] += grad.detach().float().abs()

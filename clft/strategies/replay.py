@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 
+from clft.columns import columns as dataset_columns
 from clft.registry import strategies
 from clft.strategies._random import generator_from_state, generator_state, new_generator
 from clft.types import Backbone, Batch, Strategy, Task
@@ -100,7 +101,7 @@ class Replay(Strategy):
         self.rng = self.rng or new_generator()
         wanted = self.config.replay_batch_size or batch_size(batch)
         rows = np.sort(self.rng.choice(self.size, size=min(wanted, self.size), replace=False))
-        return backbone.loss(backbone.collate(self._prepared_buffer(backbone)[rows.tolist()]), task)
+        return backbone.loss(backbone.collate(dataset_columns(self._prepared_buffer(backbone))[rows]), task)
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
         """Offer the task's training examples, in order, to the buffer."""
