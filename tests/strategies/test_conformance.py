@@ -24,7 +24,6 @@ import json
 
 import pytest
 import yaml
-from strategy_helpers import assert_same, differs, through_checkpoint, without_rng
 
 import clft.runner
 import clft.strategies  # noqa: F401
@@ -32,6 +31,7 @@ import clft.sweep
 from clft.errors import ConfigError
 from clft.experiment import load_experiment
 from clft.registry import benchmarks, strategies
+from clft.testing import assert_same, differs, through_checkpoint, without_rng
 from clft.types import SCENARIOS
 
 DEFAULT_BACKBONE = {"name": "mlp", "hidden": [16]}
