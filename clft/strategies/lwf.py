@@ -95,7 +95,8 @@ class LwF(Strategy):
         if not self.old or not self.groups or self.config.lam == 0:
             return None
         if outputs.logits is None:
-            raise ConfigError(f"lwf distils class logits; backbone {backbone.name!r} has none (use hf-classifier or mlp)")
+            raise ConfigError(f"lwf distils class logits; backbone {backbone.name!r} has none "
+                              "(use hf-classifier or mlp)")
         new = outputs.logits.float()
         old = self.old_logits(backbone, batch)
         t = self.config.temperature
