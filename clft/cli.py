@@ -30,7 +30,6 @@ def default_experiment() -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     quiet_libraries(args.quiet)
-    import clft.plugins  # noqa: F401  (registers the built-ins)
     from clft.experiment import load_experiment
     from clft.sweep import run_experiment
 
@@ -94,15 +93,33 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import clft.plugins  # noqa: F401
+    """Every registered name with the distribution that supplied it; broken and conflicting
+    plugins are listed with their error (and do not change the exit status)."""
     from clft.registry import REGISTRIES
 
     kinds = [args.kind] if args.kind else list(REGISTRIES)
     for kind in kinds:
         print(f"{kind}:")
         for entry in REGISTRIES[kind].entries():
-            print(f"  {entry.name:<24} {entry.distribution}")
+            problem = f"  [{entry.status}: {entry.error}]" if entry.error else ""
+            print(f"  {entry.name:<24} {entry.distribution}{problem}")
     return 0
+
+
+def one_line_plugin_warnings() -> None:
+    """Show a ``PluginWarning`` (a third-party plugin that failed to load) as one line."""
+    import warnings
+
+    from clft.registry import PluginWarning
+
+    default = warnings.formatwarning
+
+    def formatted(message, category, filename, lineno, line=None):
+        if issubclass(category, PluginWarning):
+            return f"clft: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    one_line_plugin_warnings()
     args = build_parser().parse_args(argv)
     if args.command is None:  # `clft` alone: run the quickstart
         args = build_parser().parse_args(["run", *(argv or [])])

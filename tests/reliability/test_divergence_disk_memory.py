@@ -58,10 +58,8 @@ class Faulty(Strategy):
 
 @pytest.fixture
 def faulty():
-    strategies.names()  # load the built-ins and entry points first
-    strategies.add("faulty", Faulty, "tests")
-    yield "faulty"
-    del strategies._entries["faulty"]
+    with strategies.registered(Faulty, "faulty") as name:
+        yield name
 
 
 @pytest.mark.parametrize("fault", ["nan", "inf"])
