@@ -57,7 +57,8 @@ def test_no_directory_scanning_or_import_path_tricks():
     assert {r.builtins for r in REGISTRIES.values()} == {"clft.strategies", "clft.benchmarks", "clft.backbones"}
     with pytest.raises(ValueError, match="not one of clft's own"):
         Registry("strategies", "evil")
-    plugins = "".join((PACKAGE / kind / "__init__.py").read_text() for kind in ("strategies", "benchmarks", "backbones"))
+    plugins = "".join((PACKAGE / kind / "__init__.py").read_text() for kind in ("strategies", "benchmarks",
+                                                                                "backbones"))
     assert "import" in plugins and not re.search(r"glob|listdir|iterdir|scandir|walk", plugins)
 
 
