@@ -34,7 +34,7 @@ from clft.locks import RunLock, RunLockedError
 from clft.registry import backbones, benchmarks, strategies
 from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
 from clft.run_state import RunState
-from clft.runner import Run, check_composition, execute, seed_everything
+from clft.runner import Run, check_composition, check_initial_states, execute, seed_everything
 from clft.state_io import check_checkpointable
 from clft.types import Benchmark, LabelSpace, Task
 
@@ -175,6 +175,7 @@ def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progr
     devices = Devices(cfg.train.device, cfg.train.mixed_precision)
     backbone.to(devices.device)
     built = [choice.cls(choice.config) for choice in setup.strategies]
+    check_initial_states(built)  # a state_dict that cannot be checkpointed fails now, not after task 1
     return Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
                cfg.train, devices, RunState(), progress, setup.benchmark)
 
