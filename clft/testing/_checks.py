@@ -256,7 +256,7 @@ def check_backbone(cls_or_name: type | str, options: dict | None = None, *, benc
         backbone.label_space = LabelSpace(bench.scenario, len(bench.label_names), {t.id: t.classes for t in tasks})
         backbone.label_space.mark_seen(tasks[0])
         outputs = check_one_batch(name, backbone, tasks[0])
-        scenario = bench.scenario if "scenario" not in bench_spec else bench_spec["scenario"]
+        scenario = bench_spec.get("scenario", bench.scenario)
         check_strategy("finetune", [scenario], backbone=spec, benchmark=bench_spec, workdir_path=workdir_path)
         return outputs
 

@@ -4,10 +4,8 @@ and a state_dict checked before training."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-import pytest
 import torch
 
 from clft.backbones.mlp import MLP
