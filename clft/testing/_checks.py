@@ -1,7 +1,8 @@
 """The conformance checks clft runs on its own plugins, for any plugin's test suite.
 
 ``check_strategy``: for each scenario the strategy supports (``task-il`` only when it
-``requires_task_id``), a two-task stream runs a few steps through the real sweep, and
+``requires_task_id``), a short stream (two tasks by default) runs a few steps through
+the real sweep, and
 
 - the accuracy matrix is full and every state the strategy keeps after the first task
   survives ``state_dict`` -> checkpoint format (``clft.state_io``) -> a fresh instance's
@@ -171,7 +172,7 @@ def check_strategy_in(name: str, scenario: str, backbone: dict, benchmark: dict,
     cfg = conformance_experiment(folder, name, scenario, backbone, benchmark)
     run, after_task, [path] = recorded_run(cfg, folder / "straight")
     acc = json.loads(path.read_text())["acc"]
-    assert len(acc) == 2 and all(len(row) == 2 for row in acc), f"{name}: accuracy matrix {acc} is not 2x2"
+    assert len(acc) >= 2 and all(len(row) == len(acc) for row in acc), f"{name}: accuracy matrix {acc} is not TxT"
     assert all(0.0 <= a <= 1.0 for row in acc for a in row), f"{name}: accuracies out of [0, 1]: {acc}"
     check_round_trips(name, after_task)
     try:

@@ -24,7 +24,7 @@ CASES = [(name, scenario) for name in strategies.names()
 @pytest.mark.parametrize("name, scenario", CASES)
 def test_strategy_runs_round_trips_and_resumes_exactly(name, scenario, tmp_path):
     matrices = check_strategy(name, [scenario], workdir_path=tmp_path)
-    assert list(matrices) == [scenario] and len(matrices[scenario]) == 2
+    assert list(matrices) == [scenario] and len(matrices[scenario]) == 2  # the two-task conformance stream
 
 
 @pytest.mark.parametrize("name", strategies.names())
