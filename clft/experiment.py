@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from clft.config import apply_overrides, load_yaml, make_dataclass_instance
 from clft.errors import ConfigError
+from clft.presets import find_preset
 from clft.types import SCENARIOS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,8 @@ class TrainConfig:
     """torch intra-op CPU threads (torch.set_num_threads); None = torch's default. 1 is fastest for tiny models."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms(True) with warn_only; same seed -> same matrix on CPU."""
+    log_with: list[Literal["tensorboard", "wandb", "mlflow", "csv"]] = field(default_factory=list)
+    """Experiment trackers fed during each run (clft.trackers); an output option, not part of the run's config hash."""
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accumulation_steps"):
@@ -71,6 +74,22 @@ class TrainConfig:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not 0 < self.lr < float("inf"):  # also rejects NaN
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class Resources:
+    """What one run asks of a Ray cluster (``clft run --executor ray``); no effect on results."""
+
+    cpus: float = 1.0
+    """CPU cores per run (Ray's num_cpus; also the run's torch threads unless train.threads is set)."""
+    gpus: float = 0.0
+    """GPUs per run (Ray's num_gpus; fractions share a GPU)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.cpus < float("inf"):
+            raise ValueError(f"cpus must be > 0, got {self.cpus}")
+        if not 0 <= self.gpus < float("inf"):
+            raise ValueError(f"gpus must be >= 0, got {self.gpus}")
 
 
 @dataclass
@@ -85,6 +104,8 @@ class ExperimentConfig:
     strategies: list[Any] | None = None
     compare: list[Any] | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
+    resources: Resources = field(default_factory=Resources)
+    """Per-run resources for the Ray executor (not part of a run's config hash)."""
     description: str = ""
     published: dict = field(default_factory=dict)
     """Published numbers to print beside ours (free-form, not used by the runner)."""
@@ -138,8 +159,10 @@ def load_experiment(path: str | None, overrides: list[str] | None = None) -> tup
 def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
     """A plugin block, with ``file: x.yaml`` replaced by that file's mapping (keys given here win).
 
-    The file is looked up as given, then relative to ``base_dir`` (the experiment's folder),
-    then relative to the project root; so ``benchmark: {file: benchmarks/clinc150.yaml}`` works.
+    The file is looked up as given, then relative to ``base_dir`` (the experiment's folder)
+    and its parent, then relative to the project root, then among the benchmark presets
+    (``clft.presets``); so ``benchmark: {file: benchmarks/clinc150.yaml}`` works in a
+    checkout and from an installed wheel, and a user's own file wins.
     """
     spec = dict(spec)
     if "file" not in spec:
@@ -151,6 +174,9 @@ def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
     if base_dir is not None:
         candidates += [base_dir / name, base_dir.parent / name]
     candidates.append(PROJECT_ROOT / name)
+    preset = find_preset("benchmarks", Path(name).name)
+    if preset is not None:
+        candidates.append(preset)
     for path in candidates:
         if path.is_file():
             return {**load_yaml(path), **spec}

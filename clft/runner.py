@@ -9,7 +9,8 @@ For a run (experiment x strategy group x scenario x seed) the runner:
    the strategies' ``extra_loss`` terms, backward, ``before_step`` hooks, optimizer
    step, ``after_step`` hooks; see ``clft.types.Strategy``), ``after_task`` hooks,
    evaluates every task of the stream (row i of ``acc``), and writes an atomic
-   checkpoint;
+   checkpoint; the held-out ``general_tasks`` (general ability) are scored before
+   training and after each task;
 3. writes the run's JSON (``clft.results``) and removes the checkpoint.
 
 Determinism: the global seed is set before the backbone is built and again
@@ -31,10 +32,12 @@ import torch
 from tqdm.auto import tqdm
 
 from clft.devices import Devices, peak_memory_mb
+from clft.distributed import Parallel
 from clft.errors import ClftError, ConfigError, DivergenceError
 from clft.faults import kill_point
 from clft.run_state import RunState
 from clft.sampling import eval_batches, train_batches
+from clft.scoring import example_scores
 from clft.state_io import check_checkpointable
 from clft.types import Backbone, Outputs, Strategy, Task
 
@@ -58,8 +61,15 @@ class Run:
     progress: bool = True
     benchmark: object = None
     on_task_end: list = field(default_factory=list)
+    """Callbacks ``(run, task)`` after each task's evaluation row (checkpoints, trackers)."""
+    on_step: list = field(default_factory=list)
+    """Callbacks ``(run, task, step, loss)`` after each training micro-batch's backward (trackers)."""
     trainable_names: set = field(default_factory=set)
     """Parameters trainable at any task end: what checkpoints keep."""
+    parallel: Parallel = field(default_factory=Parallel)
+    """This process's share of a data-parallel run (``clft.distributed``); one process by default."""
+    general_tasks: list[Task] = field(default_factory=list)
+    """Held-out tasks never trained on, scored before training and after each task (general ability)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -93,6 +103,7 @@ def execute(run: Run) -> RunState:
     check_initial_states(run.strategies)
     if run.state.baseline_acc is None:
         run.state.baseline_acc = evaluate_stream(run)
+        run.state.general = [evaluate_stream(run, run.general_tasks)] if run.general_tasks else []
         kill_point("run:after-baseline")
     for task in run.tasks[run.state.next_task :]:
         seed_everything(run.seed * 1000 + task.id)
@@ -100,6 +111,8 @@ def execute(run: Run) -> RunState:
         train_task(run, task)
         run.state.train_seconds.append(time.perf_counter() - started)
         run.state.acc.append(evaluate_stream(run))
+        if run.general_tasks:
+            run.state.general.append(evaluate_stream(run, run.general_tasks))
         run.state.next_task = task.id + 1
         run.state.peak_memory_mb = max(run.state.peak_memory_mb, peak_memory_mb(run.devices))
         for callback in run.on_task_end:
@@ -135,8 +148,12 @@ def train_task(run: Run, task: Task) -> None:
             step = micro // cfg.grad_accumulation_steps
             if cfg.max_steps_per_task is not None and step >= cfg.max_steps_per_task:
                 break
-            loss = forward_backward(run, task, data[indices], step, pending)
+            local = data[run.parallel.shard(indices)] if run.parallel.active else None
+            loss = forward_backward(run, task, data[indices], step, pending, local)
             micro += 1
+            if loss is not None:
+                for callback in run.on_step:
+                    callback(run, task, step, loss)
             if micro % cfg.grad_accumulation_steps == 0:
                 optimizer_step(run, task, optimizer, pending)
             if loss is not None and micro % 10 == 1:
@@ -147,11 +164,14 @@ def train_task(run: Run, task: Task) -> None:
         strategy.after_task(backbone, task)
 
 
-def forward_backward(run: Run, task: Task, examples: dict, step: int, pending: list) -> float | None:
+def forward_backward(run: Run, task: Task, examples: dict, step: int, pending: list,
+                     local: dict | None = None) -> float | None:
     """One forward pass, loss = (replacing strategy's ``loss`` or ``outputs.main_loss()``) + the
     ``extra_loss`` terms; backward (scaled for accumulation). Appends ``(batch, outputs)`` to
     ``pending`` for the ``after_step`` hooks when some strategy has one.
 
+    Data parallel (``local``: this process's shard of ``examples``): loss = (n_local / N) ·
+    backbone.loss(local) + (1/P) · Σ extra_loss(examples); see ``clft.distributed``.
     Returns the loss, or None when a non-finite loss was skipped (``on_nan: skip``).
     """
     backbone, cfg = run.backbone, run.train
@@ -162,8 +182,12 @@ def forward_backward(run: Run, task: Task, examples: dict, step: int, pending: l
         with run.devices.autocast():
             batch = backbone.collate(examples)
             outputs = backbone.forward(batch, task)
-            loss = step_loss(run.strategies, backbone, batch, outputs, task)
-        value = loss.detach().float().item()
+            if local is None:
+                loss = step_loss(run.strategies, backbone, batch, outputs, task)
+            else:  # hooks see the whole batch (as in one process), each process adds 1/P of their terms
+                main = _shard_loss(run, task, local, len(examples["label"]))
+                loss = step_loss(run.strategies, backbone, batch, outputs, task, main, 1 / run.parallel.world)
+        value = run.parallel.sum(loss.detach().float().item())
         if not math.isfinite(value):
             return _non_finite(run, task, step, value)
         run.devices.backward(loss / cfg.grad_accumulation_steps)
@@ -172,18 +196,31 @@ def forward_backward(run: Run, task: Task, examples: dict, step: int, pending: l
     return value
 
 
-def step_loss(strategies: list[Strategy], backbone: Backbone, batch: dict, outputs: Outputs, task: Task):
-    """The replacing strategy's ``loss`` (None: ``outputs.main_loss()``) plus every ``extra_loss`` term."""
+def step_loss(strategies: list[Strategy], backbone: Backbone, batch: dict, outputs: Outputs, task: Task,
+              main=None, scale: float = 1.0):
+    """The replacing strategy's ``loss`` (None: ``main``, default ``outputs.main_loss()``) plus every
+    ``extra_loss`` term; strategy terms are multiplied by ``scale`` (1/P under data parallelism)."""
     loss = None
     for strategy in strategies:
         if overrides(type(strategy), "loss"):
             loss = strategy.loss(backbone, batch, outputs, task)
-    loss = outputs.main_loss() if loss is None else loss
+    if loss is None:
+        loss = outputs.main_loss() if main is None else main
+    elif scale != 1.0:
+        loss = loss * scale
     for strategy in strategies:
         term = strategy.extra_loss(backbone, batch, outputs, task)
         if term is not None:
-            loss = loss + term
+            loss = loss + (term if scale == 1.0 else term * scale)
     return loss
+
+
+def _shard_loss(run: Run, task: Task, local: dict, n_global: int) -> torch.Tensor:
+    """(n_local / N) · backbone.loss on this process's shard (zero, with a graph, for an empty shard)."""
+    n_local = len(local["label"])
+    if n_local == 0:
+        return sum(p.sum() * 0.0 for p in run.backbone.trainable_parameters())
+    return run.backbone.loss(run.backbone.collate(local), task) * (n_local / n_global)
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -205,8 +242,9 @@ def explain_oom(where: str, advice: str):
 
 
 def optimizer_step(run: Run, task: Task, optimizer, pending: list) -> None:
-    """``before_step`` hooks (unscaled gradients), clipping, step, zero_grad, then ``after_step``
-    hooks for each micro-batch of the step (``pending``, emptied)."""
+    """Gradients summed over data-parallel processes, ``before_step`` hooks (unscaled gradients),
+    clipping, step, zero_grad, then ``after_step`` hooks for each micro-batch of the step (``pending``)."""
+    run.parallel.reduce_gradients(run.backbone.trainable_parameters())
     run.devices.unscale(optimizer)
     for strategy in run.strategies:
         strategy.before_step(run.backbone, task)
@@ -253,26 +291,31 @@ def predictor(run: Run):
 
 @torch.inference_mode()
 def evaluate_task(run: Run, task: Task, predict) -> float:
-    """Accuracy on ``task.test``: mean over examples of [predicted id == label]."""
+    """The task's score on ``task.test``: accuracy (mean of [predicted id == label]) or, for a
+    generative task, the mean of its metric over the generated texts (``clft.scoring``)."""
     backbone = run.backbone
     data = backbone.prepare(task.test)
-    correct = 0
-    for indices in eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(data)):
+    total = 0.0  # this process's sum of per-example scores (an exact integer count for accuracy)
+    batches = list(eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(data)))
+    for indices in run.parallel.mine(batches):
         examples = data[indices]
         with run.devices.autocast():
             batch = backbone.collate(examples)
             predicted = predict(backbone, batch, task, run.scenario)
-        labels = torch.as_tensor(examples["label"])
-        correct += int((predicted.detach().cpu().long() == labels).sum())
-    return correct / len(data)
+        if task.generative:
+            total += math.fsum(example_scores(task.metric, predicted, examples["references"]))
+        else:
+            labels = torch.as_tensor(examples["label"])
+            total += int((predicted.detach().cpu().long() == labels).sum())
+    return run.parallel.sum(total) / len(data)
 
 
-def evaluate_stream(run: Run) -> list[float]:
-    """Accuracy on every task of the stream, seen or not."""
+def evaluate_stream(run: Run, tasks: list[Task] | None = None) -> list[float]:
+    """The score on every task of the stream (seen or not), or of ``tasks``."""
     predict = predictor(run)
     run.backbone.model.eval()
     try:
         with explain_oom(f"evaluating with eval_batch_size {run.train.eval_batch_size}", "lower train.eval_batch_size"):
-            return [evaluate_task(run, task, predict) for task in run.tasks]
+            return [evaluate_task(run, task, predict) for task in (run.tasks if tasks is None else tasks)]
     finally:
         run.backbone.model.train()
