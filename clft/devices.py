@@ -46,6 +46,12 @@ class Devices:
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
 
+    def unscale(self, optimizer) -> None:
+        """Divide the gradients by the fp16 loss scale now (no-op without fp16), so hooks and
+        clipping see true gradients; the optimizer step then does not unscale again."""
+        if self.mixed_precision == "fp16":
+            self.accelerator.unscale_gradients(optimizer)
+
     def prepare_optimizer(self, optimizer: torch.optim.Optimizer):
         return self.accelerator.prepare_optimizer(optimizer)
 

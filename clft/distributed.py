@@ -14,7 +14,7 @@ seeded run, and then:
 - **Strategy terms.** ``extra_loss`` sees the whole global batch on every process and
   its term is scaled by 1/P: its value, its gradient and the strategy's own state
   (reservoir draws, DER's stored logits, replay's memory batch) are those of a single
-  process, on every process. ``after_backward`` hooks read the summed gradients,
+  process, on every process. ``before_step`` hooks read the summed gradients,
   ``after_task`` hooks see the same model and data: their state (Fisher, SI's path
   integral, A-GEM's reference gradient, memories) is the same on every process.
   docs/scaling.md has the table, strategy by strategy.

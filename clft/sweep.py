@@ -34,7 +34,8 @@ from clft.locks import RunLock, RunLockedError
 from clft.registry import backbones, benchmarks, strategies
 from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
 from clft.run_state import RunState
-from clft.runner import Run, execute, seed_everything
+from clft.runner import Run, check_composition, check_initial_states, execute, seed_everything
+from clft.state_io import check_checkpointable
 from clft.stream_cache import cached_tasks
 from clft.types import Benchmark, LabelSpace, Task
 
@@ -226,6 +227,7 @@ def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> Ru
     check_disjoint_classes(tasks, benchmark.scenario)
     backbone = PluginChoice(*backbones.resolve(resolve_spec(cfg.backbone, base_dir)))
     chosen = [PluginChoice(*strategies.resolve(spec)) for spec in plan.group]
+    check_composition([choice.cls for choice in chosen])
     for strategy in chosen:
         if strategy.cls.requires_task_id and benchmark.scenario != "task-il":
             raise ConfigError(f"strategy {strategy.name!r} needs task ids at test time; use scenario task-il")
@@ -247,6 +249,7 @@ def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progr
               cfg.train, devices, RunState(), progress, setup.benchmark)
     general = getattr(setup.benchmark, "general_tasks", None)
     run.general_tasks = list(general(plan.seed)) if general is not None else []
+    check_initial_states(built)  # a state_dict that cannot be checkpointed fails now, not after task 1
     return run
 
 
@@ -289,7 +292,12 @@ def _checkpoint(run: Run, root: Path, config_hash: str) -> None:
     meta = {"config_hash": config_hash, "run": run.run_id, "run_state": run.state.to_json(),
             "seen": sorted(run.backbone.label_space.seen), "trainable_names": sorted(run.trainable_names)}
     state = {"strategies": [s.state_dict() for s in run.strategies]}
-    save_checkpoint(root, run.state.next_task - 1, meta, _trainable_state(run), state)
+    try:
+        save_checkpoint(root, run.state.next_task - 1, meta, _trainable_state(run), state)
+    except TypeError:  # a state_dict that changed type after the initial check: name strategy and key
+        for strategy, strategy_state in zip(run.strategies, state["strategies"]):
+            check_checkpointable(strategy_state, f"strategy {strategy.name!r}")
+        raise
 
 
 def _resume(run: Run, root: Path, config_hash: str) -> None:

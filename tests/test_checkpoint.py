@@ -23,7 +23,7 @@ def test_flatten_round_trips_nested_state():
     back = unflatten(json.loads(json.dumps(skeleton)), tensors)
     assert torch.equal(back["fisher"][0], torch.ones(2, 3)) and back["rows"] == state["rows"]
     assert np.array_equal(back["arr"], np.arange(5)) and back["rng"] == state["rng"]
-    with pytest.raises(TypeError, match="cannot checkpoint a object"):
+    with pytest.raises(TypeError, match=r"holds a object at \['bad'\], which cannot be checkpointed"):
         flatten({"bad": object()}, {})
 
 

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import torch
 
 from clft.backbones.hf_common import pad
-from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig
+from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig, sequence_outputs
 from clft.registry import backbones
-from clft.types import Batch, Task
+from clft.types import Batch, Outputs, Task
 
 _PLACEHOLDER = "\u2063CLFT-USER-MESSAGE\u2063"
 
@@ -111,11 +111,11 @@ class HFCausalLM(HFTextToText):
             batch["lm_labels"] = pad([[-100] * len(p) + t for p, t in zip(prompts, targets)], -100).to(self.device)
         return batch
 
-    def loss(self, batch: Batch, task: Task) -> torch.Tensor:
-        """Mean next-token cross-entropy over the target (+ EOS) tokens."""
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         labels=batch["lm_labels"])
-        return out.loss
+    def forward(self, batch: Batch, task: Task) -> Outputs:
+        """Per-example mean next-token cross-entropy over the target (label name + EOS) tokens;
+        main loss: the mean over the batch's target tokens."""
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return sequence_outputs(out.logits, batch["lm_labels"], shift=True)
 
     def _generate(self, batch: Batch, max_new_tokens: int | None = None) -> torch.Tensor:
         prompt = batch["prompt_ids"]

@@ -36,7 +36,7 @@ from clft.backbones.hf_common import HFBackbone, HFConfig, load_model, mask_logi
 from clft.errors import ConfigError
 from clft.registry import backbones
 from clft.strategies._importance import PER_EXAMPLE
-from clft.types import Batch, Benchmark, Task
+from clft.types import Batch, Benchmark, Outputs, Task
 
 HEAD = "classifier"
 
@@ -139,9 +139,11 @@ class HFClassifier(HFBackbone):
         task_ids = batch["task"] if "task" in batch else [task.id] * len(batch["input_ids"])
         return self.label_space.mask(task_ids, self.device)
 
-    def loss(self, batch: Batch, task: Task) -> torch.Tensor:
-        """Mean cross-entropy over the allowed logits of each example."""
-        return F.cross_entropy(mask_logits(self.logits(batch), self.allowed(batch, task)), batch["label"])
+    def forward(self, batch: Batch, task: Task) -> Outputs:
+        """Raw logits and each example's cross-entropy over its allowed logits (main loss: the mean)."""
+        logits = self.logits(batch)
+        masked = mask_logits(logits, self.allowed(batch, task))
+        return Outputs(example_loss=F.cross_entropy(masked, batch["label"], reduction="none"), logits=logits)
 
     def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor:
         """Global label ids [B]: argmax over the allowed logits."""

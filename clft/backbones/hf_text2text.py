@@ -47,9 +47,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from clft.backbones.hf_common import HFBackbone, HFConfig, load_model, wrap_peft
-from clft.types import Batch, Benchmark, Task
+from clft.types import Batch, Benchmark, Outputs, Task
 
 DEFAULT_TEMPLATE = "{instruction}\nOptions: {options}\nInput: {text}\nAnswer:"
 GENERATION_TEMPLATE = "Definition: {instruction}\n\nNow complete the following example -\nInput: {text}\nOutput:"
@@ -101,9 +102,23 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     return [], []
 
 
+def sequence_outputs(lm_logits: torch.Tensor, labels: torch.Tensor, shift: bool) -> Outputs:
+    """Per-example mean token cross-entropy of the target tokens (labels != -100), weighted by
+    the target's token count, so ``main_loss()`` is the mean over all target tokens of the batch
+    (what transformers' own ``loss`` computes). ``shift``: next-token prediction (causal LMs).
+    Positions a prompt-learning peft method prepends to the logits are dropped first."""
+    lm_logits = lm_logits[:, lm_logits.shape[1] - labels.shape[1] :]
+    if shift:
+        lm_logits, labels = lm_logits[:, :-1], labels[:, 1:]
+    tokens = F.cross_entropy(lm_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none")
+    counts = (labels != -100).sum(dim=1)
+    per_example = tokens.view(labels.shape).sum(dim=1) / counts.clamp(min=1)
+    return Outputs(example_loss=per_example, weight=counts, extra={"lm_logits": lm_logits})
+
+
 class HFTextToText(HFBackbone):
     """Prompt assembly, tokenisation, decoding and label matching; subclasses build batches,
-    the loss and generation (``_batch``, ``loss``, ``_generate``)."""
+    the forward pass and generation (``_batch``, ``forward``, ``_generate``)."""
 
     kind = "text2text"
     prompt_suffix_specials = True  # append the tokenizer's end-of-text specials to the prompt

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clft.registry import backbones
-from clft.types import Backbone, Batch, Benchmark, LabelSpace, Task
+from clft.types import Backbone, Batch, Benchmark, LabelSpace, Outputs, Task
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 NUMPY_DTYPES = {torch.float32: np.float32, torch.int64: np.int64}
@@ -108,9 +108,11 @@ class MLP(Backbone):
         task_ids = batch["task"] if "task" in batch else [task.id] * len(batch["x"])
         return self.label_space.mask(task_ids, self.device)
 
-    def loss(self, batch: Batch, task: Task) -> torch.Tensor:
-        """Mean cross-entropy over the allowed logits of each example."""
-        return F.cross_entropy(masked(self.logits(batch), self.allowed(batch, task)), batch["label"])
+    def forward(self, batch: Batch, task: Task) -> Outputs:
+        """Raw logits and each example's cross-entropy over its allowed logits (main loss: the mean)."""
+        logits = self.logits(batch)
+        losses = F.cross_entropy(masked(logits, self.allowed(batch, task)), batch["label"], reduction="none")
+        return Outputs(example_loss=losses, logits=logits)
 
     def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor:
         """Argmax over the allowed logits (the label space's scenario decides what is allowed)."""

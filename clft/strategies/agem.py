@@ -12,8 +12,8 @@ random memory batch, both flattened over all trainable parameters:
 so the step never increases the (average) memory loss to first order. g_ref
 comes from ``torch.autograd.grad``, so the ``.grad`` buffers hold only the
 (projected) g. Memory rows keep their ``task`` column: the backbone masks each
-with its own task's label space. Under loss scaling (fp16) the projection is
-unchanged: it is linear in g.
+with its own task's label space. The runner unscales fp16 gradients before
+``before_step``, so g and g_ref share one scale.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class AGEM(Strategy):
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
         self.memory.before_task(backbone, task, stream)
 
-    def after_backward(self, backbone: Backbone, task: Task) -> None:
+    def before_step(self, backbone: Backbone, task: Task) -> None:
         if not self.memory.size:
             return
         params = backbone.trainable_parameters()

@@ -9,8 +9,9 @@ it replaces slot j ~ U{0..k} when j < |M|). Each step adds
 
     α · MSE( f(x'; θ), z' ),    (x', z') a random batch of M
 
-(mean over the logit entries, as in the authors' code) and then offers the
-current batch, with its logits z = f(x; θ) under ``no_grad``, to the reservoir.
+(mean over the logit entries, as in the authors' code); after the optimizer
+step (``after_step``) the step's batch, with the logits z = f(x; θ) its forward
+pass gave (no second forward), is offered to the reservoir, as in the authors' code.
 ``derpp`` (DER++) adds a cross-entropy term on a second buffer batch.
 
 What is stored: the collated batch itself, one row per example: every tensor
@@ -31,9 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clft.errors import ConfigError
 from clft.registry import strategies
 from clft.strategies._random import generator_from_state, generator_state, new_generator
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 LOGITS = "__logits__"  # the buffer column holding z
 
@@ -85,15 +87,18 @@ class DER(Strategy):
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
         self.rng = self.rng or new_generator()
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
-        """The buffer terms (before this batch enters the buffer), then the reservoir update."""
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+        """The buffer terms, on buffer rows drawn before this batch enters the buffer."""
         self.rng = self.rng or new_generator()
-        rows = per_example(batch)
-        term = self.buffer_loss(backbone, task, len(next(iter(rows.values())))) if self.size else None
-        with torch.no_grad():
-            logits = backbone.logits(batch).float()
-        self.insert({**rows, LOGITS: logits})
-        return term
+        return self.buffer_loss(backbone, task, len(outputs.example_loss)) if self.size else None
+
+    def after_step(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> None:
+        """Offer the batch and the logits the step's forward pass gave it, z = f(x; θ), to the reservoir."""
+        if outputs.logits is None:
+            raise ConfigError(f"{self.name} stores class logits; backbone {backbone.name!r} has none (use "
+                              "hf-classifier or mlp)")
+        self.rng = self.rng or new_generator()
+        self.insert({**per_example(batch), LOGITS: outputs.logits.float()})
 
     def buffer_loss(self, backbone: Backbone, task: Task, batch_size: int) -> torch.Tensor:
         """α · MSE(f(x'), z') on one buffer batch."""

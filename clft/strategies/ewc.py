@@ -34,7 +34,7 @@ from clft.columns import columns
 from clft.registry import strategies
 from clft.strategies._importance import per_example_mean
 from clft.strategies._random import generator_from_state, generator_state, new_generator
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 Tensors = dict[str, torch.Tensor]
 
@@ -84,7 +84,7 @@ class EWC(Strategy):
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
         self.rng = self.rng or new_generator()
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         """(λ/2) Σ_terms Σ_i F[i] (θ_i − θ*[i])² over the named parameters both sides know."""
         params = trainable(backbone)
         total = None

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from clft.registry import strategies
 from clft.strategies._prompts import PrefixHook, freeze_backbone, mean_pool, vocabulary_init
 from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 MODULE = "clft_l2p_pool"
 
@@ -125,7 +125,7 @@ class L2P(Strategy):
         freeze_backbone(backbone)
         self.pool.requires_grad_(True)
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         matched, self.matched = self.matched, None
         if matched is None or self.config.lam == 0:
             return None

@@ -32,7 +32,7 @@ from clft.strategies._anchor import Tensors, quadratic_penalty, snapshot, tensor
 from clft.strategies._importance import per_example_mean
 from clft.strategies._random import generator_from_state, generator_state, new_generator
 from clft.strategies.ewc import trainable
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 
 @strategies.register()
@@ -67,7 +67,7 @@ class MAS(Strategy):
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
         self.rng = self.rng or new_generator()
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         penalty = quadratic_penalty(backbone, self.importance, self.anchor)
         return None if penalty is None else self.config.lam * penalty
 

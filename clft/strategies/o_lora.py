@@ -42,7 +42,7 @@ from clft.strategies._peft import (
     parameter_bytes,
 )
 from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 
 @strategies.register()
@@ -106,7 +106,7 @@ class OLoRA(Strategy):
             raise ConfigError("o-lora keeps every LoRA active, which peft's modules_to_save head copies "
                               "cannot follow; drop modules_to_save from the backbone's peft block")
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         terms = []
         if self.config.lam1 > 0 and task.id > 0:
             orth = sum((a_old @ a_new.T).abs().sum() for a_new, olds in self._pairs for a_old in olds)

@@ -32,7 +32,7 @@ import numpy as np
 from clft.columns import columns as dataset_columns
 from clft.registry import strategies
 from clft.strategies._random import generator_from_state, generator_state, new_generator
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 Slot = tuple[bool, int]  # (from the new task?, row index in the old buffer or in the task's data)
 
@@ -94,7 +94,7 @@ class Replay(Strategy):
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
         self.rng = self.rng or new_generator()
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task):
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task):
         """``backbone.loss`` on ``replay_batch_size`` buffer rows drawn without replacement."""
         if not self.size:
             return None

@@ -79,7 +79,7 @@ class NanAtSecondTask(Strategy):
         super().__init__(config)
         self.step = 0
 
-    def extra_loss(self, backbone, batch, task):
+    def extra_loss(self, backbone, batch, outputs, task):
         self.step += 1
         if task.id == 1 and self.step % 9 == 3:
             return torch.tensor(float("nan"))
@@ -91,10 +91,8 @@ def nan_strategy():
     from dataclasses import make_dataclass
 
     NanAtSecondTask.Config = make_dataclass("NanConfig", [])
-    strategies._entry_points_loaded or strategies.names()
-    strategies.add("nan-at-second-task", NanAtSecondTask, "tests")
-    yield "nan-at-second-task"
-    del strategies._entries["nan-at-second-task"]
+    with strategies.registered(NanAtSecondTask, "nan-at-second-task") as name:
+        yield name
 
 
 def test_nan_loss_stops_with_task_and_step_and_keeps_the_checkpoint(write_experiment, tmp_path, nan_strategy):

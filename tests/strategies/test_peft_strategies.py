@@ -123,7 +123,7 @@ def test_o_lora_penalty_is_the_sum_of_absolute_products():
     a_old, a_new = torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0, 1.0], [0.0, -1.0]])
     lora._pairs = [(a_new, [a_old])]
     task = type("T", (), {"id": 1})()
-    assert lora.extra_loss(None, {}, task).item() == pytest.approx(2.0 * (abs(3 - 2) + abs(0 + 2)))
+    assert lora.extra_loss(None, {}, None, task).item() == pytest.approx(2.0 * (abs(3 - 2) + abs(0 + 2)))
 
 
 # ---------------------------------------------------------------- progressive prompts
@@ -185,8 +185,8 @@ def test_l2p_selects_the_prompts_whose_keys_match_the_query_and_trains_them():
     assert torch.equal(prefix[0], l2p.pool.prompts[2]) and torch.equal(prefix[1], l2p.pool.prompts[3])
     before = copy.deepcopy(l2p.pool.state_dict())
     optimizer = torch.optim.SGD(backbone.trainable_parameters(), lr=0.1)
-    loss = backbone.loss(batch, tasks[0])
-    surrogate = l2p.extra_loss(backbone, batch, tasks[0])
+    outputs = backbone.forward(batch, tasks[0])  # the step's one forward pass records the chosen keys
+    loss, surrogate = outputs.main_loss(), l2p.extra_loss(backbone, batch, outputs, tasks[0])
     assert surrogate.item() == pytest.approx(0.0, abs=1e-5)  # chosen keys equal their queries: cos = 1
     (loss + surrogate).backward()
     optimizer.step()
