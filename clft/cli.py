@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / cfg.name
     started = time.perf_counter()
     run_experiment(cfg, out, base_dir=path.resolve().parent, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+                   rerun_stale=args.rerun_stale, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
     print(_table(out, "md"))
     if not args.no_plots:
@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results folder (default results/<experiment name>/)")
     run.add_argument("--resume", action="store_true", help="continue killed runs from their last finished task")
     run.add_argument("--overwrite", action="store_true", help="rerun runs whose results exist with another config")
+    run.add_argument("--rerun-stale", action="store_true",
+                     help="re-run finished runs whose results were made by other code (see `clft run` output)")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
