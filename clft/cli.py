@@ -64,10 +64,10 @@ def quiet_libraries(quiet: bool) -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
-def _table(directory: Path, fmt: str) -> str:
-    from clft.tables import render_table
+def _table(directory: Path, fmt: str, ci: bool = False) -> str:
+    from clft.tables import TableOptions, render_table
 
-    return render_table(directory, fmt)
+    return render_table(directory, fmt, TableOptions(ci=ci))
 
 
 def _plots(directory: Path, out: Path | None = None) -> list[Path]:
@@ -77,7 +77,19 @@ def _plots(directory: Path, out: Path | None = None) -> list[Path]:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    text = _table(Path(args.directory), args.format)
+    if args.reference:
+        from clft.reference import render_reference
+
+        experiment = None if args.reference is True else args.reference
+        text = render_reference(Path(args.directory), args.format, experiment)
+    else:
+        text = _table(Path(args.directory), args.format, args.ci)
+    if args.format == "csv":  # the notes (provenance warnings) stay out of the machine-readable text
+        from clft.results import load_results
+        from clft.table_notes import provenance_warnings
+
+        for line in provenance_warnings(load_results(args.directory)):
+            print(line, file=sys.stderr)
     if args.output:
         from clft.results import atomic_write_text
 
@@ -123,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("directory")
     table.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     table.add_argument("--output", help="also write the table to this file")
+    table.add_argument("--ci", action="store_true",
+                       help="95%% t confidence intervals over seeds and † where a row differs from finetune "
+                            "(Welch's t-test, p < 0.05)")
+    table.add_argument("--reference", nargs="?", const=True, default=None, metavar="EXP.yaml",
+                       help="ours beside the published numbers (the `published:` block the runs recorded, or "
+                            "EXP.yaml's): ours, paper, difference, and a flag outside max(2 std, 1 point)")
     table.set_defaults(func=cmd_table)
     plot = sub.add_parser("plot", help="write accuracy-matrix heatmaps and accuracy curves (PNG)")
     plot.add_argument("directory")

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from clft.config import apply_overrides, load_yaml, make_dataclass_instance, to_plain
 from clft.entries import Entry, as_group, group_label, parse_entries
 from clft.errors import ConfigError
+from clft.published import check_published
 from clft.types import SCENARIOS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     description: str = ""
     published: dict = field(default_factory=dict)
-    """Published numbers to print beside ours (free-form, not used by the runner)."""
+    """A paper's numbers to print beside ours (``clft table --reference``); schema in ``clft.published``."""
 
     def __post_init__(self) -> None:
         if self.strategies is not None and self.compare is not None:
@@ -102,8 +103,10 @@ class ExperimentConfig:
         for key in ("benchmark", "backbone"):
             if "name" not in getattr(self, key) and "file" not in getattr(self, key):
                 raise ValueError(f"'{key}' needs a 'name' (or a 'file' holding one)")
-        for entry in self.entries():  # labels, duplicates and per-entry train blocks fail here, before any run
+        entries = self.entries()
+        for entry in entries:  # labels, duplicates and per-entry train blocks fail here, before any run
             self.train_for(entry)
+        check_published(self.published, [entry.label for entry in entries], self.scenarios)
 
     def entries(self) -> list[Entry]:
         """The runs to make, one :class:`~clft.entries.Entry` per compare entry (or the one composed run)."""
