@@ -1,4 +1,4 @@
-"""The ``clft`` command: run, table, plot, list.
+"""The ``clft`` command: run, table, tune, plot, list.
 
 Every user error (unknown experiment file, plugin, key, wrong type, missing
 data) is one line on stderr and exit status 2; no traceback. Other failures are
@@ -98,6 +98,22 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    quiet_libraries(args.quiet)
+    import clft.plugins  # noqa: F401
+    from clft.config import load_yaml
+    from clft.tune import render, split_values, tune
+
+    path = Path(args.experiment)
+    name = load_yaml(path).get("name", path.stem)
+    out = Path(args.out) if args.out else Path("results") / f"{name}-tune"
+    result = tune(path, args.key, split_values(args.values), out, args.overrides, rerun_stale=args.rerun_stale,
+                  progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    print(render(result))
+    print(f"scores: {out / 'tune.json'}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     paths = _plots(Path(args.directory), Path(args.out) if args.out else None)
     for path in paths:
@@ -142,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ours beside the published numbers (the `published:` block the runs recorded, or "
                             "EXP.yaml's): ours, paper, difference, and a flag outside max(2 std, 1 point)")
     table.set_defaults(func=cmd_table)
+    tuner = sub.add_parser("tune", help="choose one hyper-parameter by validation ACC (a grid over one key)")
+    tuner.add_argument("experiment", help="experiment YAML file")
+    tuner.add_argument("overrides", nargs="*", help="dotted overrides applied to every grid point")
+    tuner.add_argument("--key", required=True, help="dotted key to tune, e.g. compare.1.lam (runs only that entry)")
+    tuner.add_argument("--values", required=True, help="comma-separated values, each parsed as YAML: 10,100,1000")
+    tuner.add_argument("--out", help="folder (default results/<experiment name>-tune/)")
+    tuner.add_argument("--rerun-stale", action="store_true", help="re-run grid runs made by other code")
+    tuner.add_argument("--quiet", action="store_true", help="no progress bars")
+    tuner.set_defaults(func=cmd_tune)
     plot = sub.add_parser("plot", help="write accuracy-matrix heatmaps and accuracy curves (PNG)")
     plot.add_argument("directory")
     plot.add_argument("--out", help="folder for the PNGs (default DIRECTORY/plots)")

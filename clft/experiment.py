@@ -89,6 +89,11 @@ class ExperimentConfig:
     compare: list[Any] | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     description: str = ""
+    eval_split: Literal["test", "val"] = "test"
+    """Which split fills the accuracy matrix: ``test``, or ``val`` to choose hyper-parameters (``clft tune``;
+    a task without a validation split holds out ``val_fraction`` of its training data, ``clft.holdout``)."""
+    val_fraction: float = 0.1
+    """Fraction of each task's training examples held out (stratified) when it has no validation split."""
     published: dict = field(default_factory=dict)
     """A paper's numbers to print beside ours (``clft table --reference``); schema in ``clft.published``."""
 
@@ -97,6 +102,8 @@ class ExperimentConfig:
             raise ValueError("give either 'strategies' (one composed run) or 'compare' (one run per entry), not both")
         if not self.seeds:
             raise ValueError("seeds must list at least one seed")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         for scenario in self.scenarios or []:
             if scenario not in SCENARIOS:
                 raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")

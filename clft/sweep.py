@@ -32,6 +32,7 @@ from clft.entries import group_label
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig, TrainConfig, resolve_spec
 from clft.faults import kill_point
+from clft.holdout import validation_stream
 from clft.locks import RunLock, RunLockedError
 from clft.provenance import code_identity, git_sha, package_versions
 from clft.registry import backbones, benchmarks, strategies
@@ -252,6 +253,8 @@ def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> Ru
     setup = resolve_run(cfg, plan, base_dir)
     setup.tasks = setup.benchmark.tasks(plan.seed)
     check_disjoint_classes(setup.tasks, setup.scenario)
+    if cfg.eval_split == "val":
+        setup.tasks = validation_stream(setup.tasks, cfg.val_fraction, plan.seed)
     return setup
 
 
