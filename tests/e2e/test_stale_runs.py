@@ -61,6 +61,7 @@ def test_rerun_stale_reruns_exactly_the_stale_runs(finished):
     assert sum("training" in line for line in log) == 1
 
 
+@pytest.mark.slow
 def test_cli_exits_2_with_one_line_naming_the_flag(cli, write_experiment, tmp_path):
     exp = write_experiment(**COMPARE)
     out = tmp_path / "cli-out"
