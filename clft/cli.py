@@ -76,14 +76,18 @@ def _plots(directory: Path, out: Path | None = None) -> list[Path]:
     return write_plots(directory, out)
 
 
-def cmd_table(args: argparse.Namespace) -> int:
+def table_text(args: argparse.Namespace) -> str:
+    """What ``clft table`` prints for parsed ``args`` (``--output`` writes it plus a newline)."""
     if args.reference:
         from clft.reference import render_reference
 
         experiment = None if args.reference is True else args.reference
-        text = render_reference(Path(args.directory), args.format, experiment)
-    else:
-        text = _table(Path(args.directory), args.format, args.ci)
+        return render_reference(Path(args.directory), args.format, experiment)
+    return _table(Path(args.directory), args.format, args.ci)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    text = table_text(args)
     if args.format == "csv":  # the notes (provenance warnings) stay out of the machine-readable text
         from clft.results import load_results
         from clft.table_notes import provenance_warnings
