@@ -43,6 +43,7 @@ from clft.staleness import (
     DONE,
     OTHER_CONFIG,
     STALE,
+    TODO,
     config_hash,
     plan_summary,
     read_result,
@@ -136,8 +137,8 @@ def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = 
 
 
 def check_plan(planned: list[PlannedRun], out_dir: Path, *, overwrite: bool, rerun_stale: bool, log) -> None:
-    """Log the plan's counts; refuse (one line) results of another config or of other code unless allowed."""
-    log(plan_summary([p.status for p in planned]))
+    """Refuse (one line) results of another config or of other code unless allowed; else log the counts
+    when some result exists already."""
     other = [p for p in planned if p.status == OTHER_CONFIG]
     if other and not overwrite:
         raise ConfigError(f"{other[0].result_path} holds a run with another config ({len(other)} such run(s)); "
@@ -145,6 +146,8 @@ def check_plan(planned: list[PlannedRun], out_dir: Path, *, overwrite: bool, rer
     stale = [p.existing for p in planned if p.status == STALE]
     if stale and not rerun_stale:
         raise stale_error(stale, len(planned), out_dir, code_identity())
+    if any(p.status != TODO for p in planned):
+        log(plan_summary([p.status for p in planned]))
     if stale:
         log(f"re-running {len(stale)} stale run(s) made by other code: {stale_codes(stale)}")
 
