@@ -232,12 +232,10 @@ def resolve_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, bui
     """The run's benchmark (built, or taken from ``built`` keyed by its spec) and validated plugin
     configs, without the stream (``tasks`` is empty)."""
     spec = _benchmark_spec(cfg, plan, base_dir)
-    key = json.dumps(spec, sort_keys=True, default=str)
-    if built is None or key not in built:
-        benchmark = benchmarks.build(spec)
-        if built is not None:
-            built[key] = benchmark
-    benchmark = built[key] if built is not None else benchmark
+    key, cache = json.dumps(spec, sort_keys=True, default=str), built if built is not None else {}
+    if key not in cache:
+        cache[key] = benchmarks.build(spec)
+    benchmark = cache[key]
     backbone = PluginChoice(*backbones.resolve(resolve_spec(cfg.backbone, base_dir)))
     chosen = [PluginChoice(*strategies.resolve(spec)) for spec in plan.group]
     for strategy in chosen:

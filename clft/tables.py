@@ -1,6 +1,7 @@
 """Tables of metrics aggregated over seeds, computed from run JSONs only.
 
-Runs are grouped by ``(scenario, strategy)``. For each group every metric of
+Runs are grouped by ``(scenario, label)`` (the compare entry's label; ``strategy``
+for results that carry none). For each group every metric of
 ``clft.metrics.compute_all`` is reported as mean ± sample standard deviation
 over seeds (ddof = 1; 0 with one seed), with the seed count ``n``.
 Intransigence of a run uses the ``joint`` run of the same experiment, scenario
