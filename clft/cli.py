@@ -1,4 +1,8 @@
-"""The ``clft`` command: run, table, tune, plot, list.
+"""The ``clft`` command: run, table, tune, plot, report, list, presets.
+
+Options and ``key=value`` overrides may come in any order
+(``clft run EXP --out DIR train.epochs=2``): each command's arguments are read
+with ``parse_intermixed_args``.
 
 Every user error (unknown experiment file, plugin, key, wrong type, missing
 data) is one line on stderr and exit status 2; no traceback. Other failures are
@@ -14,18 +18,28 @@ import sys
 import time
 from pathlib import Path
 
-from clft.errors import ClftError, ConfigError
+from clft.errors import ClftError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-QUICKSTART = "experiments/quickstart.yaml"
+QUICKSTART = "quickstart"
+RUN_EPILOG = """\
+EXPERIMENT is a YAML file or a preset name (`clft presets`); your own file wins
+over a preset of the same name (./NAME.yaml, ./experiments/NAME.yaml).
+
+overrides: dotted KEY=VALUE pairs, values parsed as YAML and type-checked;
+list items by index. Options and overrides may come in any order, e.g.
+
+  clft run quickstart --out /tmp/qs train.epochs=1 seeds=[0] strategies.0.lam=50
+  clft run experiments/clinc150-lora.yaml scenarios=[task-il] --dry-run
+"""
 
 
-def default_experiment() -> Path:
-    """``experiments/quickstart.yaml`` of the current folder, else of the clft source tree."""
-    for root in (Path.cwd(), PROJECT_ROOT):
-        if (root / QUICKSTART).is_file():
-            return root / QUICKSTART
-    raise ConfigError(f"no experiment given and {QUICKSTART} not found in {Path.cwd()} or {PROJECT_ROOT}")
+def experiment_path(args: argparse.Namespace) -> Path:
+    """The experiment file of ``clft run`` (default: the quickstart); ``clft run a.b=1`` is an override."""
+    from clft.presets import find_experiment
+
+    if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
+        args.overrides, args.experiment = [args.experiment, *args.overrides], None
+    return find_experiment(args.experiment or QUICKSTART)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -34,11 +48,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from clft.executors import run_sweep
     from clft.experiment import load_experiment
 
-    if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
-        args.overrides, args.experiment = [args.experiment, *args.overrides], None  # `clft run a.b=1`
-    path = Path(args.experiment) if args.experiment else default_experiment()
+    path = experiment_path(args)
     cfg, _ = load_experiment(str(path), args.overrides)
     out = Path(args.out) if args.out else Path("results") / cfg.name
+    if args.dry_run:
+        return dry_run(cfg, out, path.resolve().parent)
     started = time.perf_counter()
     run_sweep(cfg, out, jobs=args.jobs, executor=args.executor, address=args.address, base_dir=path.resolve().parent,
               resume=args.resume, overwrite=args.overwrite, rerun_stale=args.rerun_stale, progress=not args.quiet)
@@ -50,6 +64,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         plots = _plots(out)
         print(f"\nplots: {plots[0].parent if plots else '(none)'}")
     print(f"results: {out}/ (one JSON per run; `clft table {out}` / `clft plot {out}`)")
+    return 0
+
+
+def dry_run(cfg, out: Path, base_dir: Path) -> int:
+    """Print every run the experiment would make and whether it is done; train nothing."""
+    from clft.sweep import plan_runs, run_status
+
+    plans = plan_runs(cfg)
+    print(f"{cfg.name}: {len(plans)} run(s) into {out}/")
+    print(f"{'scenario':<10} {'strategies':<24} {'seed':>4}  status")
+    for plan in plans:
+        status = run_status(cfg, plan, out, base_dir)
+        print(f"{status.scenario:<10} {plan.label:<24} {plan.seed:>4}  {status.describe()}")
     return 0
 
 
@@ -145,12 +172,31 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    from clft.presets import KINDS, presets
+
+    for kind in [args.kind] if args.kind else KINDS:
+        print(f"{kind}:")
+        for preset in presets(kind):
+            print(f"  {preset.name:<32} {preset.description}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from clft.report import write_report
+
+    print(write_report(Path(args.directory), Path(args.output) if args.output else None))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clft", description="Continual learning for fine-tuning pretrained models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run an experiment (default: experiments/quickstart.yaml)")
-    run.add_argument("experiment", nargs="?", help="experiment YAML file")
-    run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=2 strategies.0.lam=50")
+    run = sub.add_parser("run", help="run an experiment (default: the quickstart preset)", epilog=RUN_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("experiment", nargs="?", help="experiment YAML file or preset name (default: quickstart)")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="dotted overrides, e.g. train.epochs=2 strategies.0.lam=50")
     run.add_argument("--out", help="results folder (default results/<experiment name>/)")
     run.add_argument("--resume", action="store_true", help="continue killed runs from their last finished task")
     run.add_argument("--overwrite", action="store_true", help="rerun runs whose results exist with another config")
@@ -158,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="re-run finished runs whose results were made by other code (see `clft run` output)")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--dry-run", action="store_true", help="print the runs (and which are done) without training")
     run.add_argument("--jobs", type=int, default=1, help="runs at a time in separate processes (local executor)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local processes, or one Ray task per run (pip install 'clft[ray]')")
@@ -190,13 +237,34 @@ def build_parser() -> argparse.ArgumentParser:
     lister = sub.add_parser("list", help="registered strategies, benchmarks and backbones")
     lister.add_argument("kind", nargs="?", choices=["strategies", "benchmarks", "backbones"])
     lister.set_defaults(func=cmd_list)
+    presets = sub.add_parser("presets", help="built-in experiments and benchmark streams, with descriptions")
+    presets.add_argument("kind", nargs="?", choices=["experiments", "benchmarks"])
+    presets.set_defaults(func=cmd_presets)
+    report = sub.add_parser("report", help="write one self-contained HTML page of an experiment's results")
+    report.add_argument("directory")
+    report.add_argument("--output", help="the HTML file (default DIRECTORY/report.html)")
+    report.set_defaults(func=cmd_report)
+    parser.commands = sub.choices  # name -> the command's parser (read by parse_args)
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The top-level parser picks the command; the command's own parser reads options and
+    positionals in any order (``parse_intermixed_args``). ``clft`` alone runs the quickstart."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = parser.commands
+    if not argv:
+        argv = ["run"]
+    if argv[0] not in commands:
+        return parser.parse_args(argv)  # --help, or a one-line error naming the valid commands
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command is None:  # `clft` alone: run the quickstart
-        args = build_parser().parse_args(["run", *(argv or [])])
+    args = parse_args(argv)
     try:
         return args.func(args)
     except ClftError as exc:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from clft.config import apply_overrides, load_yaml, make_dataclass_instance, to_plain
 from clft.entries import Entry, as_group, group_label, parse_entries
 from clft.errors import ConfigError
+from clft.presets import find_preset
 from clft.published import check_published
 from clft.types import SCENARIOS
 
@@ -67,6 +68,8 @@ class TrainConfig:
     """torch intra-op CPU threads (torch.set_num_threads); None = torch's default. 1 is fastest for tiny models."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms(True) with warn_only; same seed -> same matrix on CPU."""
+    log_with: list[Literal["tensorboard", "wandb", "mlflow", "csv"]] = field(default_factory=list)
+    """Experiment trackers fed during each run (clft.trackers); an output option, not part of the run's config hash."""
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size", "grad_accumulation_steps"):
@@ -163,8 +166,10 @@ def load_experiment(path: str | None, overrides: list[str] | None = None) -> tup
 def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
     """A plugin block, with ``file: x.yaml`` replaced by that file's mapping (keys given here win).
 
-    The file is looked up as given, then relative to ``base_dir`` (the experiment's folder),
-    then relative to the project root; so ``benchmark: {file: benchmarks/clinc150.yaml}`` works.
+    The file is looked up as given, then relative to ``base_dir`` (the experiment's folder)
+    and its parent, then relative to the project root, then among the benchmark presets
+    (``clft.presets``); so ``benchmark: {file: benchmarks/clinc150.yaml}`` works in a
+    checkout and from an installed wheel, and a user's own file wins.
     """
     spec = dict(spec)
     if "file" not in spec:
@@ -176,6 +181,9 @@ def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
     if base_dir is not None:
         candidates += [base_dir / name, base_dir.parent / name]
     candidates.append(PROJECT_ROOT / name)
+    preset = find_preset("benchmarks", Path(name).name)
+    if preset is not None:
+        candidates.append(preset)
     for path in candidates:
         if path.is_file():
             return {**load_yaml(path), **spec}

@@ -153,7 +153,7 @@ def check_plan(planned: list[PlannedRun], out_dir: Path, *, overwrite: bool, rer
 
 
 def result_path(out_dir: Path, scenario: str, plan: RunPlan) -> Path:
-    return out_dir / scenario / plan.label / f"seed{plan.seed}.json"
+    return run_paths(out_dir, scenario, plan)[0]
 
 
 LOCK_POLL_SECONDS = 1.0
@@ -169,13 +169,51 @@ def _run_when_free(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options:
             RunLock(exc.path).wait(LOCK_POLL_SECONDS)
 
 
+@dataclass
+class RunStatus:
+    """Where a planned run stands on disk (``run_status``); ``state`` is one of ``STATES``."""
+
+    STATES = ("done", "to do", "resumable", "other config")
+    scenario: str
+    state: str
+    result_path: Path
+    detail: str = ""
+
+    def describe(self) -> str:
+        return f"{self.state} ({self.detail})" if self.detail else self.state
+
+
+def run_status(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, base_dir: Path | None) -> RunStatus:
+    """Classify one planned run without training: done, stale (same config, other code), another
+    config (a result that ``run`` would refuse to overwrite), resumable (a checkpoint from a killed
+    run) or to do (``clft.staleness``). ``--dry-run`` prints it."""
+    setup = setup_run(cfg, plan, base_dir)
+    digest = config_hash(resolved_config(cfg, plan, setup))
+    path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
+    status = status_of(read_result(path), digest, code_identity())
+    if status != TODO:
+        return RunStatus(setup.scenario, status, path)
+    latest = ckpt_root / "LATEST"
+    if latest.is_file():
+        return RunStatus(setup.scenario, "resumable", path, f"checkpoint {latest.read_text().strip()}")
+    return RunStatus(setup.scenario, TODO, path)
+
+
+hash_config = config_hash  # the name main's callers use
+
+
+def run_paths(out_dir: Path, scenario: str, plan: RunPlan) -> tuple[Path, Path]:
+    """(result JSON, checkpoint folder) of a run."""
+    return (out_dir / scenario / plan.label / f"seed{plan.seed}.json",
+            out_dir / ".checkpoints" / scenario / plan.label / f"seed{plan.seed}")
+
+
 def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Path | None, resume: bool,
             overwrite: bool, progress: bool, rerun_stale: bool = False, log=print) -> Path:
     setup = setup_run(cfg, plan, base_dir)  # the stream and resolved configs; no model yet
     resolved = resolved_config(cfg, plan, setup)
     digest = config_hash(resolved)
-    path = result_path(out_dir, setup.scenario, plan)
-    ckpt_root = out_dir / ".checkpoints" / setup.scenario / plan.label / f"seed{plan.seed}"
+    path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
     with RunLock(path.with_suffix(".lock")):
         for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its rename
             leftover.unlink(missing_ok=True)
@@ -188,11 +226,30 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
             _resume(run, ckpt_root, expected)
         run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, expected))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
-        execute(run)
+        execute_with_trackers(cfg, run, out_dir / "logs", resolved)
         atomic_write_json(path, result_document(cfg, run, resolved, digest, plan.label))
         kill_point("run:after-result")
         _remove_tree(ckpt_root)
     return path
+
+
+def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved: dict) -> None:
+    """``execute(run)``, feeding the trackers of ``train.log_with`` (one tracker run per clft run)."""
+    if not cfg.train.log_with:
+        execute(run)
+        return
+    from clft.metrics import compute_all
+    from clft.trackers import RunLogger
+
+    logger = RunLogger.open(cfg.train.log_with, cfg.name, f"{run.scenario}/{run.run_id}", logs, resolved)
+    run.on_step.append(logger.on_step)
+    run.on_task_end.append(logger.on_task_end)
+    try:
+        execute(run)
+    except BaseException:
+        logger.finish()
+        raise
+    logger.finish(compute_all(run.state.acc, run.state.baseline_acc))
 
 
 @dataclass
@@ -271,14 +328,18 @@ def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progr
     devices = Devices(train.device, train.mixed_precision)
     backbone.to(devices.device)
     built = [choice.cls(choice.config) for choice in setup.strategies]
-    return Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
-               train, devices, RunState(), progress, setup.benchmark)
+    run = Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
+              train, devices, RunState(), progress, setup.benchmark)
+    general = getattr(setup.benchmark, "general_tasks", None)
+    run.general_tasks = list(general(plan.seed)) if general is not None else []
+    return run
 
 
 def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -> dict:
-    """The experiment as run: every plugin block with its defaults filled in."""
+    """The experiment as run: every plugin block with its defaults filled in (``train.log_with`` left out)."""
     data = to_plain(cfg)
     data.pop("compare", None)
+    data["train"].pop("log_with", None)  # where to log is not what was run: same hash with or without trackers
     data.pop("resources", None)  # where a run executes does not change its result
     data.update(
         seeds=[plan.seed], scenarios=[run.scenario],
@@ -348,8 +409,7 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str
         "label": label or group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
         "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": code_identity(),
         "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
-        "tasks": [{"id": t.id, "name": t.name, "classes": list(t.classes), "n_train": len(t.train),
-                   "n_test": len(t.test)} for t in run.tasks],
+        "tasks": [task_entry(t) for t in run.tasks],
         "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,
         "cost": {"train_seconds": run.state.train_seconds, "peak_memory_mb": run.state.peak_memory_mb,
                  "trainable_params": sum(p.numel() for p in backbone.trainable_parameters()),
@@ -357,7 +417,23 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str
         "extra": {k: v for s in run.strategies for k, v in s.report().items()},
         "skipped_batches": run.state.skipped_batches,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **general_entry(run),
     }
+
+
+def task_entry(task: Task) -> dict:
+    """A task as the result JSON lists it; ``metric`` names how its column of ``acc`` was scored."""
+    return {"id": task.id, "name": task.name, "classes": list(task.classes), "n_train": len(task.train),
+            "n_test": len(task.test), "metric": task.metric}
+
+
+def general_entry(run: Run) -> dict:
+    """``{"general": {"tasks": [...], "scores": [[...]]}}`` (row 0 before training, row i+1 after
+    task i), or nothing when the run has no held-out general-ability tasks."""
+    if not run.general_tasks:
+        return {}
+    tasks = [{"name": t.name, "metric": t.metric, "n_test": len(t.test)} for t in run.general_tasks]
+    return {"general": {"tasks": tasks, "scores": run.state.general}}
 
 
 def _remove_tree(path: Path) -> None:
