@@ -24,7 +24,7 @@ from pathlib import Path
 from clft.errors import ConfigError
 from clft.provenance import describe
 
-DONE, STALE, TODO, OTHER_CONFIG = "done", "stale", "to do", "another config"
+DONE, STALE, TODO, OTHER_CONFIG = "done", "stale", "to do", "other config"
 #: Keys of a resolved config that do not change what a run computes.
 NOT_HASHED = ("published", "description")
 
