@@ -1,4 +1,4 @@
-"""The ``clft`` command: run, table, plot, report, list, presets.
+"""The ``clft`` command: run, table, tune, plot, report, list, presets.
 
 Options and ``key=value`` overrides may come in any order
 (``clft run EXP --out DIR train.epochs=2``): each command's arguments are read
@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return dry_run(cfg, out, path.resolve().parent)
     started = time.perf_counter()
     run_sweep(cfg, out, jobs=args.jobs, executor=args.executor, address=args.address, base_dir=path.resolve().parent,
-              resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+              resume=args.resume, overwrite=args.overwrite, rerun_stale=args.rerun_stale, progress=not args.quiet)
     if not _is_main_process():
         return 0  # a data-parallel launch: the main process prints the summary
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
@@ -98,10 +98,10 @@ def quiet_libraries(quiet: bool) -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
-def _table(directory: Path, fmt: str) -> str:
-    from clft.tables import render_table
+def _table(directory: Path, fmt: str, ci: bool = False) -> str:
+    from clft.tables import TableOptions, render_table
 
-    return render_table(directory, fmt)
+    return render_table(directory, fmt, TableOptions(ci=ci))
 
 
 def _plots(directory: Path, out: Path | None = None) -> list[Path]:
@@ -110,13 +110,45 @@ def _plots(directory: Path, out: Path | None = None) -> list[Path]:
     return write_plots(directory, out)
 
 
+def table_text(args: argparse.Namespace) -> str:
+    """What ``clft table`` prints for parsed ``args`` (``--output`` writes it plus a newline)."""
+    if args.reference:
+        from clft.reference import render_reference
+
+        experiment = None if args.reference is True else args.reference
+        return render_reference(Path(args.directory), args.format, experiment)
+    return _table(Path(args.directory), args.format, args.ci)
+
+
 def cmd_table(args: argparse.Namespace) -> int:
-    text = _table(Path(args.directory), args.format)
+    text = table_text(args)
+    if args.format == "csv":  # the notes (provenance warnings) stay out of the machine-readable text
+        from clft.results import load_results
+        from clft.table_notes import provenance_warnings
+
+        for line in provenance_warnings(load_results(args.directory)):
+            print(line, file=sys.stderr)
     if args.output:
         from clft.results import atomic_write_text
 
         atomic_write_text(args.output, text + "\n")
     print(text)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    quiet_libraries(args.quiet)
+    import clft.plugins  # noqa: F401
+    from clft.config import load_yaml
+    from clft.tune import render, split_values, tune
+
+    path = Path(args.experiment)
+    name = load_yaml(path).get("name", path.stem)
+    out = Path(args.out) if args.out else Path("results") / f"{name}-tune"
+    result = tune(path, args.key, split_values(args.values), out, args.overrides, rerun_stale=args.rerun_stale,
+                  progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    print(render(result))
+    print(f"scores: {out / 'tune.json'}")
     return 0
 
 
@@ -185,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results folder (default results/<experiment name>/)")
     run.add_argument("--resume", action="store_true", help="continue killed runs from their last finished task")
     run.add_argument("--overwrite", action="store_true", help="rerun runs whose results exist with another config")
+    run.add_argument("--rerun-stale", action="store_true",
+                     help="re-run finished runs whose results were made by other code (see `clft run` output)")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--dry-run", action="store_true", help="print the runs (and which are done) without training")
@@ -197,7 +231,22 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("directory")
     table.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     table.add_argument("--output", help="also write the table to this file")
+    table.add_argument("--ci", action="store_true",
+                       help="95%% t confidence intervals over seeds and † where a row differs from finetune "
+                            "(Welch's t-test, p < 0.05)")
+    table.add_argument("--reference", nargs="?", const=True, default=None, metavar="EXP.yaml",
+                       help="ours beside the published numbers (the `published:` block the runs recorded, or "
+                            "EXP.yaml's): ours, paper, difference, and a flag outside max(2 std, 1 point)")
     table.set_defaults(func=cmd_table)
+    tuner = sub.add_parser("tune", help="choose one hyper-parameter by validation ACC (a grid over one key)")
+    tuner.add_argument("experiment", help="experiment YAML file")
+    tuner.add_argument("overrides", nargs="*", help="dotted overrides applied to every grid point")
+    tuner.add_argument("--key", required=True, help="dotted key to tune, e.g. compare.1.lam (runs only that entry)")
+    tuner.add_argument("--values", required=True, help="comma-separated values, each parsed as YAML: 10,100,1000")
+    tuner.add_argument("--out", help="folder (default results/<experiment name>-tune/)")
+    tuner.add_argument("--rerun-stale", action="store_true", help="re-run grid runs made by other code")
+    tuner.add_argument("--quiet", action="store_true", help="no progress bars")
+    tuner.set_defaults(func=cmd_tune)
     plot = sub.add_parser("plot", help="write accuracy-matrix heatmaps and accuracy curves (PNG)")
     plot.add_argument("directory")
     plot.add_argument("--out", help="folder for the PNGs (default DIRECTORY/plots)")

@@ -31,8 +31,6 @@ in the process group that accelerate created.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from contextlib import ExitStack
 from pathlib import Path
@@ -109,7 +107,7 @@ class Parallel:
 
 
 def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume: bool, overwrite: bool,
-                     parallel: Parallel, log=print) -> Path:
+                     parallel: Parallel, rerun_stale: bool = False, log=print) -> Path:
     """``clft.sweep.run_one`` for a data-parallel group: every process trains, the main one owns the files."""
     from clft import sweep
     from clft.errors import ConfigError
@@ -118,8 +116,9 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
 
     setup = sweep.setup_run(cfg, plan, base_dir)
     resolved = sweep.resolved_config(cfg, plan, setup)
-    config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]  # as run_one
-    result_path = out_dir / setup.scenario / plan.label / f"seed{plan.seed}.json"
+    config_hash = sweep.config_hash(resolved)  # as run_one
+    expected = {"config_hash": config_hash, "source_sha256": sweep.code_identity()["source_sha256"]}
+    result_path = sweep.result_path(out_dir, setup.scenario, plan)
     ckpt_root = out_dir / ".checkpoints" / setup.scenario / plan.label / f"seed{plan.seed}"
     with ExitStack() as held:
         decision = "train"
@@ -132,7 +131,8 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
                 except RunLockedError:
                     lock.wait(sweep.LOCK_POLL_SECONDS)
             try:
-                decision = "skip" if sweep._already_done(result_path, config_hash, overwrite, log) else "train"
+                done = sweep._already_done(result_path, config_hash, overwrite, rerun_stale, log)
+                decision = "skip" if done else "train"
             except ConfigError as exc:
                 decision = f"error: {exc}"
         decision = parallel.broadcast(decision)
@@ -143,14 +143,14 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
         run = sweep.build_run(cfg, plan, base_dir, progress=False, setup=setup)
         run.parallel = parallel
         if resume:
-            sweep._resume(run, ckpt_root, config_hash)
+            sweep._resume(run, ckpt_root, expected)
         if parallel.is_main:
-            run.on_task_end.append(lambda r, task: sweep._checkpoint(r, ckpt_root, config_hash))
+            run.on_task_end.append(lambda r, task: sweep._checkpoint(r, ckpt_root, expected))
             log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s) "
                 f"on {parallel.world} processes")
         sweep.execute(run)
         if parallel.is_main:
-            atomic_write_json(result_path, sweep.result_document(cfg, run, resolved, config_hash))
+            atomic_write_json(result_path, sweep.result_document(cfg, run, resolved, config_hash, plan.label))
             sweep._remove_tree(ckpt_root)
         parallel.broadcast(None)  # the others return once the result is on disk
     return result_path

@@ -14,15 +14,16 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from pathlib import Path
 
 import yaml
 
 from clft.errors import DataError
 from clft.plots import figures, png_bytes
+from clft.reference import HEADERS as REFERENCE_HEADERS
+from clft.reference import compare, comparison_cells, published_of
 from clft.results import atomic_write_text, load_results
-from clft.tables import Stat, _cells, _headers, _plain, summarize  # the cells `clft table` shows
+from clft.tables import MD, Layout, _cells, _headers, summarize, table_notes  # the cells `clft table` shows
 
 SORT_SCRIPT = """
 function cellKey(row, col) {
@@ -82,7 +83,7 @@ def render_report(runs: list[dict]) -> str:
     """The HTML text of the page (see the module docstring)."""
     names = sorted({str(run.get("experiment", "experiment")) for run in runs})
     title = f"clft report: {', '.join(names)}"
-    body = [f"<h1>{_e(title)}</h1>", _summary(runs), "<h2>Metrics</h2>", _metrics_table(runs),
+    body = [f"<h1>{_e(title)}</h1>", _summary(runs), "<h2>Metrics</h2>", _metrics_table(runs), _reference_table(runs),
             _published(runs), "<h2>Plots</h2>", _figures(runs), "<h2>Runs</h2>", _runs_table(runs)]
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
             f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + f"\n<script>{SORT_SCRIPT}</script>"
@@ -100,22 +101,29 @@ def _summary(runs: list[dict]) -> str:
     return "\n".join(lines + [f"<p>{len(runs)} run(s); seeds {_e(seeds)}; click a column header to sort.</p>"])
 
 
-def _pm(stat: Stat) -> str:
-    return "" if stat.n == 0 or math.isnan(stat.mean) else f"{stat.mean:.3f} ± {stat.std:.3f}"
+def _html_table(table_id: str, headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = ["<tr>" + "".join(f"<td{' class=num' if i > 1 else ''}>{_e(c)}</td>" for i, c in enumerate(cells)) + "</tr>"
+            for cells in rows]
+    return (f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _metrics_table(runs: list[dict]) -> str:
-    """The `clft table` rows (mean ± std over seeds). Hook: reference columns from a run's
-    ``published`` block belong here once ``clft.tables`` computes them (``clft table --reference``)."""
-    rows = summarize(runs)
-    head = "".join(f"<th>{_e(h)}</th>" for h in _headers(rows))
-    body = []
-    for row in rows:
-        cells = _cells(row, rows, _pm, _plain)
-        body.append("<tr>" + "".join(f"<td{' class=num' if i > 1 else ''}>{_e(c)}</td>"
-                                     for i, c in enumerate(cells)) + "</tr>")
-    return (f'<div class="scroll"><table class="sortable" id="metrics"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>")
+    """The `clft table` rows (mean ± std over seeds) and its notes (footnotes, provenance warnings)."""
+    layout = Layout(summarize(runs))
+    table = _html_table("metrics", _headers(layout.rows), [_cells(row, layout, MD) for row in layout.rows])
+    return table + "".join(f"<p class=note>{_e(note)}</p>" for note in table_notes(layout, runs))
+
+
+def _reference_table(runs: list[dict]) -> str:
+    """`clft table --reference`: ours beside the published cells, when a run records a published block."""
+    try:
+        comparisons = compare(runs, published_of(runs))
+    except DataError:
+        return ""
+    rows = [comparison_cells(c) for c in comparisons]
+    return "<h2>Ours and the paper's</h2>\n" + _html_table("reference", REFERENCE_HEADERS, rows)
 
 
 def _published(runs: list[dict]) -> str:

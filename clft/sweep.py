@@ -1,20 +1,21 @@
 """Expand an experiment into runs and execute them with checkpoints and results.
 
-A run is (strategy group, scenario, seed). Its files, under the output folder::
+A run is (compare entry, scenario, seed). Its files, under the output folder::
 
-    <out>/<scenario>/<strategies>/seed<k>.json        the result (written last, atomically)
-    <out>/.checkpoints/<scenario>/<strategies>/seed<k>/  per-task checkpoints (removed when done)
-    <out>/<scenario>/<strategies>/seed<k>.lock         held while a process runs it
+    <out>/<scenario>/<label>/seed<k>.json        the result (written last, atomically)
+    <out>/.checkpoints/<scenario>/<label>/seed<k>/  per-task checkpoints (removed when done)
+    <out>/<scenario>/<label>/seed<k>.lock         held while a process runs it
 
-A finished run whose result has the same resolved config is skipped; a result
-with another config is never overwritten unless ``overwrite`` is set. Two sweeps
+Before anything is trained every planned run is classified (``clft.staleness``):
+a result of the same resolved config made by this code is skipped; one made by
+other code is *stale* and re-run only with ``rerun_stale``; a result with another
+config is never overwritten unless ``overwrite`` is set. Two sweeps
 may share one folder: a run locked by the other is waited for, not lost
 (``run_experiment``; docs/reliability.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,14 +28,29 @@ from clft.checkpoint import load_checkpoint, save_checkpoint
 from clft.config import to_plain
 from clft.data import check_disjoint_classes
 from clft.devices import Devices, use_deterministic_algorithms
+from clft.entries import group_label
 from clft.errors import ConfigError
-from clft.experiment import ExperimentConfig, group_label, resolve_spec
+from clft.experiment import ExperimentConfig, TrainConfig, resolve_spec
 from clft.faults import kill_point
+from clft.holdout import validation_stream
 from clft.locks import RunLock, RunLockedError
+from clft.provenance import code_identity, git_sha, package_versions
 from clft.registry import backbones, benchmarks, strategies
-from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
+from clft.results import SCHEMA_VERSION, atomic_write_json
 from clft.run_state import RunState
 from clft.runner import Run, check_composition, check_initial_states, execute, seed_everything
+from clft.staleness import (
+    DONE,
+    OTHER_CONFIG,
+    STALE,
+    TODO,
+    config_hash,
+    plan_summary,
+    read_result,
+    stale_codes,
+    stale_error,
+    status_of,
+)
 from clft.state_io import check_checkpointable
 from clft.stream_cache import cached_tasks
 from clft.types import Benchmark, LabelSpace, Task
@@ -45,31 +61,47 @@ class RunPlan:
     group: list[dict]
     scenario: str | None
     seed: int
+    entry_label: str | None = None
+    """The compare entry's label (default: the strategies joined by '+'): the run's folder and table row."""
+    train: TrainConfig | None = None
+    """The entry's training options (default: the experiment's ``train``)."""
 
     @property
     def label(self) -> str:
-        return group_label(self.group)
+        return self.entry_label or group_label(self.group)
+
+    def train_of(self, cfg: ExperimentConfig) -> TrainConfig:
+        return self.train or cfg.train
 
 
 def plan_runs(cfg: ExperimentConfig) -> list[RunPlan]:
-    """Every (strategy group, scenario, seed), scenarios outermost."""
+    """Every (compare entry, scenario, seed), scenarios outermost."""
     scenarios = cfg.scenarios or [None]
-    return [RunPlan(g, sc, seed) for sc in scenarios for g in cfg.strategy_groups() for seed in cfg.seeds]
+    entries = [(entry, cfg.train_for(entry)) for entry in cfg.entries()]
+    return [RunPlan(entry.strategies, scenario, seed, entry.label, train)
+            for scenario in scenarios for entry, train in entries for seed in cfg.seeds]
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | None = None, resume: bool = False,
-                   overwrite: bool = False, progress: bool = True, log=print) -> list[Path]:
+                   overwrite: bool = False, rerun_stale: bool = False, progress: bool = True,
+                   log=print) -> list[Path]:
     """Execute every planned run; returns the result paths (finished or skipped), in plan order.
 
+    First every planned run is classified (``classify_runs``): with stale results and no
+    ``rerun_stale``, or results of another config and no ``overwrite``, nothing is trained
+    and a one-line ConfigError (exit 2) says what to pass.
     A run that another process holds locked is put aside; after the other runs this
     process waits for each such lock to be released, then takes the run up again: it
     finds the result and skips it, or (the other process failed or was killed) runs it,
     resuming from its checkpoint with ``resume``. So no planned run is left missing.
     """
-    options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "progress": progress, "log": log}
+    planned = classify_runs(cfg, out_dir, base_dir)
+    check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale, log=log)
+    options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "rerun_stale": rerun_stale,
+               "progress": progress, "log": log}
     paths: dict[int, Path] = {}
     locked: list[tuple[int, RunPlan]] = []
-    for index, plan in enumerate(plan_runs(cfg)):
+    for index, plan in enumerate(p.plan for p in planned):
         try:
             paths[index] = run_one(cfg, plan, out_dir, **options)
         except RunLockedError as exc:
@@ -78,6 +110,52 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | Non
     for index, plan in locked:
         paths[index] = _run_when_free(cfg, plan, out_dir, options)
     return [paths[i] for i in sorted(paths)]
+
+
+@dataclass
+class PlannedRun:
+    """A planned run, where its result goes, and what is there now (``clft.staleness``)."""
+
+    plan: RunPlan
+    result_path: Path
+    config_hash: str
+    status: str
+    existing: dict | None
+
+
+def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = None) -> list[PlannedRun]:
+    """Every planned run with its status: done / stale / to-do / another config.
+
+    Only configs are resolved (the benchmark is built once per scenario); no stream, no model.
+    """
+    identity, built = code_identity(), {}
+    classified = []
+    for plan in plan_runs(cfg):
+        resolved = resolved_config(cfg, plan, resolve_run(cfg, plan, base_dir, built))
+        path = result_path(out_dir, resolved["scenarios"][0], plan)
+        existing, digest = read_result(path), config_hash(resolved)
+        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing))
+    return classified
+
+
+def check_plan(planned: list[PlannedRun], out_dir: Path, *, overwrite: bool, rerun_stale: bool, log) -> None:
+    """Refuse (one line) results of another config or of other code unless allowed; else log the counts
+    when some result exists already."""
+    other = [p for p in planned if p.status == OTHER_CONFIG]
+    if other and not overwrite:
+        raise ConfigError(f"{other[0].result_path} holds a run with another config ({len(other)} such run(s)); "
+                          "use another --out or pass --overwrite")
+    stale = [p.existing for p in planned if p.status == STALE]
+    if stale and not rerun_stale:
+        raise stale_error(stale, len(planned), out_dir, code_identity())
+    if any(p.status != TODO for p in planned):
+        log(plan_summary([p.status for p in planned]))
+    if stale:
+        log(f"re-running {len(stale)} stale run(s) made by other code: {stale_codes(stale)}")
+
+
+def result_path(out_dir: Path, scenario: str, plan: RunPlan) -> Path:
+    return run_paths(out_dir, scenario, plan)[0]
 
 
 LOCK_POLL_SECONDS = 1.0
@@ -108,34 +186,22 @@ class RunStatus:
 
 
 def run_status(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, base_dir: Path | None) -> RunStatus:
-    """Classify one planned run without training: done (a result with the same config hash),
-    other config (a result that ``run`` would refuse to overwrite), resumable (a checkpoint
-    from a killed run) or to do. The one place that decides; ``--dry-run`` prints it."""
+    """Classify one planned run without training: done, stale (same config, other code), another
+    config (a result that ``run`` would refuse to overwrite), resumable (a checkpoint from a killed
+    run) or to do (``clft.staleness``). ``--dry-run`` prints it."""
     setup = setup_run(cfg, plan, base_dir)
-    config_hash = hash_config(resolved_config(cfg, plan, setup))
-    result_path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
-    existing = _read_result(result_path)
-    if existing is not None:
-        same = existing.get("config_hash") == config_hash
-        return RunStatus(setup.scenario, "done" if same else "other config", result_path)
+    digest = config_hash(resolved_config(cfg, plan, setup))
+    path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
+    status = status_of(read_result(path), digest, code_identity())
+    if status != TODO:
+        return RunStatus(setup.scenario, status, path)
     latest = ckpt_root / "LATEST"
     if latest.is_file():
-        return RunStatus(setup.scenario, "resumable", result_path, f"checkpoint {latest.read_text().strip()}")
-    return RunStatus(setup.scenario, "to do", result_path)
+        return RunStatus(setup.scenario, "resumable", path, f"checkpoint {latest.read_text().strip()}")
+    return RunStatus(setup.scenario, TODO, path)
 
 
-def _read_result(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-
-
-def hash_config(resolved: dict) -> str:
-    """A run's identity: the first 16 hex digits of sha256 of its resolved config (sorted-key JSON)."""
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
+hash_config = config_hash  # the name main's callers use
 
 
 def run_paths(out_dir: Path, scenario: str, plan: RunPlan) -> tuple[Path, Path]:
@@ -145,27 +211,28 @@ def run_paths(out_dir: Path, scenario: str, plan: RunPlan) -> tuple[Path, Path]:
 
 
 def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Path | None, resume: bool,
-            overwrite: bool, progress: bool, log=print) -> Path:
+            overwrite: bool, progress: bool, rerun_stale: bool = False, log=print) -> Path:
     setup = setup_run(cfg, plan, base_dir)  # the stream and resolved configs; no model yet
     resolved = resolved_config(cfg, plan, setup)
-    config_hash = hash_config(resolved)
-    result_path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
-    with RunLock(result_path.with_suffix(".lock")):
-        for stale in result_path.parent.glob(f".{result_path.name}.*.tmp"):  # a write killed before its rename
-            stale.unlink(missing_ok=True)
-        if _already_done(result_path, config_hash, overwrite, log):  # checked under the lock: no double runs
+    digest = config_hash(resolved)
+    path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
+    with RunLock(path.with_suffix(".lock")):
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its rename
+            leftover.unlink(missing_ok=True)
+        if _already_done(path, digest, overwrite, rerun_stale, log):  # checked under the lock: no double runs
             _remove_tree(ckpt_root)  # left behind by a kill between the result and the clean-up
-            return result_path
+            return path
         run = build_run(cfg, plan, base_dir, progress, setup)  # the model is loaded only for work to do
+        expected = {"config_hash": digest, "source_sha256": code_identity()["source_sha256"]}
         if resume:
-            _resume(run, ckpt_root, config_hash)
-        run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, config_hash))
+            _resume(run, ckpt_root, expected)
+        run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, expected))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
         execute_with_trackers(cfg, run, out_dir / "logs", resolved)
-        atomic_write_json(result_path, result_document(cfg, run, resolved, config_hash))
+        atomic_write_json(path, result_document(cfg, run, resolved, digest, plan.label))
         kill_point("run:after-result")
         _remove_tree(ckpt_root)
-    return result_path
+    return path
 
 
 def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved: dict) -> None:
@@ -213,25 +280,43 @@ class RunSetup:
         return self.benchmark.scenario
 
 
-def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> RunSetup:
-    """Build the stream (seeded) and validate the backbone and strategy blocks; cheap, no model."""
-    bench_spec = resolve_spec(cfg.benchmark, base_dir)
+def _benchmark_spec(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> dict:
+    spec = resolve_spec(cfg.benchmark, base_dir)
     if plan.scenario is not None:
-        bench_spec["scenario"] = plan.scenario
-    use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(plan.seed)
-    benchmark = benchmarks.build(bench_spec)
-    tasks = cached_tasks(benchmark, plan.seed)  # built once per (config, seed, code, data files)
-    check_disjoint_classes(tasks, benchmark.scenario)
+        spec["scenario"] = plan.scenario
+    return spec
+
+
+def resolve_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, built: dict | None = None) -> RunSetup:
+    """The run's benchmark (built, or taken from ``built`` keyed by its spec) and validated plugin
+    configs, without the stream (``tasks`` is empty)."""
+    spec = _benchmark_spec(cfg, plan, base_dir)
+    key, cache = json.dumps(spec, sort_keys=True, default=str), built if built is not None else {}
+    if key not in cache:
+        cache[key] = benchmarks.build(spec)
+    benchmark = cache[key]
     backbone = PluginChoice(*backbones.resolve(resolve_spec(cfg.backbone, base_dir)))
     chosen = [PluginChoice(*strategies.resolve(spec)) for spec in plan.group]
     check_composition([choice.cls for choice in chosen])
     for strategy in chosen:
         if strategy.cls.requires_task_id and benchmark.scenario != "task-il":
             raise ConfigError(f"strategy {strategy.name!r} needs task ids at test time; use scenario task-il")
-    return RunSetup(benchmark, tasks, backbone, chosen)
+    return RunSetup(benchmark, [], backbone, chosen)
+
+
+def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> RunSetup:
+    """Build the stream (seeded) and validate the backbone and strategy blocks; cheap, no model."""
+    train = plan.train_of(cfg)
+    use_deterministic_algorithms(train.deterministic, warn_only=True)
+    if train.threads is not None:
+        torch.set_num_threads(train.threads)
+    seed_everything(plan.seed)
+    setup = resolve_run(cfg, plan, base_dir)
+    setup.tasks = cached_tasks(setup.benchmark, plan.seed)  # built once per (config, seed, code, data files)
+    check_disjoint_classes(setup.tasks, setup.scenario)
+    if cfg.eval_split == "val":
+        setup.tasks = validation_stream(setup.tasks, cfg.val_fraction, plan.seed)
+    return setup
 
 
 def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progress: bool,
@@ -242,11 +327,12 @@ def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progr
     backbone = setup.backbone.cls(setup.backbone.config, setup.benchmark, setup.tasks)
     backbone.label_space = LabelSpace(setup.scenario, len(setup.benchmark.label_names),
                                       {t.id: t.classes for t in setup.tasks})
-    devices = Devices(cfg.train.device, cfg.train.mixed_precision)
+    train = plan.train_of(cfg)
+    devices = Devices(train.device, train.mixed_precision)
     backbone.to(devices.device)
     built = [choice.cls(choice.config) for choice in setup.strategies]
     run = Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
-              cfg.train, devices, RunState(), progress, setup.benchmark)
+              train, devices, RunState(), progress, setup.benchmark)
     general = getattr(setup.benchmark, "general_tasks", None)
     run.general_tasks = list(general(plan.seed)) if general is not None else []
     check_initial_states(built)  # a state_dict that cannot be checkpointed fails now, not after task 1
@@ -264,21 +350,25 @@ def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -
         benchmark={"name": run.benchmark.name, **to_plain(run.benchmark.config)},
         backbone={"name": run.backbone.name, **to_plain(run.backbone.config)},
         strategies=[{"name": s.name, **to_plain(s.config)} for s in run.strategies],
+        train=to_plain(plan.train_of(cfg)),
     )
     return data
 
 
-def _already_done(result_path: Path, config_hash: str, overwrite: bool, log) -> bool:
-    if not result_path.exists() or overwrite:
+def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, log) -> bool:
+    """True when ``path`` holds this run made by this code; False when it must (re)run; else a ConfigError."""
+    if overwrite:
         return False
-    try:
-        existing = json.loads(result_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{result_path} exists but is unreadable; move it away or pass --overwrite") from None
-    if existing.get("config_hash") == config_hash:
-        log(f"skip {result_path} (finished, same config)")
+    existing = read_result(path)
+    status = status_of(existing, digest, code_identity())
+    if status == DONE:
+        log(f"skip {path} (finished, same config, same code)")
         return True
-    raise ConfigError(f"{result_path} holds a run with another config; use another --out or pass --overwrite")
+    if status == OTHER_CONFIG:
+        raise ConfigError(f"{path} holds a run with another config; use another --out or pass --overwrite")
+    if status == STALE and not rerun_stale:  # appeared after the plan was checked (another process)
+        raise stale_error([existing], 1, path.parent, code_identity())
+    return False
 
 
 def _trainable_state(run: Run) -> dict:
@@ -288,8 +378,8 @@ def _trainable_state(run: Run) -> dict:
     return {k: v for k, v in model.state_dict().items() if k in run.trainable_names or k in buffers}
 
 
-def _checkpoint(run: Run, root: Path, config_hash: str) -> None:
-    meta = {"config_hash": config_hash, "run": run.run_id, "run_state": run.state.to_json(),
+def _checkpoint(run: Run, root: Path, expected: dict) -> None:
+    meta = {**expected, "run": run.run_id, "run_state": run.state.to_json(),
             "seen": sorted(run.backbone.label_space.seen), "trainable_names": sorted(run.trainable_names)}
     state = {"strategies": [s.state_dict() for s in run.strategies]}
     try:
@@ -300,8 +390,9 @@ def _checkpoint(run: Run, root: Path, config_hash: str) -> None:
         raise
 
 
-def _resume(run: Run, root: Path, config_hash: str) -> None:
-    loaded = load_checkpoint(root, {"config_hash": config_hash, "run": run.run_id})
+def _resume(run: Run, root: Path, expected: dict) -> None:
+    """Continue from the last checkpoint; one of another config or made by other code is refused."""
+    loaded = load_checkpoint(root, {**expected, "run": run.run_id})
     if loaded is None:
         return
     meta, model_tensors, state = loaded
@@ -318,13 +409,14 @@ def _resume(run: Run, root: Path, config_hash: str) -> None:
     run.trainable_names = set(meta["trainable_names"])
 
 
-def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, config_hash: str) -> dict:
-    """The run's JSON (schema_version 1; see docs/architecture.md)."""
+def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
+    """The run's JSON (schema_version 1; see docs/architecture.md); ``label`` names the table row."""
     backbone = run.backbone
     return {
         "schema_version": SCHEMA_VERSION, "experiment": cfg.name, "run": run.run_id,
-        "strategy": group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
-        "scenario": run.scenario, "config": resolved, "config_hash": config_hash,
+        "strategy": group_label([{"name": s.name} for s in run.strategies]),
+        "label": label or group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
+        "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": code_identity(),
         "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
         "tasks": [task_entry(t) for t in run.tasks],
         "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,

@@ -119,19 +119,22 @@ def test_markdown(results):
     assert ("| extra state (MB) | train time (s) | peak memory (MB) | alpha | beta | gamma | delta "
             "| task_inference_acc |") in lines[0]
     ewc = next(line for line in lines if line.startswith("| class-il | ewc |"))
-    assert ewc.startswith("| class-il | ewc | 2 | 0.700 ± 0.071 | -0.300 ± 0.141 | 0.075 ± 0.035 | 0.300 ± 0.141 "
+    assert ewc.startswith("| class-il | ewc | 2 | 0.700 ± 0.071 | -0.300 ± 0.141 | n/d¹ | 0.300 ± 0.141 "
                           "| 0.775 ± 0.000 | 0.850 ± 0.000 | 0.062 ± 0.018 | 2.00 | 33.0 | 200 "
                           "| 0.550 | 0.850 |  |  |  |")
     task_il = next(line for line in lines if line.startswith("| task-il |"))
     assert "| 0.750 ± 0.000 |  | 0.00 | 2.0 | 100 |" in task_il  # LA (0.7+0.8)/2, blank I, extra state, time
     assert task_il.endswith("|  |  | 0.600 | 0.800 |  |")
-    assert len(lines) == 2 + 4
+    assert lines[2 + 4:] == ["", "n/d¹: class-IL FWT is undefined: before task i is trained its classes are masked "
+                             "out of the predictions, so R[i−1,i] = 0 and FWT = −mean(b[2..T]) for every strategy.", "",
+                             "warning: none of these 7 runs records a code identity (made before clft recorded one); "
+                             "re-run them with `clft run EXP --rerun-stale` to tie them to code"]
 
 
 def test_latex(results):
     text = render_table(results, "latex")
     assert text.startswith("\\begin{tabular}{ll" + "r" * 16 + "}\n\\toprule\n")
-    assert "\\midrule" in text and text.endswith("\\bottomrule\n\\end{tabular}\n")
+    assert "\\midrule" in text and "\\bottomrule\n\\end{tabular}\n% n/d¹: class-IL FWT is undefined" in text
     assert "task\\_inference\\_acc" in text
     assert "class-il & ewc & 2 & $0.700 \\pm 0.071$ & $-0.300 \\pm 0.141$" in text
     assert "class-il & replay+ewc & 2 & $0.825 \\pm 0.000$" in text
