@@ -1,9 +1,11 @@
 """The ``clft`` command: run, table, plot, list.
 
-Every user error (unknown experiment file, plugin, key, wrong type, missing
-data) is one line on stderr and exit status 2; no traceback. Other failures are
-one line too, with their own status: 3 a diverged (NaN/inf) loss, 74 a file that
-cannot be written (e.g. a full disk).
+Every user error (unknown experiment file, plugin, key, wrong type, value out of
+range, missing data, a damaged checkpoint or result file) is one line on stderr
+and exit status 2; no traceback. Other failures are one line too, with their own
+status: 3 a diverged (NaN/inf) loss, 74 a file that cannot be written (e.g. a full
+disk), 75 a run held by another process that could not be waited for, 130 an
+interrupt (docs/reliability.md lists them).
 """
 
 from __future__ import annotations
@@ -33,15 +35,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     import clft.plugins  # noqa: F401  (registers the built-ins)
     from clft.experiment import load_experiment
     from clft.sweep import run_experiment
+    from clft.validation import check_out_folder
 
     if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
         args.overrides, args.experiment = [args.experiment, *args.overrides], None  # `clft run a.b=1`
     path = Path(args.experiment) if args.experiment else default_experiment()
     cfg, _ = load_experiment(str(path), args.overrides)
-    out = Path(args.out) if args.out else Path("results") / cfg.name
+    out = Path(args.out) if args.out else Path("results") / cfg.name  # cfg.name is a plain name (validation.py)
+    check_out_folder(out)
     started = time.perf_counter()
     run_experiment(cfg, out, base_dir=path.resolve().parent, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+                   progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
+                   restart_runs=tuple(args.restart_run or ()))
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
     print(_table(out, "md"))
     if not args.no_plots:
@@ -114,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results folder (default results/<experiment name>/)")
     run.add_argument("--resume", action="store_true", help="continue killed runs from their last finished task")
     run.add_argument("--overwrite", action="store_true", help="rerun runs whose results exist with another config")
+    run.add_argument("--restart-run", action="append", metavar="RUN",
+                     help="discard RUN's checkpoint (e.g. class-il/replay+ewc/seed0) and train it from scratch")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
@@ -141,9 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     except ClftError as exc:
         print(f"clft: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except OSError as exc:  # a full disk, a missing permission: the system's one-line reason
+    except OSError as exc:  # a full disk, a missing permission: the system's one-line reason, and the file
         print(f"clft: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 74
+    except RecursionError:  # a pathologically nested value that slipped past the loaders
+        print("clft: error: input nested too deeply", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("clft: interrupted; finished tasks are checkpointed (rerun with --resume)", file=sys.stderr)
         return 130

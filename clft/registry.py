@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any, TypeVar
 
 from clft.errors import ConfigError
+from clft.yaml_safe import brief
 
 T = TypeVar("T", bound=type)
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-+][a-z0-9]+)*$")
@@ -82,7 +83,7 @@ class Registry:
         self._load_entry_points()
         if not isinstance(name, str) or name not in self._entries:
             valid = ", ".join(sorted(self._entries))
-            raise ConfigError(f"unknown {self.singular} {name!r}; valid: {valid}")
+            raise ConfigError(f"unknown {self.singular} {brief(name)}; valid: {valid}")
         return self._entries[name].cls
 
     def __contains__(self, name: str) -> bool:
@@ -94,7 +95,7 @@ class Registry:
         from clft.config import make_dataclass_instance
 
         if not isinstance(spec, dict) or "name" not in spec:
-            raise ConfigError(f"a {self.singular} must be a mapping with a 'name'; got {spec!r}")
+            raise ConfigError(f"a {self.singular} must be a mapping with a 'name'; got {brief(spec)}")
         options = dict(spec)
         cls = self.get(options.pop("name"))
         return cls, make_dataclass_instance(cls.Config, options, where=f"{self.singular} {cls.name!r}")

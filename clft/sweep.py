@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,15 +28,19 @@ from clft.checkpoint import load_checkpoint, save_checkpoint
 from clft.config import to_plain
 from clft.data import check_disjoint_classes
 from clft.devices import Devices
-from clft.errors import ConfigError
+from clft.errors import CheckpointError, ConfigError, DataError
 from clft.experiment import ExperimentConfig, group_label, resolve_spec
 from clft.faults import kill_point
 from clft.locks import RunLock, RunLockedError
+from clft.preflight import preflight
 from clft.registry import backbones, benchmarks, strategies
-from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
+from clft.result_check import read_result, with_checksum
+from clft.results import SCHEMA_VERSION, WriteError, atomic_write_json, git_sha, package_versions
 from clft.run_state import RunState
 from clft.runner import Run, execute, seed_everything
 from clft.types import Benchmark, LabelSpace, Task
+from clft.validation import safe_join
+from clft.yaml_safe import brief
 
 
 @dataclass
@@ -56,18 +61,27 @@ def plan_runs(cfg: ExperimentConfig) -> list[RunPlan]:
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | None = None, resume: bool = False,
-                   overwrite: bool = False, progress: bool = True, log=print) -> list[Path]:
+                   overwrite: bool = False, progress: bool = True, log=print,
+                   restart_runs: tuple[str, ...] = ()) -> list[Path]:
     """Execute every planned run; returns the result paths (finished or skipped), in plan order.
+
+    Every run's configs and plugin pairing are checked first (``clft.preflight``): a bad
+    entry anywhere stops the experiment before anything trains. ``restart_runs`` names runs
+    (``<scenario>/<strategies>/seed<k>``) whose checkpoint is discarded, so they train from scratch.
 
     A run that another process holds locked is put aside; after the other runs this
     process waits for each such lock to be released, then takes the run up again: it
     finds the result and skips it, or (the other process failed or was killed) runs it,
     resuming from its checkpoint with ``resume``. So no planned run is left missing.
     """
-    options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "progress": progress, "log": log}
+    plans = plan_runs(cfg)
+    run_keys = preflight(cfg, plans, base_dir)
+    check_restart_runs(restart_runs, run_keys)
+    options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "progress": progress, "log": log,
+               "restart_runs": tuple(restart_runs)}
     paths: dict[int, Path] = {}
     locked: list[tuple[int, RunPlan]] = []
-    for index, plan in enumerate(plan_runs(cfg)):
+    for index, plan in enumerate(plans):
         try:
             paths[index] = run_one(cfg, plan, out_dir, **options)
         except RunLockedError as exc:
@@ -92,25 +106,29 @@ def _run_when_free(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options:
 
 
 def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Path | None, resume: bool,
-            overwrite: bool, progress: bool, log=print) -> Path:
+            overwrite: bool, progress: bool, log=print, restart_runs: tuple[str, ...] = ()) -> Path:
     setup = setup_run(cfg, plan, base_dir)  # the stream and resolved configs; no model yet
     resolved = resolved_config(cfg, plan, setup)
     config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
-    result_path = out_dir / setup.scenario / plan.label / f"seed{plan.seed}.json"
-    ckpt_root = out_dir / ".checkpoints" / setup.scenario / plan.label / f"seed{plan.seed}"
-    with RunLock(result_path.with_suffix(".lock")):
+    result_path = safe_join(out_dir, setup.scenario, plan.label, f"seed{plan.seed}.json")
+    ckpt_root = safe_join(out_dir / ".checkpoints", setup.scenario, plan.label, f"seed{plan.seed}")
+    run_key = f"{setup.scenario}/{plan.label}/seed{plan.seed}"
+    with run_lock(result_path):
         for stale in result_path.parent.glob(f".{result_path.name}.*.tmp"):  # a write killed before its rename
             stale.unlink(missing_ok=True)
         if _already_done(result_path, config_hash, overwrite, log):  # checked under the lock: no double runs
             _remove_tree(ckpt_root)  # left behind by a kill between the result and the clean-up
             return result_path
         run = build_run(cfg, plan, base_dir, progress, setup)  # the model is loaded only for work to do
-        if resume:
-            _resume(run, ckpt_root, config_hash)
+        if run_key in restart_runs:
+            log(f"{run_key}: discarding its checkpoint; training it from scratch (--restart-run)")
+            _remove_tree(ckpt_root)
+        elif resume:
+            _resume(run, ckpt_root, config_hash, run_key)
         run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, config_hash))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
         execute(run)
-        atomic_write_json(result_path, result_document(cfg, run, resolved, config_hash))
+        atomic_write_json(result_path, with_checksum(result_document(cfg, run, resolved, config_hash)))
         kill_point("run:after-result")
         _remove_tree(ckpt_root)
     return result_path
@@ -194,9 +212,9 @@ def _already_done(result_path: Path, config_hash: str, overwrite: bool, log) -> 
     if not result_path.exists() or overwrite:
         return False
     try:
-        existing = json.loads(result_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{result_path} exists but is unreadable; move it away or pass --overwrite") from None
+        existing = read_result(result_path)
+    except DataError as exc:
+        raise ConfigError(f"{exc}; move it away or pass --overwrite") from None
     if existing.get("config_hash") == config_hash:
         log(f"skip {result_path} (finished, same config)")
         return True
@@ -217,22 +235,36 @@ def _checkpoint(run: Run, root: Path, config_hash: str) -> None:
     save_checkpoint(root, run.state.next_task - 1, meta, _trainable_state(run), state)
 
 
-def _resume(run: Run, root: Path, config_hash: str) -> None:
-    loaded = load_checkpoint(root, {"config_hash": config_hash, "run": run.run_id})
-    if loaded is None:
-        return
-    meta, model_tensors, state = loaded
-    for strategy, strategy_state in zip(run.strategies, state["strategies"]):
-        strategy.load_state_dict(strategy_state)
-        strategy.restore(run.backbone)
+def _resume(run: Run, root: Path, config_hash: str, run_key: str) -> None:
+    """Load the run's last checkpoint (verified: ``clft.checkpoint``); a damaged one is one line
+    naming the file and the way out (``--restart-run``), never a silently different run."""
+    try:
+        loaded = load_checkpoint(root, {"config_hash": config_hash, "run": run.run_id})
+        if loaded is not None:
+            _restore(run, root, *loaded)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; to discard it and train this run from scratch pass --restart-run {run_key}"
+                              ) from None
+
+
+def _restore(run: Run, root: Path, meta: dict, model_tensors: dict, state: dict) -> None:
+    try:
+        for strategy, strategy_state in zip(run.strategies, state["strategies"], strict=True):
+            strategy.load_state_dict(strategy_state)
+            strategy.restore(run.backbone)
+        run_state = RunState.from_json(meta["run_state"])
+        seen, trainable = set(meta["seen"]), set(meta["trainable_names"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {root} does not fit this run: {brief(str(exc))}") from None
     device = run.devices.device
     missing = set(model_tensors) - set(run.backbone.model.state_dict())
     if missing:
-        raise ConfigError(f"checkpoint {root} has weights this model lacks: {sorted(missing)[:3]}")
-    run.backbone.model.load_state_dict({k: v.to(device) for k, v in model_tensors.items()}, strict=False)
-    run.state = RunState.from_json(meta["run_state"])
-    run.backbone.label_space.seen = set(meta["seen"])
-    run.trainable_names = set(meta["trainable_names"])
+        raise CheckpointError(f"checkpoint {root} has weights this model lacks: {sorted(missing)[:3]}")
+    try:
+        run.backbone.model.load_state_dict({k: v.to(device) for k, v in model_tensors.items()}, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise CheckpointError(f"checkpoint {root} does not fit this model: {brief(str(exc))}") from None
+    run.state, run.backbone.label_space.seen, run.trainable_names = run_state, seen, trainable
 
 
 def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, config_hash: str) -> dict:
@@ -253,6 +285,28 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, config_hash
         "skipped_batches": run.state.skipped_batches,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def check_restart_runs(restart_runs, run_keys: list[str] | None) -> None:
+    """Every ``--restart-run`` names a planned run (when the plan's run names are known)."""
+    for key in restart_runs:
+        if run_keys is not None and key not in run_keys:
+            raise ConfigError(f"--restart-run {brief(key)} names no run of this experiment; "
+                              f"runs: {brief(', '.join(run_keys))}")
+
+
+@contextmanager
+def run_lock(result_path: Path):
+    """The run's lock; a folder that cannot hold it (read-only, full) is reported by the result it guards."""
+    lock = RunLock(result_path.with_suffix(".lock"))
+    try:
+        lock.__enter__()
+    except OSError as exc:
+        raise WriteError(f"cannot write {result_path}: {exc.strerror or exc}; nothing was run") from None
+    try:
+        yield lock
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _remove_tree(path: Path) -> None:

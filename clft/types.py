@@ -91,6 +91,8 @@ class Benchmark:
     name: ClassVar[str]
     Config: ClassVar[type]
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    input_kind: ClassVar[str | None] = None
+    """What an example's input is (``"vector"``: a float vector ``x``; ``"text"``); None = undeclared."""
     scenario: str
     label_names: list[str]
 
@@ -111,6 +113,8 @@ class Backbone:
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    input_kind: ClassVar[str | None] = None
+    """The benchmark ``input_kind`` this backbone takes; None = any (checked before any run trains)."""
     model: "torch.nn.Module"
     label_space: LabelSpace
 

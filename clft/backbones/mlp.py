@@ -56,6 +56,7 @@ class MLP(Backbone):
     """MLP backbone: x [B, d] -> hidden layers -> one linear head over every class."""
 
     name = "mlp"
+    input_kind = "vector"
 
     @dataclass
     class Config:

@@ -85,6 +85,7 @@ class SplitDigits(Benchmark):
     """Split digits: ``n_tasks`` tasks of ``10 / n_tasks`` digits each."""
 
     name = "split-digits"
+    input_kind = "vector"
 
     @dataclass
     class Config:
@@ -122,6 +123,7 @@ class PermutedDigits(Benchmark):
     """Permuted digits: domain-IL, all ten digits per task, one fixed pixel permutation per task."""
 
     name = "permuted-digits"
+    input_kind = "vector"
     scenarios = ("domain-il",)
 
     @dataclass

@@ -137,6 +137,7 @@ class SplitMNIST(Benchmark):
     """Split MNIST: ``n_tasks`` tasks of ``10 / n_tasks`` digits each."""
 
     name = "split-mnist"
+    input_kind = "vector"
 
     @dataclass
     class Config(MNISTConfig):
@@ -170,6 +171,7 @@ class PermutedMNIST(Benchmark):
     """Permuted MNIST: domain-IL, all ten digits per task, one fixed pixel permutation per task."""
 
     name = "permuted-mnist"
+    input_kind = "vector"
     scenarios = ("domain-il",)
 
     @dataclass
