@@ -111,8 +111,7 @@ def _remove_older(root: Path, keep: str) -> None:
 
 TENSOR_FILES = ("model.safetensors", "state.safetensors")
 LATEST_NAME = re.compile(r"^task\d{3,}$")
-META_KEYS = {"rng": dict, "state": (dict, list), "files": dict, "run_state": dict, "seen": list,
-             "trainable_names": list}
+META_KEYS = {"rng": dict, "state": (dict, list), "files": dict}
 
 
 def file_sha256(path: Path) -> str:
@@ -177,12 +176,14 @@ def read_meta(path: Path) -> dict:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else brief(str(exc))
         raise CheckpointError(f"checkpoint file {path} is damaged: {reason}") from None
-    if not isinstance(meta, dict) or meta.get("meta_sha256") != meta_digest(meta):
-        raise CheckpointError(f"checkpoint file {path} is damaged (its meta_sha256 does not match its content)")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint file {path} is damaged: a JSON {type(meta).__name__}, not an object")
     if meta.get("schema_version") != SCHEMA_VERSION:
         found = meta.get("schema_version")
         raise CheckpointError(f"checkpoint {path.parent} has schema_version {brief(found)}, "
                               f"this clft needs {SCHEMA_VERSION}")
+    if meta.get("meta_sha256") != meta_digest(meta):
+        raise CheckpointError(f"checkpoint file {path} is damaged (its meta_sha256 does not match its content)")
     for key, kind in META_KEYS.items():
         if not isinstance(meta.get(key), kind):
             raise CheckpointError(f"checkpoint file {path} lacks a valid {key!r}")
