@@ -254,6 +254,8 @@ def _restore(run: Run, root: Path, meta: dict, model_tensors: dict, state: dict)
             strategy.restore(run.backbone)
         run_state = RunState.from_json(meta["run_state"])
         seen, trainable = set(meta["seen"]), set(meta["trainable_names"])
+        if not 0 < run_state.next_task <= len(run.tasks) or len(run_state.baseline_acc) != len(run.tasks):
+            raise ValueError(f"it finished {run_state.next_task} of {len(run.tasks)} tasks")
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {root} does not fit this run: {brief(str(exc))}") from None
     device = run.devices.device
