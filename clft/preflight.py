@@ -6,6 +6,8 @@
 - backbone x benchmark: a plugin may declare ``input_kind`` (``"vector"``,
   ``"text"``); a backbone that takes one kind and a benchmark that gives another
   are refused (e.g. ``mlp`` on a text stream);
+- strategy x backbone: a strategy may declare the ``input_kind`` of the backbone it
+  needs (PEFT adapters and prompts need a text transformer, not ``mlp``);
 - strategy x scenario: a strategy with ``requires_task_id`` needs ``task-il``;
   a benchmark lists the scenarios it supports in ``scenarios``;
 - strategy x strategy: at most one strategy of a run overrides ``predict``, and
@@ -56,6 +58,10 @@ def check_run(plan: Any, bench_spec: dict, backbone_cls: type) -> str | None:
     scenario = scenario_of(bench_cls, bench_config)
     check_input_kinds(backbone_cls, bench_cls)
     chosen = [strategies.resolve(s)[0] for s in plan.group]
+    for cls in chosen:
+        if cls.input_kind is not None and backbone_cls.input_kind not in (None, cls.input_kind):
+            raise ConfigError(f"run {plan.label}: strategy {cls.name!r} needs a backbone for {cls.input_kind} "
+                              f"inputs; {backbone_cls.name!r} takes {backbone_cls.input_kind} inputs")
     check_strategies(chosen, scenario, f"run {plan.label}")
     return scenario
 

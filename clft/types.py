@@ -165,6 +165,8 @@ class Strategy:
     name: ClassVar[str]
     Config: ClassVar[type]
     requires_task_id: ClassVar[bool] = False
+    input_kind: ClassVar[str | None] = None
+    """The backbone ``input_kind`` this strategy works on (e.g. "text" for PEFT adapters); None = any."""
     conformance_backbone: ClassVar[dict] = {"name": "mlp", "hidden": [16]}
     """The backbone block the registry-wide conformance tests run this strategy on."""
     conformance_benchmark: ClassVar[dict] = {"name": "split-digits", "n_tasks": 2}

@@ -30,8 +30,10 @@ from torch import nn
 
 from clft.registry import backbones
 from clft.types import Backbone, Batch, Benchmark, LabelSpace, Task
+from clft.yaml_safe import brief
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+MAX_WIDTH, MAX_LAYERS = 65_536, 64
 
 
 def build_mlp(n_in: int, hidden: list[int], n_out: int, dropout: float, activation: str) -> nn.Sequential:
@@ -68,8 +70,9 @@ class MLP(Backbone):
         """Hidden activation."""
 
         def __post_init__(self) -> None:
-            if any(width < 1 for width in self.hidden):
-                raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+            if not all(1 <= width <= MAX_WIDTH for width in self.hidden) or len(self.hidden) > MAX_LAYERS:
+                raise ValueError(f"hidden must list at most {MAX_LAYERS} widths in [1, {MAX_WIDTH}], "
+                                 f"got {brief(self.hidden)}")
             if not 0.0 <= self.dropout < 1.0:
                 raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 

@@ -121,6 +121,8 @@ def test_strategies():
 @pytest.mark.parametrize("entry, fragment", [
     ("needs-task-ids", "strategy 'needs-task-ids' needs task ids at test time; use scenario task-il"),
     (["predicts-a", "predicts-b"], "strategies predicts-a, predicts-b all override predict; combine at most one"),
+    ("l2p", "strategy 'l2p' needs a backbone for text inputs; 'mlp' takes vector inputs"),
+    ("progressive-prompts", "strategy 'progressive-prompts' needs a backbone for text inputs"),
 ])
 def test_plugin_pairings_are_checked_before_the_first_run_trains(entry, fragment, test_strategies, tmp_path, capsys):
     out = tmp_path / "out"
