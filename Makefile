@@ -18,7 +18,7 @@ run: $(STAMP)  ## the quickstart: split-digits, 4 strategies x 2 scenarios x 3 s
 	HF_HUB_OFFLINE=1 $(BIN)/clft run
 
 test: $(STAMP)  ## the whole test suite (set CLFT_DATA_DIR=../shared/data for the real-data tests)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check clft tests benchmarks

@@ -20,7 +20,11 @@ attributes (defaults below): ``conformance_backbone`` (e.g. a tiny
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
 import json
+import textwrap
 
 import pytest
 import yaml
@@ -120,10 +124,24 @@ def test_strategy_runs_round_trips_and_resumes_exactly(name, scenario, tmp_path,
         assert_same(through_checkpoint(a.state_dict()), through_checkpoint(b.state_dict()), name)
 
 
+def documented_fields(config: type) -> set[str]:
+    """Fields followed by a string literal (their docstring) in the source of ``config`` or a base class."""
+    found = set()
+    for klass in config.__mro__[:-1]:
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for statement, following in zip(body, body[1:]):
+            if isinstance(statement, ast.AnnAssign) and isinstance(following, ast.Expr) and \
+                    isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
+                found.add(statement.target.id)
+    return found
+
+
 @pytest.mark.parametrize("name", strategies.names())
 def test_config_is_a_documented_dataclass_that_rejects_unknown_options(name):
     cls = strategies.get(name)
-    assert cls.__doc__ and cls.Config.__dataclass_fields__ is not None
+    assert cls.__doc__ and dataclasses.is_dataclass(cls.Config)
+    undocumented = {f.name for f in dataclasses.fields(cls.Config)} - documented_fields(cls.Config)
+    assert not undocumented, f"{name}: Config fields without a docstring: {sorted(undocumented)}"
     assert strategies.build({"name": name}).extra_state_bytes() == 0
     with pytest.raises(ConfigError, match="no_such_option"):
         strategies.build({"name": name, "no_such_option": 1})
