@@ -14,7 +14,6 @@ import pytest
 from reliability_helpers import experiment, forked, matrices, one_line_error, run_quietly, write_yaml
 from safetensors.torch import load_file, save_file
 
-from clft.checkpoint import meta_digest
 from clft.cli import main
 
 RUN_ARGS = ["--quiet", "--no-plots"]
@@ -58,6 +57,8 @@ def change_one_float(path) -> None:
 
 
 def rewrite_meta(path, change) -> None:
+    from clft.checkpoint import meta_digest
+
     meta = json.loads(path.read_text())
     change(meta)
     meta["meta_sha256"] = meta_digest(meta)  # a consistent checksum: only the content is wrong
