@@ -59,9 +59,9 @@ def cli(*argv: str) -> tuple[int, str, str]:
 def report_the_number_of_cases(request):
     """Prints how many command lines this module's fuzzers ran (the count asked for in issue 11)."""
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"clft CLI fuzz: {CASES['count']} command lines run")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\nclft CLI fuzz: {CASES['count']} command lines run")
 
 
 def assert_one_line(code: int, err: str) -> None:
