@@ -7,6 +7,7 @@ one line with its documented exit status, before anything trains or is written.
 from __future__ import annotations
 
 import errno
+import re
 import os
 import time
 from dataclasses import dataclass
@@ -226,3 +227,17 @@ def test_a_full_disk_while_taking_the_lock_names_the_result(tmp_path, capsys, mo
     out = tmp_path / "out"
     line = one_line_error(capsys, main(["run", str(exp), "--out", str(out), "--overwrite", *RUN_ARGS]), 74)
     assert f"cannot write {out}/class-il/replay+ewc/seed0.json: No space left on device" in line
+
+
+@pytest.mark.parametrize("registry, spec, fragment", [
+    ("benchmarks", {"name": "permuted-digits", "permutation_seed": -1}, "permutation_seed must lie in [0, 2^32)"),
+    ("benchmarks", {"name": "permuted-mnist", "n_tasks": 10**6}, "n_tasks must lie in [1, 1000]"),
+    ("strategies", {"name": "o-lora", "lora_alpha": 0}, "r and lora_alpha must be >= 1"),
+    ("backbones", {"name": "mlp", "hidden": [10**9]}, "hidden must list at most 64 widths in [1, 65536]"),
+])
+def test_plugin_hyper_parameters_out_of_range_are_config_errors(registry, spec, fragment):
+    from clft.errors import ConfigError
+    from clft.registry import REGISTRIES
+
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        REGISTRIES[registry].resolve(spec)
