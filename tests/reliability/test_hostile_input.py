@@ -7,8 +7,8 @@ one line with its documented exit status, before anything trains or is written.
 from __future__ import annotations
 
 import errno
-import re
 import os
+import re
 import time
 from dataclasses import dataclass
 
