@@ -33,8 +33,8 @@ def default_experiment() -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     quiet_libraries(args.quiet)
     import clft.plugins  # noqa: F401  (registers the built-ins)
+    from clft.executors import run_sweep
     from clft.experiment import load_experiment
-    from clft.sweep import run_experiment
     from clft.validation import check_out_folder
 
     if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
@@ -44,9 +44,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / cfg.name  # cfg.name is a plain name (validation.py)
     check_out_folder(out)
     started = time.perf_counter()
-    run_experiment(cfg, out, base_dir=path.resolve().parent, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet, log=lambda m: print(m, file=sys.stderr),
-                   restart_runs=tuple(args.restart_run or ()))
+    run_sweep(cfg, out, jobs=args.jobs, executor=args.executor, address=args.address, base_dir=path.resolve().parent,
+              resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+              restart_runs=tuple(args.restart_run or ()))
+    if not _is_main_process():
+        return 0  # a data-parallel launch: the main process prints the summary
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
     print(_table(out, "md"))
     if not args.no_plots:
@@ -54,6 +56,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\nplots: {plots[0].parent if plots else '(none)'}")
     print(f"results: {out}/ (one JSON per run; `clft table {out}` / `clft plot {out}`)")
     return 0
+
+
+def _is_main_process() -> bool:
+    from clft.distributed import Parallel
+
+    return Parallel.current().is_main
 
 
 def quiet_libraries(quiet: bool) -> None:
@@ -123,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="discard RUN's checkpoint (e.g. class-il/replay+ewc/seed0) and train it from scratch")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--jobs", type=int, default=1, help="runs at a time in separate processes (local executor)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local processes, or one Ray task per run (pip install 'clft[ray]')")
+    run.add_argument("--address", help="Ray cluster address (default: start a local Ray for the sweep)")
     run.set_defaults(func=cmd_run)
     table = sub.add_parser("table", help="aggregate run JSONs into a table")
     table.add_argument("directory")
