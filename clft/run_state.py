@@ -17,6 +17,8 @@ class RunState:
     train_seconds: list[float] = field(default_factory=list)
     peak_memory_mb: float = 0.0
     skipped_batches: int = 0
+    general: list[list[float]] = field(default_factory=list)
+    """Scores on the held-out general-ability tasks: row 0 before training, row i+1 after task i."""
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -7,7 +7,8 @@ For a run (experiment x strategy group x scenario x seed) the runner:
 2. for each task i: ``before_task`` hooks, builds the optimizer, trains
    (loss + the strategies' ``extra_loss`` terms, ``after_backward`` hooks),
    ``after_task`` hooks, evaluates every task of the stream (row i of ``acc``),
-   and writes an atomic checkpoint;
+   and writes an atomic checkpoint; the held-out ``general_tasks`` (general ability) are
+   scored before training and after each task;
 3. writes the run's JSON (``clft.results``) and removes the checkpoint.
 
 Determinism: the global seed is set before the backbone is built and again
@@ -34,6 +35,7 @@ from clft.errors import ClftError, ConfigError, DivergenceError
 from clft.faults import kill_point
 from clft.run_state import RunState
 from clft.sampling import eval_batches, train_batches
+from clft.scoring import example_scores
 from clft.types import Backbone, Strategy, Task
 
 
@@ -57,6 +59,8 @@ class Run:
     """Parameters trainable at any task end: what checkpoints keep."""
     parallel: Parallel = field(default_factory=Parallel)
     """This process's share of a data-parallel run (``clft.distributed``); one process by default."""
+    general_tasks: list[Task] = field(default_factory=list)
+    """Held-out tasks never trained on, scored before training and after each task (general ability)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -69,6 +73,7 @@ def execute(run: Run) -> RunState:
     """Train the remaining tasks of ``run`` and return the final state."""
     if run.state.baseline_acc is None:
         run.state.baseline_acc = evaluate_stream(run)
+        run.state.general = [evaluate_stream(run, run.general_tasks)] if run.general_tasks else []
         kill_point("run:after-baseline")
     for task in run.tasks[run.state.next_task :]:
         seed_everything(run.seed * 1000 + task.id)
@@ -76,6 +81,8 @@ def execute(run: Run) -> RunState:
         train_task(run, task)
         run.state.train_seconds.append(time.perf_counter() - started)
         run.state.acc.append(evaluate_stream(run))
+        if run.general_tasks:
+            run.state.general.append(evaluate_stream(run, run.general_tasks))
         run.state.next_task = task.id + 1
         run.state.peak_memory_mb = max(run.state.peak_memory_mb, peak_memory_mb(run.devices))
         for callback in run.on_task_end:
@@ -222,27 +229,31 @@ def predictor(run: Run):
 
 @torch.inference_mode()
 def evaluate_task(run: Run, task: Task, predict) -> float:
-    """Accuracy on ``task.test``: mean over examples of [predicted id == label]."""
+    """The task's score on ``task.test``: accuracy (mean of [predicted id == label]) or, for a
+    generative task, the mean of its metric over the generated texts (``clft.scoring``)."""
     backbone = run.backbone
     data = backbone.prepare(task.test)
-    correct = 0
+    total = 0.0  # this process's sum of per-example scores (an exact integer count for accuracy)
     batches = list(eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(data)))
     for indices in run.parallel.mine(batches):
         examples = data[indices]
         with run.devices.autocast():
             batch = backbone.collate(examples)
             predicted = predict(backbone, batch, task, run.scenario)
-        labels = torch.as_tensor(examples["label"])
-        correct += int((predicted.detach().cpu().long() == labels).sum())
-    return run.parallel.sum(correct) / len(data)
+        if task.generative:
+            total += math.fsum(example_scores(task.metric, predicted, examples["references"]))
+        else:
+            labels = torch.as_tensor(examples["label"])
+            total += int((predicted.detach().cpu().long() == labels).sum())
+    return run.parallel.sum(total) / len(data)
 
 
-def evaluate_stream(run: Run) -> list[float]:
-    """Accuracy on every task of the stream, seen or not."""
+def evaluate_stream(run: Run, tasks: list[Task] | None = None) -> list[float]:
+    """The score on every task of the stream (seen or not), or of ``tasks``."""
     predict = predictor(run)
     run.backbone.model.eval()
     try:
         with explain_oom(f"evaluating with eval_batch_size {run.train.eval_batch_size}", "lower train.eval_batch_size"):
-            return [evaluate_task(run, task, predict) for task in run.tasks]
+            return [evaluate_task(run, task, predict) for task in (run.tasks if tasks is None else tasks)]
     finally:
         run.backbone.model.train()

@@ -191,8 +191,11 @@ def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progr
     devices = Devices(cfg.train.device, cfg.train.mixed_precision)
     backbone.to(devices.device)
     built = [choice.cls(choice.config) for choice in setup.strategies]
-    return Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
-               cfg.train, devices, RunState(), progress, setup.benchmark)
+    run = Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
+              cfg.train, devices, RunState(), progress, setup.benchmark)
+    general = getattr(setup.benchmark, "general_tasks", None)
+    run.general_tasks = list(general(plan.seed)) if general is not None else []
+    return run
 
 
 def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -> dict:
@@ -278,8 +281,7 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, config_hash
         "strategy": group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
         "scenario": run.scenario, "config": resolved, "config_hash": config_hash,
         "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
-        "tasks": [{"id": t.id, "name": t.name, "classes": list(t.classes), "n_train": len(t.train),
-                   "n_test": len(t.test)} for t in run.tasks],
+        "tasks": [task_entry(t) for t in run.tasks],
         "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,
         "cost": {"train_seconds": run.state.train_seconds, "peak_memory_mb": run.state.peak_memory_mb,
                  "trainable_params": sum(p.numel() for p in backbone.trainable_parameters()),
@@ -287,6 +289,7 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, config_hash
         "extra": {k: v for s in run.strategies for k, v in s.report().items()},
         "skipped_batches": run.state.skipped_batches,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **general_entry(run),
     }
 
 
@@ -310,6 +313,21 @@ def run_lock(result_path: Path):
         yield lock
     finally:
         lock.__exit__(None, None, None)
+
+
+def task_entry(task: Task) -> dict:
+    """A task as the result JSON lists it; ``metric`` names how its column of ``acc`` was scored."""
+    return {"id": task.id, "name": task.name, "classes": list(task.classes), "n_train": len(task.train),
+            "n_test": len(task.test), "metric": task.metric}
+
+
+def general_entry(run: Run) -> dict:
+    """``{"general": {"tasks": [...], "scores": [[...]]}}`` (row 0 before training, row i+1 after
+    task i), or nothing when the run has no held-out general-ability tasks."""
+    if not run.general_tasks:
+        return {}
+    tasks = [{"name": t.name, "metric": t.metric, "n_test": len(t.test)} for t in run.general_tasks]
+    return {"general": {"tasks": tasks, "scores": run.state.general}}
 
 
 def _remove_tree(path: Path) -> None:

@@ -7,6 +7,14 @@ Intransigence of a run uses the ``joint`` run of the same experiment, scenario
 and seed; it is the mean over the seeds that have one, and blank when none do.
 A group's runs must share the task list (point the table at one experiment's
 results when several experiments share a scenario and strategy).
+
+Where a run's tasks are scored on generated text (a ``metric`` other than
+``accuracy`` in its ``tasks`` entries: ROUGE-L, exact match) the matrix is a
+score matrix and the ACC column is headed "AP" (average performance, as LLM
+papers call it); the metrics are the same functions. Runs with held-out
+general-ability tasks (``general`` in the JSON) get two more columns: the mean
+general score before training ("general before") and after the last task
+("general after").
 """
 
 from __future__ import annotations
@@ -69,6 +77,10 @@ class Row:
     train_seconds: Stat
     final_acc: dict[str, Stat] = field(default_factory=dict)
     extra: dict[str, Stat] = field(default_factory=dict)
+    generative: bool = False
+    """Whether any task of the group is scored on generated text (the ACC column reads "AP")."""
+    general: dict[str, Stat] = field(default_factory=dict)
+    """``before`` / ``after``: mean general-ability score before training and after the last task."""
 
 
 # ---------------------------------------------------------------- reading runs
@@ -153,7 +165,18 @@ def _summarize_group(key: tuple[str, str], members: list[dict], joints: dict[tup
         train_seconds=Stat.of(float(np.sum(c["train_seconds"])) if "train_seconds" in c else None for c in costs),
         final_acc={name: Stat.of(finals[:, j]) for j, name in enumerate(names)},
         extra={k: Stat.of(_number((run.get("extra") or {}).get(k)) for run in members) for k in extra_keys},
+        generative=any(t.get("metric", "accuracy") != "accuracy" for run in members for t in run["tasks"]),
+        general=_general(members),
     )
+
+
+def _general(members: list[dict]) -> dict[str, Stat]:
+    """Mean general-ability score before training (row 0) and after the last task (last row)."""
+    rows = [np.asarray(run["general"]["scores"], dtype=float) for run in members if run.get("general")]
+    rows = [r for r in rows if r.ndim == 2 and len(r)]
+    if not rows:
+        return {}
+    return {"before": Stat.of(float(r[0].mean()) for r in rows), "after": Stat.of(float(r[-1].mean()) for r in rows)}
 
 
 def _is_number(value) -> bool:
@@ -208,9 +231,19 @@ def _union(rows: list[Row], attr: str) -> list[str]:
     return list(dict.fromkeys(k for row in rows for k in getattr(row, attr)))
 
 
+GENERAL_HEADERS = {"before": "general before", "after": "general after"}
+
+
+def metric_headers(rows: list[Row]) -> list[str]:
+    """The metric column names; ACC reads AP when any row's tasks are generation-scored."""
+    generative = any(row.generative for row in rows)
+    return [("AP" if generative and k == "acc" else name) for k, name in METRIC_HEADERS.items()]
+
+
 def _headers(rows: list[Row]) -> list[str]:
-    fixed = ["scenario", "strategy", "n", *METRIC_HEADERS.values(), "extra state (MB)", "train time (s)"]
-    return fixed + _union(rows, "final_acc") + _union(rows, "extra")
+    fixed = ["scenario", "strategy", "n", *metric_headers(rows), "extra state (MB)", "train time (s)"]
+    general = [GENERAL_HEADERS[k] for k in _union(rows, "general")]
+    return fixed + general + _union(rows, "final_acc") + _union(rows, "extra")
 
 
 def _cells(row: Row, rows: list[Row], pm: Callable[[Stat], str], num: Callable[[float, str], str]) -> list[str]:
@@ -218,6 +251,7 @@ def _cells(row: Row, rows: list[Row], pm: Callable[[Stat], str], num: Callable[[
     cells = [row.scenario, row.strategy, str(row.n)]
     cells += [pm(row.metrics[k]) for k in METRIC_KEYS]
     cells += [num(row.extra_state_mb.mean, ".2f"), num(row.train_seconds.mean, ".1f")]
+    cells += [pm(row.general[k]) if k in row.general else "" for k in _union(rows, "general")]
     cells += [num(row.final_acc[k].mean, ".3f") if k in row.final_acc else "" for k in _union(rows, "final_acc")]
     cells += [num(row.extra[k].mean, ".4g") if k in row.extra else "" for k in _union(rows, "extra")]
     return cells
@@ -272,6 +306,7 @@ def _csv_columns(rows: list[Row]) -> list[tuple[str, Callable[[Row], Stat | None
         (k, lambda r, k=k: r.metrics[k]) for k in METRIC_KEYS
     ]
     cols += [("extra_state_mb", lambda r: r.extra_state_mb), ("train_seconds", lambda r: r.train_seconds)]
+    cols += [(f"general_{k}", lambda r, k=k: r.general.get(k)) for k in _union(rows, "general")]
     cols += [(f"final_acc:{k}", lambda r, k=k: r.final_acc.get(k)) for k in _union(rows, "final_acc")]
     cols += [(f"extra:{k}", lambda r, k=k: r.extra.get(k)) for k in _union(rows, "extra")]
     return cols

