@@ -26,7 +26,7 @@ PLUGIN_EXAMPLE := examples/clft-plugin-example
 
 test: $(STAMP)  ## the whole test suite (set CLFT_DATA_DIR=../shared/data for the real-data tests), then the example plugin
 	$(BIN)/python -m pip uninstall --yes --quiet clft-plugin-example 2>/dev/null || true  # clft's suite: built-ins only
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs
 	$(MAKE) test-plugin-example
 
 test-plugin-example: $(STAMP)  ## install the example plugin package as a real distribution; its tests; one experiment

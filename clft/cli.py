@@ -4,10 +4,12 @@ Options and ``key=value`` overrides may come in any order
 (``clft run EXP --out DIR train.epochs=2``): each command's arguments are read
 with ``parse_intermixed_args``.
 
-Every user error (unknown experiment file, plugin, key, wrong type, missing
-data) is one line on stderr and exit status 2; no traceback. Other failures are
-one line too, with their own status: 3 a diverged (NaN/inf) loss, 74 a file that
-cannot be written (e.g. a full disk).
+Every user error (unknown experiment file, plugin, key, wrong type, value out of
+range, missing data, a damaged checkpoint or result file) is one line on stderr
+and exit status 2; no traceback. Other failures are one line too, with their own
+status: 3 a diverged (NaN/inf) loss, 74 a file that cannot be written (e.g. a full
+disk), 75 a run held by another process that could not be waited for, 130 an
+interrupt (docs/reliability.md lists them).
 """
 
 from __future__ import annotations
@@ -46,15 +48,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     quiet_libraries(args.quiet)
     from clft.executors import run_sweep
     from clft.experiment import load_experiment
+    from clft.validation import check_out_folder
 
     path = experiment_path(args)
     cfg, _ = load_experiment(str(path), args.overrides)
-    out = Path(args.out) if args.out else Path("results") / cfg.name
+    out = Path(args.out) if args.out else Path("results") / cfg.name  # cfg.name is a plain name (validation.py)
+    check_out_folder(out)
     if args.dry_run:
         return dry_run(cfg, out, path.resolve().parent)
     started = time.perf_counter()
     run_sweep(cfg, out, jobs=args.jobs, executor=args.executor, address=args.address, base_dir=path.resolve().parent,
-              resume=args.resume, overwrite=args.overwrite, rerun_stale=args.rerun_stale, progress=not args.quiet)
+              resume=args.resume, overwrite=args.overwrite, rerun_stale=args.rerun_stale, progress=not args.quiet,
+              restart_runs=tuple(args.restart_run or ()))
     if not _is_main_process():
         return 0  # a data-parallel launch: the main process prints the summary
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
@@ -219,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="rerun runs whose results exist with another config")
     run.add_argument("--rerun-stale", action="store_true",
                      help="re-run finished runs whose results were made by other code (see `clft run` output)")
+    run.add_argument("--restart-run", action="append", metavar="RUN",
+                     help="discard RUN's checkpoint (e.g. class-il/replay+ewc/seed0) and train it from scratch")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--dry-run", action="store_true", help="print the runs (and which are done) without training")
@@ -288,9 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     except ClftError as exc:
         print(f"clft: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except OSError as exc:  # a full disk, a missing permission: the system's one-line reason
+    except OSError as exc:  # a full disk, a missing permission: the system's one-line reason, and the file
         print(f"clft: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 74
+    except RecursionError:  # a pathologically nested value that slipped past the loaders
+        print("clft: error: input nested too deeply", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("clft: interrupted; finished tasks are checkpointed (rerun with --resume)", file=sys.stderr)
         return 130

@@ -112,14 +112,16 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
     from clft import sweep
     from clft.errors import ConfigError
     from clft.locks import RunLock, RunLockedError
+    from clft.result_check import with_checksum
     from clft.results import atomic_write_json
+    from clft.validation import safe_join
 
     setup = sweep.setup_run(cfg, plan, base_dir)
     resolved = sweep.resolved_config(cfg, plan, setup)
     config_hash = sweep.config_hash(resolved)  # as run_one
     expected = {"config_hash": config_hash, "source_sha256": sweep.code_identity()["source_sha256"]}
-    result_path = sweep.result_path(out_dir, setup.scenario, plan)
-    ckpt_root = out_dir / ".checkpoints" / setup.scenario / plan.label / f"seed{plan.seed}"
+    result_path = safe_join(out_dir, setup.scenario, plan.label, f"seed{plan.seed}.json")
+    ckpt_root = safe_join(out_dir / ".checkpoints", setup.scenario, plan.label, f"seed{plan.seed}")
     with ExitStack() as held:
         decision = "train"
         if parallel.is_main:
@@ -143,14 +145,15 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
         run = sweep.build_run(cfg, plan, base_dir, progress=False, setup=setup)
         run.parallel = parallel
         if resume:
-            sweep._resume(run, ckpt_root, expected)
+            sweep._resume(run, ckpt_root, expected, f"{setup.scenario}/{plan.label}/seed{plan.seed}")
         if parallel.is_main:
             run.on_task_end.append(lambda r, task: sweep._checkpoint(r, ckpt_root, expected))
             log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s) "
                 f"on {parallel.world} processes")
         sweep.execute(run)
         if parallel.is_main:
-            atomic_write_json(result_path, sweep.result_document(cfg, run, resolved, config_hash, plan.label))
+            atomic_write_json(result_path, with_checksum(sweep.result_document(cfg, run, resolved, config_hash,
+                                                                               plan.label)))
             sweep._remove_tree(ckpt_root)
         parallel.broadcast(None)  # the others return once the result is on disk
     return result_path

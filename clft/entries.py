@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clft.errors import ConfigError
+from clft.yaml_safe import brief
 
 LABEL_PATTERN = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 ENTRY_KEYS = ("label", "strategies", "train")
@@ -51,7 +52,7 @@ def as_group(entry: Any, where: str) -> list[dict]:
         if isinstance(item, str):
             item = {"name": item}
         if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"{where}: a strategy must be a name or a mapping with 'name', got {item!r}")
+            raise ConfigError(f"{where}: a strategy must be a name or a mapping with 'name', got {brief(item)}")
         specs.append(dict(item))
     return specs
 
@@ -63,14 +64,14 @@ def parse_entry(entry: Any, where: str) -> Entry:
         return Entry(group, group_label(group))
     unknown = sorted(set(entry) - set(ENTRY_KEYS))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; a labelled entry takes {', '.join(ENTRY_KEYS)}")
+        raise ConfigError(f"{where}: unknown key {brief(unknown[0])}; a labelled entry takes {', '.join(ENTRY_KEYS)}")
     group = as_group(entry["strategies"], f"{where}.strategies")
     label = entry.get("label", group_label(group))
     if "label" in entry and not (isinstance(label, str) and LABEL_PATTERN.fullmatch(label)):
-        raise ConfigError(f"{where}.label: {label!r} is not a lower-kebab name (e.g. ewc-online: a-z, 0-9 and -)")
+        raise ConfigError(f"{where}.label: {brief(label)} is not a lower-kebab name (e.g. ewc-online: a-z, 0-9 and -)")
     train = entry.get("train") or {}
     if not isinstance(train, dict):
-        raise ConfigError(f"{where}.train: expected a mapping of train options, got {train!r}")
+        raise ConfigError(f"{where}.train: expected a mapping of train options, got {brief(train)}")
     return Entry(group, label, dict(train))
 
 

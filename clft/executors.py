@@ -33,8 +33,9 @@ from clft.distributed import Parallel, run_one_parallel
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig
 from clft.locks import RunLockedError
+from clft.preflight import preflight
 from clft.progress import SweepProgress
-from clft.sweep import RunPlan, check_plan, classify_runs
+from clft.sweep import RunPlan, check_plan, check_restart_runs, classify_runs, plan_runs
 
 RETRIES = 2
 """Times a run whose worker died is submitted again (resuming from its checkpoint)."""
@@ -53,6 +54,8 @@ class RunOptions:
     """torch threads for the worker (None: leave torch's default or ``train.threads``)."""
     rerun_stale: bool = False
     """Re-run finished runs made by other code (``clft.staleness``)."""
+    restart_runs: tuple[str, ...] = ()
+    """Runs (``<scenario>/<strategies>/seed<k>``) whose checkpoint is discarded (``--restart-run``)."""
 
 
 @dataclass
@@ -75,7 +78,7 @@ def run_plan(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options: RunOp
         torch.set_num_threads(options.threads)
     started, clock = time.time(), time.perf_counter()
     kwargs = {"base_dir": options.base_dir, "resume": options.resume, "overwrite": options.overwrite,
-              "rerun_stale": options.rerun_stale, "progress": False, "log": _log}
+              "rerun_stale": options.rerun_stale, "progress": False, "log": _log, "restart_runs": options.restart_runs}
     if wait_if_locked:
         path = sweep._run_when_free(cfg, plan, out_dir, kwargs)
     else:
@@ -144,23 +147,26 @@ class Driver:
 
 def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: str = "local",
               address: str | None = None, base_dir: Path | None = None, resume: bool = False,
-              overwrite: bool = False, rerun_stale: bool = False, progress: bool = True) -> list[Path]:
+              overwrite: bool = False, rerun_stale: bool = False, progress: bool = True,
+              restart_runs: tuple[str, ...] = ()) -> list[Path]:
     """Every planned run of ``cfg`` on the chosen executor; returns the result paths in plan order.
 
-    Before anything is submitted every planned run is classified (``clft.sweep.check_plan``):
-    stale results without ``rerun_stale``, or results of another config without
-    ``overwrite``, stop the sweep with one line (exit 2) and nothing trains."""
+    Every run's configs and plugin pairings are checked first (``clft.preflight``), so a bad
+    entry anywhere stops the sweep before any run trains. Then every planned run is classified
+    (``clft.sweep.check_plan``): stale results without ``rerun_stale``, or results of another
+    config without ``overwrite``, stop the sweep with one line (exit 2) and nothing trains."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     if address is not None and executor != "ray":
         raise ConfigError("--address names a Ray cluster; use it with --executor ray")
+    check_restart_runs(restart_runs, preflight(cfg, plan_runs(cfg), base_dir))
     out_dir = Path(out_dir).resolve()  # workers may run in another folder (Ray)
     base_dir = base_dir and Path(base_dir).resolve()
-    options = RunOptions(base_dir, resume, overwrite, rerun_stale=rerun_stale)
+    options = RunOptions(base_dir, resume, overwrite, rerun_stale=rerun_stale, restart_runs=tuple(restart_runs))
     parallel = Parallel.current()
-    planned = classify_runs(cfg, out_dir, base_dir)
+    planned = classify_runs(cfg, out_dir, base_dir, overwrite)
     check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale,
                log=_log if parallel.is_main else lambda message: None)
     plans = [p.plan for p in planned]

@@ -29,6 +29,8 @@ from clft.errors import ConfigError
 from clft.presets import find_preset
 from clft.published import check_published
 from clft.types import SCENARIOS
+from clft.validation import check_plain_name, check_seeds, check_train_ranges
+from clft.yaml_safe import brief
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,11 +74,7 @@ class TrainConfig:
     """Experiment trackers fed during each run (clft.trackers); an output option, not part of the run's config hash."""
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "eval_batch_size", "grad_accumulation_steps"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not 0 < self.lr < float("inf"):  # also rejects NaN
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_train_ranges(self)
 
 
 @dataclass
@@ -125,9 +123,11 @@ class ExperimentConfig:
             raise ValueError("seeds must list at least one seed")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        check_plain_name(self.name, "name")
+        check_seeds(self.seeds)
         for scenario in self.scenarios or []:
             if scenario not in SCENARIOS:
-                raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
+                raise ValueError(f"unknown scenario {brief(scenario)}; valid: {', '.join(SCENARIOS)}")
         for key in ("benchmark", "backbone"):
             if "name" not in getattr(self, key) and "file" not in getattr(self, key):
                 raise ValueError(f"'{key}' needs a 'name' (or a 'file' holding one)")
@@ -176,7 +176,7 @@ def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
         return spec
     name = spec.pop("file")
     if not isinstance(name, str):
-        raise ConfigError(f"'file' must be a path to a YAML file, got {name!r}")
+        raise ConfigError(f"'file' must be a path to a YAML file, got {brief(name)}")
     candidates = [Path(name)]
     if base_dir is not None:
         candidates += [base_dir / name, base_dir.parent / name]
@@ -187,4 +187,4 @@ def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
     for path in candidates:
         if path.is_file():
             return {**load_yaml(path), **spec}
-    raise ConfigError(f"plugin file {name!r} not found (looked in: {', '.join(str(p) for p in candidates)})")
+    raise ConfigError(f"plugin file {brief(name)} not found (looked in: {', '.join(str(p) for p in candidates)})")

@@ -31,6 +31,7 @@ from importlib import import_module, metadata
 from typing import Any, TypeVar
 
 from clft.errors import ConfigError
+from clft.yaml_safe import brief
 
 T = TypeVar("T", bound=type)
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-+][a-z0-9]+)*$")
@@ -174,7 +175,7 @@ class Registry:
         self._load()
         entry = self._entries.get(name) if isinstance(name, str) else None
         if entry is None:
-            raise ConfigError(f"unknown {self.singular} {name!r}; valid: {', '.join(self.names())}")
+            raise ConfigError(f"unknown {self.singular} {brief(name)}; valid: {', '.join(self.names())}")
         if entry.cls is None:
             raise ConfigError(entry.error)
         return entry.cls
@@ -188,7 +189,7 @@ class Registry:
         from clft.config import make_dataclass_instance
 
         if not isinstance(spec, dict) or "name" not in spec:
-            raise ConfigError(f"a {self.singular} must be a mapping with a 'name'; got {spec!r}")
+            raise ConfigError(f"a {self.singular} must be a mapping with a 'name'; got {brief(spec)}")
         options = dict(spec)
         cls = self.get(options.pop("name"))
         return cls, make_dataclass_instance(cls.Config, options, where=f"{self.singular} {cls.name!r}")

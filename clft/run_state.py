@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from clft.yaml_safe import brief
+
 
 @dataclass
 class RunState:
@@ -27,4 +29,10 @@ class RunState:
 
     @classmethod
     def from_json(cls, data: dict) -> "RunState":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        """The state ``to_json`` wrote; ValueError when ``data`` is not such a state (a damaged checkpoint)."""
+        if not isinstance(data, dict) or not isinstance(data.get("next_task"), int):
+            raise ValueError("run_state is not a mapping with an integer next_task")
+        state = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        if not isinstance(state.acc, list) or len(state.acc) != state.next_task or state.baseline_acc is None:
+            raise ValueError(f"run_state has {brief(state.acc)} rows for next_task {state.next_task}")
+        return state

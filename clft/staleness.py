@@ -21,8 +21,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from clft.errors import ConfigError
+from clft.errors import ConfigError, DataError
 from clft.provenance import describe
+from clft.result_check import read_result as verified_result
 
 DONE, STALE, TODO, OTHER_CONFIG = "done", "stale", "to do", "other config"
 #: Keys of a resolved config that do not change what a run computes.
@@ -40,16 +41,14 @@ def config_hash(resolved: dict) -> str:
 
 
 def read_result(path: Path) -> dict | None:
-    """The JSON at ``path``, None when absent; an unreadable file is a one-line ConfigError."""
+    """The verified result at ``path`` (``clft.result_check``), None when absent; an unreadable or
+    malformed file is a one-line ConfigError."""
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{path} exists but is unreadable; move it away or pass --overwrite") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} is not a run result; move it away or pass --overwrite")
-    return data
+        return verified_result(path)
+    except DataError as exc:
+        raise ConfigError(f"{exc}; move it away or pass --overwrite") from None
 
 
 def source_of(result: dict) -> str | None:

@@ -17,6 +17,7 @@ may share one folder: a run locked by the other is waited for, not lost
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,14 +30,16 @@ from clft.config import to_plain
 from clft.data import check_disjoint_classes
 from clft.devices import Devices, use_deterministic_algorithms
 from clft.entries import group_label
-from clft.errors import ConfigError
+from clft.errors import CheckpointError, ConfigError
 from clft.experiment import ExperimentConfig, TrainConfig, resolve_spec
 from clft.faults import kill_point
 from clft.holdout import validation_stream
 from clft.locks import RunLock, RunLockedError
+from clft.preflight import preflight
 from clft.provenance import code_identity, git_sha, package_versions
 from clft.registry import backbones, benchmarks, strategies
-from clft.results import SCHEMA_VERSION, atomic_write_json
+from clft.result_check import with_checksum
+from clft.results import SCHEMA_VERSION, WriteError, atomic_write_json
 from clft.run_state import RunState
 from clft.runner import Run, check_composition, check_initial_states, execute, seed_everything
 from clft.staleness import (
@@ -54,6 +57,8 @@ from clft.staleness import (
 from clft.state_io import check_checkpointable
 from clft.stream_cache import cached_tasks
 from clft.types import Benchmark, LabelSpace, Task
+from clft.validation import safe_join
+from clft.yaml_safe import brief
 
 
 @dataclass
@@ -84,21 +89,26 @@ def plan_runs(cfg: ExperimentConfig) -> list[RunPlan]:
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | None = None, resume: bool = False,
                    overwrite: bool = False, rerun_stale: bool = False, progress: bool = True,
-                   log=print) -> list[Path]:
+                   log=print, restart_runs: tuple[str, ...] = ()) -> list[Path]:
     """Execute every planned run; returns the result paths (finished or skipped), in plan order.
 
-    First every planned run is classified (``classify_runs``): with stale results and no
-    ``rerun_stale``, or results of another config and no ``overwrite``, nothing is trained
-    and a one-line ConfigError (exit 2) says what to pass.
+    Every run's configs and plugin pairing are checked first (``clft.preflight``): a bad
+    entry anywhere stops the experiment before anything trains. Then every planned run is
+    classified (``classify_runs``): with stale results and no ``rerun_stale``, or results of
+    another config and no ``overwrite``, nothing is trained and a one-line ConfigError (exit 2)
+    says what to pass. ``restart_runs`` names runs (``<scenario>/<strategies>/seed<k>``) whose
+    checkpoint is discarded, so they train from scratch.
+
     A run that another process holds locked is put aside; after the other runs this
     process waits for each such lock to be released, then takes the run up again: it
     finds the result and skips it, or (the other process failed or was killed) runs it,
     resuming from its checkpoint with ``resume``. So no planned run is left missing.
     """
-    planned = classify_runs(cfg, out_dir, base_dir)
+    check_restart_runs(restart_runs, preflight(cfg, plan_runs(cfg), base_dir))
+    planned = classify_runs(cfg, out_dir, base_dir, overwrite)
     check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale, log=log)
     options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "rerun_stale": rerun_stale,
-               "progress": progress, "log": log}
+               "progress": progress, "log": log, "restart_runs": tuple(restart_runs)}
     paths: dict[int, Path] = {}
     locked: list[tuple[int, RunPlan]] = []
     for index, plan in enumerate(p.plan for p in planned):
@@ -123,19 +133,30 @@ class PlannedRun:
     existing: dict | None
 
 
-def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = None) -> list[PlannedRun]:
+def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = None,
+                  overwrite: bool = False) -> list[PlannedRun]:
     """Every planned run with its status: done / stale / to-do / another config.
 
     Only configs are resolved (the benchmark is built once per scenario); no stream, no model.
+    An unreadable result is a one-line ConfigError, or (``overwrite``) a run to do again.
     """
     identity, built = code_identity(), {}
     classified = []
     for plan in plan_runs(cfg):
         resolved = resolved_config(cfg, plan, resolve_run(cfg, plan, base_dir, built))
         path = result_path(out_dir, resolved["scenarios"][0], plan)
-        existing, digest = read_result(path), config_hash(resolved)
+        existing, digest = _readable_result(path, overwrite), config_hash(resolved)
         classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing))
     return classified
+
+
+def _readable_result(path: Path, overwrite: bool) -> dict | None:
+    try:
+        return read_result(path)
+    except ConfigError:
+        if overwrite:
+            return None  # replaced by this sweep
+        raise
 
 
 def check_plan(planned: list[PlannedRun], out_dir: Path, *, overwrite: bool, rerun_stale: bool, log) -> None:
@@ -206,17 +227,19 @@ hash_config = config_hash  # the name main's callers use
 
 def run_paths(out_dir: Path, scenario: str, plan: RunPlan) -> tuple[Path, Path]:
     """(result JSON, checkpoint folder) of a run."""
-    return (out_dir / scenario / plan.label / f"seed{plan.seed}.json",
-            out_dir / ".checkpoints" / scenario / plan.label / f"seed{plan.seed}")
+    return (safe_join(out_dir, scenario, plan.label, f"seed{plan.seed}.json"),
+            safe_join(out_dir / ".checkpoints", scenario, plan.label, f"seed{plan.seed}"))
 
 
 def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Path | None, resume: bool,
-            overwrite: bool, progress: bool, rerun_stale: bool = False, log=print) -> Path:
+            overwrite: bool, progress: bool, rerun_stale: bool = False, log=print,
+            restart_runs: tuple[str, ...] = ()) -> Path:
     setup = setup_run(cfg, plan, base_dir)  # the stream and resolved configs; no model yet
     resolved = resolved_config(cfg, plan, setup)
     digest = config_hash(resolved)
     path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
-    with RunLock(path.with_suffix(".lock")):
+    run_key = f"{setup.scenario}/{plan.label}/seed{plan.seed}"
+    with run_lock(path):
         for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its rename
             leftover.unlink(missing_ok=True)
         if _already_done(path, digest, overwrite, rerun_stale, log):  # checked under the lock: no double runs
@@ -224,12 +247,15 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
             return path
         run = build_run(cfg, plan, base_dir, progress, setup)  # the model is loaded only for work to do
         expected = {"config_hash": digest, "source_sha256": code_identity()["source_sha256"]}
-        if resume:
-            _resume(run, ckpt_root, expected)
+        if run_key in restart_runs:
+            log(f"{run_key}: discarding its checkpoint; training it from scratch (--restart-run)")
+            _remove_tree(ckpt_root)
+        elif resume:
+            _resume(run, ckpt_root, expected, run_key)
         run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, expected))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
         execute_with_trackers(cfg, run, out_dir / "logs", resolved)
-        atomic_write_json(path, result_document(cfg, run, resolved, digest, plan.label))
+        atomic_write_json(path, with_checksum(result_document(cfg, run, resolved, digest, plan.label)))
         kill_point("run:after-result")
         _remove_tree(ckpt_root)
     return path
@@ -390,23 +416,39 @@ def _checkpoint(run: Run, root: Path, expected: dict) -> None:
         raise
 
 
-def _resume(run: Run, root: Path, expected: dict) -> None:
-    """Continue from the last checkpoint; one of another config or made by other code is refused."""
-    loaded = load_checkpoint(root, {**expected, "run": run.run_id})
-    if loaded is None:
-        return
-    meta, model_tensors, state = loaded
-    for strategy, strategy_state in zip(run.strategies, state["strategies"]):
-        strategy.load_state_dict(strategy_state)
-        strategy.restore(run.backbone)
+def _resume(run: Run, root: Path, expected: dict, run_key: str) -> None:
+    """Load the run's last checkpoint (verified: ``clft.checkpoint``); one of another config or made
+    by other code is refused, and a damaged one is one line naming the file and the way out
+    (``--restart-run``), never a silently different run."""
+    try:
+        loaded = load_checkpoint(root, {**expected, "run": run.run_id})
+        if loaded is not None:
+            _restore(run, root, *loaded)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; to discard it and train this run from scratch pass --restart-run {run_key}"
+                              ) from None
+
+
+def _restore(run: Run, root: Path, meta: dict, model_tensors: dict, state: dict) -> None:
+    try:
+        for strategy, strategy_state in zip(run.strategies, state["strategies"], strict=True):
+            strategy.load_state_dict(strategy_state)
+            strategy.restore(run.backbone)
+        run_state = RunState.from_json(meta["run_state"])
+        seen, trainable = set(meta["seen"]), set(meta["trainable_names"])
+        if not 0 < run_state.next_task <= len(run.tasks) or len(run_state.baseline_acc) != len(run.tasks):
+            raise ValueError(f"it finished {run_state.next_task} of {len(run.tasks)} tasks")
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {root} does not fit this run: {brief(str(exc))}") from None
     device = run.devices.device
     missing = set(model_tensors) - set(run.backbone.model.state_dict())
     if missing:
-        raise ConfigError(f"checkpoint {root} has weights this model lacks: {sorted(missing)[:3]}")
-    run.backbone.model.load_state_dict({k: v.to(device) for k, v in model_tensors.items()}, strict=False)
-    run.state = RunState.from_json(meta["run_state"])
-    run.backbone.label_space.seen = set(meta["seen"])
-    run.trainable_names = set(meta["trainable_names"])
+        raise CheckpointError(f"checkpoint {root} has weights this model lacks: {sorted(missing)[:3]}")
+    try:
+        run.backbone.model.load_state_dict({k: v.to(device) for k, v in model_tensors.items()}, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise CheckpointError(f"checkpoint {root} does not fit this model: {brief(str(exc))}") from None
+    run.state, run.backbone.label_space.seen, run.trainable_names = run_state, seen, trainable
 
 
 def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
@@ -429,6 +471,28 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **general_entry(run),
     }
+
+
+def check_restart_runs(restart_runs, run_keys: list[str] | None) -> None:
+    """Every ``--restart-run`` names a planned run (when the plan's run names are known)."""
+    for key in restart_runs:
+        if run_keys is not None and key not in run_keys:
+            raise ConfigError(f"--restart-run {brief(key)} names no run of this experiment; "
+                              f"runs: {brief(', '.join(run_keys))}")
+
+
+@contextmanager
+def run_lock(result_path: Path):
+    """The run's lock; a folder that cannot hold it (read-only, full) is reported by the result it guards."""
+    lock = RunLock(result_path.with_suffix(".lock"))
+    try:
+        lock.__enter__()
+    except OSError as exc:
+        raise WriteError(f"cannot write {result_path}: {exc.strerror or exc}; nothing was run") from None
+    try:
+        yield lock
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def task_entry(task: Task) -> dict:

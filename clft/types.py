@@ -147,6 +147,8 @@ class Benchmark:
     name: ClassVar[str]
     Config: ClassVar[type]
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    input_kind: ClassVar[str | None] = None
+    """What an example's input is (``"vector"``: a float vector ``x``; ``"text"``); None = undeclared."""
     scenario: str
     label_names: list[str]
 
@@ -169,6 +171,8 @@ class Backbone:
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    input_kind: ClassVar[str | None] = None
+    """The benchmark ``input_kind`` this backbone takes; None = any (checked before any run trains)."""
     model: "torch.nn.Module"
     label_space: LabelSpace
 
@@ -238,6 +242,8 @@ class Strategy:
     name: ClassVar[str]
     Config: ClassVar[type]
     requires_task_id: ClassVar[bool] = False
+    input_kind: ClassVar[str | None] = None
+    """The backbone ``input_kind`` this strategy works on (e.g. "text" for PEFT adapters); None = any."""
     conformance_backbone: ClassVar[dict] = {"name": "mlp", "hidden": [16]}
     """The backbone block the registry-wide conformance tests run this strategy on."""
     conformance_benchmark: ClassVar[dict] = {"name": "split-digits", "n_tasks": 2}

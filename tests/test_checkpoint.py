@@ -54,14 +54,14 @@ def test_foreign_or_old_checkpoints_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="schema_version 99"):
         load_checkpoint(tmp_path, {})
     meta_path.write_text("{not json")
-    with pytest.raises(CheckpointError, match="corrupt checkpoint"):
+    with pytest.raises(CheckpointError, match="meta.json is damaged"):
         load_checkpoint(tmp_path, {})
 
 
 def test_corrupt_tensor_file_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path, 0, {"config_hash": "h"}, {"w": torch.ones(2)}, {})
     (tmp_path / "task000" / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="corrupt checkpoint tensors"):
+    with pytest.raises(CheckpointError, match="model.safetensors is damaged"):
         load_checkpoint(tmp_path, {})
 
 

@@ -183,7 +183,7 @@ def test_group_with_repeated_seed_or_other_tasks_is_an_error(tmp_path):
 
 def test_malformed_matrix_is_a_data_error(tmp_path):
     write_run(tmp_path, "ewc", 0, [[0.9, 0.1, 0.3], [0.5, 0.8, 0.2]])
-    with pytest.raises(DataError, match="shape"):
+    with pytest.raises(DataError, match=r"seed0.json: acc\[0\] must be a list of 2 accuracies"):
         render_table(tmp_path)
 
 

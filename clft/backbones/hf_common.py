@@ -237,6 +237,7 @@ class HFBackbone(Backbone):
 
     auto_class: str = "AutoModel"
     kind: str = "hf"
+    input_kind = "text"
 
     def __init__(self, config: HFConfig, benchmark: Benchmark, tasks: list[Task]) -> None:
         super().__init__(config, benchmark, tasks)

@@ -30,9 +30,11 @@ from torch import nn
 
 from clft.registry import backbones
 from clft.types import Backbone, Batch, Benchmark, LabelSpace, Outputs, Task
+from clft.yaml_safe import brief
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 NUMPY_DTYPES = {torch.float32: np.float32, torch.int64: np.int64}
+MAX_WIDTH, MAX_LAYERS = 65_536, 64
 
 
 def build_mlp(n_in: int, hidden: list[int], n_out: int, dropout: float, activation: str) -> nn.Sequential:
@@ -64,6 +66,7 @@ class MLP(Backbone):
     """MLP backbone: x [B, d] -> hidden layers -> one linear head over every class."""
 
     name = "mlp"
+    input_kind = "vector"
 
     @dataclass
     class Config:
@@ -75,8 +78,9 @@ class MLP(Backbone):
         """Hidden activation."""
 
         def __post_init__(self) -> None:
-            if any(width < 1 for width in self.hidden):
-                raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+            if not all(1 <= width <= MAX_WIDTH for width in self.hidden) or len(self.hidden) > MAX_LAYERS:
+                raise ValueError(f"hidden must list at most {MAX_LAYERS} widths in [1, {MAX_WIDTH}], "
+                                 f"got {brief(self.hidden)}")
             if not 0.0 <= self.dropout < 1.0:
                 raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 

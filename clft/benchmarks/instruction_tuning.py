@@ -35,6 +35,7 @@ class InstructionTuning(Benchmark):
     """Instruction-tuning tasks from local files (see the module docstring)."""
 
     name = "instruction-tuning"
+    input_kind = "text"
     scenarios = ("task-il", "domain-il")
 
     @dataclass

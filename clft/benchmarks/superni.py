@@ -52,6 +52,7 @@ class SuperNICL(Benchmark):
     """SuperNI continual instruction tuning (see the module docstring)."""
 
     name = "superni-cl"
+    input_kind = "text"
     scenarios = ("task-il", "domain-il")
 
     @dataclass

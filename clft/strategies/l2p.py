@@ -51,6 +51,7 @@ class L2P(Strategy):
 
     name = "l2p"
     conformance_backbone = TINY_TEXT_BACKBONE
+    input_kind = "text"  # adapters/prompts of a transformer backbone
     conformance_benchmark = TINY_TEXT_BENCHMARK
 
     @dataclass

@@ -51,6 +51,7 @@ class OLoRA(Strategy):
 
     name = "o-lora"
     conformance_backbone = TINY_TEXT_BACKBONE
+    input_kind = "text"  # adapters/prompts of a transformer backbone
     conformance_benchmark = TINY_TEXT_BENCHMARK
 
     @dataclass
@@ -69,8 +70,8 @@ class OLoRA(Strategy):
         def __post_init__(self) -> None:
             if self.lam1 < 0 or self.lam2 < 0:
                 raise ValueError(f"lam1 and lam2 must be >= 0, got {self.lam1}, {self.lam2}")
-            if self.r < 1:
-                raise ValueError(f"r must be >= 1, got {self.r}")
+            if self.r < 1 or self.lora_alpha < 1:
+                raise ValueError(f"r and lora_alpha must be >= 1, got {self.r}, {self.lora_alpha}")
             if not self.target_modules:
                 raise ValueError("target_modules must name at least one module")
 
