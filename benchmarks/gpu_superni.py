@@ -99,7 +99,7 @@ def experiment(args: argparse.Namespace, model: Path) -> dict:
     raw["compare"] = [by_name.get(n, STRATEGY_BLOCKS.get(n, n)) for n in args.strategies.split(",")]
     raw["train"].update(epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                         lr=args.lr, device=args.device, threads=args.threads)
-    raw["name"] = f"superni-order{args.order}-gpu"
+    raw["name"] = f"superni-order{args.order}-gpu" if args.order in ("1", "2") else "superni-custom-order-gpu"
     return raw
 
 

@@ -369,7 +369,6 @@ def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -
     """The experiment as run: every plugin block with its defaults filled in (``train.log_with`` left out)."""
     data = to_plain(cfg)
     data.pop("compare", None)
-    data["train"].pop("log_with", None)  # where to log is not what was run: same hash with or without trackers
     data.pop("resources", None)  # where a run executes does not change its result
     data.update(
         seeds=[plan.seed], scenarios=[run.scenario],
@@ -378,6 +377,7 @@ def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -
         strategies=[{"name": s.name, **to_plain(s.config)} for s in run.strategies],
         train=to_plain(plan.train_of(cfg)),
     )
+    data["train"].pop("log_with", None)  # where to log is not what was run: same hash with or without trackers
     return data
 
 

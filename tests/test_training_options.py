@@ -84,7 +84,8 @@ def test_overwrite_reruns_a_finished_run_with_the_new_config(write_experiment, t
     old = json.loads(path.read_text())
     changed = write_experiment("changed.yaml", train={"epochs": 1, "batch_size": 32, "lr": 0.05})
     assert main(["run", str(changed), "--out", str(out), *args]) == 2
-    assert "another config; use another --out or pass --overwrite" in capsys.readouterr().err
+    assert "holds a run with another config (1 such run(s)); use another --out or pass --overwrite" in \
+        capsys.readouterr().err
     assert json.loads(path.read_text()) == old  # refused: the old result stays
     assert main(["run", str(changed), "--out", str(out), "--overwrite", *args]) == 0
     assert main(["run", str(changed), "--out", str(fresh), *args]) == 0
