@@ -187,6 +187,8 @@ def build_optimizer(backbone: Backbone, cfg) -> torch.optim.Optimizer:
         raise ConfigError("the backbone has no trainable parameters (check the peft block / strategies)")
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return optimizer_class(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
