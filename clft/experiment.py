@@ -42,7 +42,10 @@ class TrainConfig:
     lr: float = 1e-3
     """Learning rate of the optimizer (rebuilt at every task)."""
     optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = "adam"
-    """Optimizer class (torch.optim.Adam / AdamW / SGD / Adagrad), built afresh at every task."""
+    """Optimizer class (torch.optim.Adam / AdamW / SGD / Adagrad)."""
+    reset_optimizer: bool = True
+    """A fresh optimizer at every task (True), or one optimizer whose state (Adam's moments, Adagrad's sums)
+    carries over from task to task, as in Hsu et al. 2018's code (False; checkpointed with the run)."""
     weight_decay: float = 0.0
     momentum: float = 0.0
     """SGD momentum (ignored by adam/adamw/adagrad)."""

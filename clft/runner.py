@@ -54,6 +54,10 @@ class Run:
     on_task_end: list = field(default_factory=list)
     trainable_names: set = field(default_factory=set)
     """Parameters trainable at any task end: what checkpoints keep."""
+    optimizer: object = None
+    """The optimizer of the last task (kept across tasks when ``train.reset_optimizer`` is false)."""
+    optimizer_state: dict | None = None
+    """A checkpointed optimizer state to load into the next task's optimizer (resume, reset_optimizer false)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -95,7 +99,7 @@ def train_task(run: Run, task: Task) -> None:
     for strategy in run.strategies:
         strategy.before_task(backbone, task, run.tasks)
     data = backbone.prepare(training_data(run, task))
-    optimizer = run.devices.prepare_optimizer(build_optimizer(backbone, cfg))
+    optimizer = task_optimizer(run)
     backbone.model.train()
     micro = 0
     for epoch in range(cfg.epochs):
@@ -179,6 +183,31 @@ def _non_finite(run: Run, task: Task, step: int, value: float) -> None:
         f"loss is {value} at task {task.id} ({task.name!r}) step {step} of run {run.run_id}; "
         f"{run.state.next_task} finished task(s) are kept in the checkpoint; set train.on_nan=skip to skip such batches"
     )
+
+
+def task_optimizer(run: Run):
+    """The optimizer for the next task: fresh, or (``reset_optimizer`` false) the run's last one while it
+    optimises the same parameters; a checkpointed state (``run.optimizer_state``) is loaded into a new one."""
+    params = run.backbone.trainable_parameters()
+    kept = run.optimizer
+    same = kept is not None and [id(p) for g in kept.param_groups for p in g["params"]] == [id(p) for p in params]
+    if run.train.reset_optimizer or not same:
+        run.optimizer = run.devices.prepare_optimizer(build_optimizer(run.backbone, run.train))
+        if not run.train.reset_optimizer and run.optimizer_state is not None:
+            run.optimizer.load_state_dict(run.optimizer_state)
+    run.optimizer_state = None
+    return run.optimizer
+
+
+def optimizer_checkpoint(optimizer) -> dict:
+    """``optimizer.state_dict()`` with string keys (checkpoints are JSON + tensors)."""
+    state = optimizer.state_dict()
+    return {"state": {str(k): v for k, v in state["state"].items()}, "param_groups": state["param_groups"]}
+
+
+def optimizer_from_checkpoint(state: dict) -> dict:
+    """Inverse of ``optimizer_checkpoint``: integer parameter keys, as torch's ``load_state_dict`` expects."""
+    return {"state": {int(k): v for k, v in state["state"].items()}, "param_groups": state["param_groups"]}
 
 
 def build_optimizer(backbone: Backbone, cfg) -> torch.optim.Optimizer:

@@ -34,7 +34,7 @@ from clft.locks import RunLock, RunLockedError
 from clft.registry import backbones, benchmarks, strategies
 from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
 from clft.run_state import RunState
-from clft.runner import Run, execute, seed_everything
+from clft.runner import Run, execute, optimizer_checkpoint, optimizer_from_checkpoint, seed_everything
 from clft.types import Benchmark, LabelSpace, Task
 
 
@@ -214,6 +214,8 @@ def _checkpoint(run: Run, root: Path, config_hash: str) -> None:
     meta = {"config_hash": config_hash, "run": run.run_id, "run_state": run.state.to_json(),
             "seen": sorted(run.backbone.label_space.seen), "trainable_names": sorted(run.trainable_names)}
     state = {"strategies": [s.state_dict() for s in run.strategies]}
+    if not run.train.reset_optimizer and run.optimizer is not None:
+        state["optimizer"] = optimizer_checkpoint(run.optimizer)
     save_checkpoint(root, run.state.next_task - 1, meta, _trainable_state(run), state)
 
 
@@ -233,6 +235,8 @@ def _resume(run: Run, root: Path, config_hash: str) -> None:
     run.state = RunState.from_json(meta["run_state"])
     run.backbone.label_space.seen = set(meta["seen"])
     run.trainable_names = set(meta["trainable_names"])
+    if "optimizer" in state:
+        run.optimizer_state = optimizer_from_checkpoint(state["optimizer"])
 
 
 def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, config_hash: str) -> dict:
