@@ -45,6 +45,14 @@ class Devices:
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
 
+    def unscale_gradients(self, optimizer) -> None:
+        """Divide the gradients by the fp16 loss scale, once per step (no-op without a scaler).
+
+        The runner calls it before the gradient hooks and clipping, so both see true gradients;
+        the scaler remembers the optimizer is unscaled and its ``step`` does not divide again."""
+        if getattr(self.accelerator, "scaler", None) is not None:
+            self.accelerator.unscale_gradients(optimizer)
+
     def prepare_optimizer(self, optimizer: torch.optim.Optimizer):
         return self.accelerator.prepare_optimizer(optimizer)
 

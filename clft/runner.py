@@ -166,7 +166,8 @@ def explain_oom(where: str, advice: str):
 
 
 def optimizer_step(run: Run, task: Task, optimizer) -> None:
-    """Gradient surgery hooks, clipping, step, zero_grad."""
+    """Unscale (fp16 loss scaling), gradient surgery hooks, clipping, step, zero_grad."""
+    run.devices.unscale_gradients(optimizer)
     for strategy in run.strategies:
         strategy.after_backward(run.backbone, task)
     if run.train.grad_clip is not None:

@@ -12,8 +12,8 @@ random memory batch, both flattened over all trainable parameters:
 so the step never increases the (average) memory loss to first order. g_ref
 comes from ``torch.autograd.grad``, so the ``.grad`` buffers hold only the
 (projected) g. Memory rows keep their ``task`` column: the backbone masks each
-with its own task's label space. Under loss scaling (fp16) the projection is
-unchanged: it is linear in g.
+with its own task's label space. Under fp16 loss scaling the runner unscales
+g before this hook, so g and g_ref are on the same scale.
 """
 
 from __future__ import annotations

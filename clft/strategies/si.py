@@ -17,8 +17,8 @@ and every later step adds the surrogate loss  c Σ_i Ω_i (θ_i − θ*_i)².
 
 ``after_backward`` runs *before* the optimizer step, so each call snapshots
 θ(s) and g(s); the next call (or ``after_task``, for the last step) sees θ(s+1)
-and adds −g(s)·(θ(s+1) − θ(s)) to ω. Under fp16 loss scaling the gradients
-read here are scaled; use fp32 or bf16 with SI.
+and adds −g(s)·(θ(s+1) − θ(s)) to ω. Under fp16 loss scaling the runner
+unscales the gradients before this hook, so g is the true gradient.
 """
 
 from __future__ import annotations
