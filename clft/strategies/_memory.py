@@ -16,8 +16,12 @@ on the same memory differ only in what they do with it:
   and cut from the end afterwards: the memory of GEM (Lopez-Paz & Ranzato 2017, per-task memories)
   and of Hsu et al. 2018's naive rehearsal (GT-RIPL ``agents/exp_replay.py``).
 
-``reservoir_slots`` (the slot choice of Algorithm R for a block of new rows)
-is also what ``der`` uses for its tensor buffer, updated online.
+``TensorReservoir`` is the online form, for memories updated at every step
+from the collated batch (``der``/``derpp``'s examples and logits, ``replay``
+with ``online: true``): per-example tensors, Algorithm R over the stream of
+examples (``reservoir_slots``), and only rows whose floating-point tensors are
+all finite enter it (a batch skipped under ``on_nan: skip`` because of a
+non-finite example cannot poison the memory).
 
 Randomness comes from the memory's own generator (``clft.strategies._random``),
 so state_dict/load_state_dict resume draw for draw.
@@ -30,9 +34,11 @@ from typing import Literal
 
 import datasets
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from clft.strategies._random import generator_from_state, generator_state, new_generator
-from clft.types import Backbone
+from clft.types import Backbone, Batch
 
 Policy = Literal["reservoir", "class-balanced", "task-balanced"]
 POLICIES = ("reservoir", "class-balanced", "task-balanced")
@@ -160,3 +166,93 @@ class EpisodicMemory:
         self.n_seen = int(state["n_seen"])
         self.rng = generator_from_state(state["rng"])
         self._prepared = None
+
+
+def pad_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Right-pad every dimension after the first with zeros up to ``shape``."""
+    pads: list[int] = []
+    for have, want in zip(reversed(tensor.shape[1:]), reversed(shape)):
+        pads += [0, want - have]
+    return F.pad(tensor, pads) if any(pads) else tensor
+
+
+def per_example(batch: Batch) -> dict[str, torch.Tensor]:
+    """The tensors of ``batch`` with one row per example (first dimension = batch size)."""
+    size = len(batch["label"]) if "label" in batch else next(len(v) for v in batch.values() if torch.is_tensor(v))
+    return {k: v for k, v in batch.items() if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == size}
+
+
+def finite_rows(rows: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Bool [n]: True where every floating-point column of the row is finite."""
+    n = len(next(iter(rows.values())))
+    keep = torch.ones(n, dtype=torch.bool)
+    for values in rows.values():
+        if values.is_floating_point():
+            keep &= torch.isfinite(values.detach().cpu().reshape(n, -1)).all(dim=1)
+    return keep
+
+
+class TensorReservoir:
+    """At most ``capacity`` rows of collated batches, kept on the CPU, filled online by Algorithm R.
+
+    Every tensor of a batch whose first dimension is the batch size is stored (``x`` for the MLP;
+    ``input_ids``/``attention_mask`` for text; ``label``, ``task``, and extra columns such as DER's
+    logits). Variable-length dimensions are right-padded with 0 to the longest row seen (attention
+    masks mark it as padding). Rows with a non-finite floating value are dropped before the draw.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.buffer: dict[str, torch.Tensor] = {}  # column -> [capacity, ...] (first ``size`` rows used)
+        self.size = 0
+        self.n_seen = 0  # finite rows offered so far
+        self.rng: np.random.Generator | None = None
+
+    def add(self, rows: dict[str, torch.Tensor]) -> None:
+        """Offer the finite rows of ``rows`` (all columns share the first dimension) to Algorithm R."""
+        self.rng = self.rng or new_generator()
+        keep = finite_rows(rows)
+        if not bool(keep.all()):
+            rows = {column: values[keep.to(values.device)] for column, values in rows.items()}
+        n = len(next(iter(rows.values())))
+        chosen = reservoir_slots(self.n_seen, n, self.capacity, self.rng)
+        self.n_seen += n
+        if not chosen:
+            return
+        target, source = torch.tensor(list(chosen)), torch.tensor(list(chosen.values()))
+        for column, values in rows.items():
+            values = values.detach().cpu()
+            stored = self._column(column, values)
+            stored[target] = pad_to(values, stored.shape[1:])[source].to(stored.dtype)
+        self.size = min(self.capacity, self.n_seen)
+
+    def sample(self, count: int, device=None) -> Batch:
+        """``min(count, size)`` distinct rows (sorted), as a batch on ``device``."""
+        self.rng = self.rng or new_generator()
+        rows = torch.from_numpy(np.sort(self.rng.choice(self.size, size=min(count, self.size), replace=False)))
+        return {column: values[rows].to(device) for column, values in self.buffer.items()}
+
+    def _column(self, column: str, values: torch.Tensor) -> torch.Tensor:
+        """The buffer column for ``values``, created or widened (zero padding) to fit them."""
+        stored = self.buffer.get(column)
+        if stored is None:
+            stored = torch.zeros((self.capacity, *values.shape[1:]), dtype=values.dtype)
+        shape = tuple(max(a, b) for a, b in zip(stored.shape[1:], values.shape[1:]))
+        self.buffer[column] = stored = pad_to(stored, shape)
+        return stored
+
+    def extra_state_bytes(self) -> int:
+        return sum(t[: self.size].numel() * t.element_size() for t in self.buffer.values())
+
+    def state_dict(self) -> dict:
+        buffer = {column: values[: self.size].clone() for column, values in self.buffer.items()}
+        return {"buffer": buffer, "size": self.size, "n_seen": self.n_seen, "rng": generator_state(self.rng)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size, self.n_seen = int(state["size"]), int(state["n_seen"])
+        self.buffer = {}
+        for column, values in state["buffer"].items():
+            values = torch.as_tensor(values)
+            self.buffer[column] = values.new_zeros((self.capacity, *values.shape[1:]))
+            self.buffer[column][: self.size] = values
+        self.rng = generator_from_state(state["rng"])

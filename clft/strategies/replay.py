@@ -5,7 +5,11 @@ Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning"
 most ``memory_size`` raw training examples (``clft.strategies._memory``:
 ``reservoir`` by default, or ``class-balanced`` / ``task-balanced``) is
 updated in ``after_task`` over the task's examples, in order, so it holds past
-tasks only.
+tasks only. With ``online: true`` the reservoir is instead updated at every
+step with the incoming batch, as in Chaudhry et al.'s ER and Mammoth's
+``models/er.py``: the replay batch is drawn first, then the batch is offered
+(``_memory.TensorReservoir``: collated tensors, finite rows only), so the
+memory also holds the current task's examples.
 
 Training adds, at every step, the loss on a random replay batch:
 ``loss = L(batch) + L(replay batch)`` where the replay batch's examples keep
@@ -22,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clft.registry import strategies
-from clft.strategies._memory import POLICIES, EpisodicMemory, Policy
+from clft.strategies._memory import POLICIES, EpisodicMemory, Policy, TensorReservoir, per_example
 from clft.types import Backbone, Batch, Strategy, Task
 
 
@@ -47,6 +51,8 @@ class Replay(Strategy):
         """Which examples stay: reservoir, class-balanced or task-balanced (clft.strategies._memory)."""
         replay_batch_size: int | None = None
         """Examples replayed per step; None = the size of the training batch."""
+        online: bool = False
+        """Update a reservoir at every step with the incoming batch (ER) instead of after each task."""
 
         def __post_init__(self) -> None:
             if self.memory_size < 1:
@@ -55,21 +61,32 @@ class Replay(Strategy):
                 raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
             if self.replay_batch_size is not None and self.replay_batch_size < 1:
                 raise ValueError(f"replay_batch_size must be at least 1 or null, got {self.replay_batch_size}")
+            if self.online and self.policy != "reservoir":
+                raise ValueError(f"online: true updates a reservoir; policy must be 'reservoir', got {self.policy!r}")
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.memory = EpisodicMemory(config.memory_size, config.policy)
+        online = TensorReservoir(config.memory_size) if config.online else None
+        self.memory = online or EpisodicMemory(config.memory_size, config.policy)
 
     def extra_loss(self, backbone: Backbone, batch: Batch, task: Task):
-        """``backbone.loss`` on ``replay_batch_size`` memory rows drawn without replacement."""
+        """``backbone.loss`` on ``replay_batch_size`` memory rows drawn without replacement (then, online,
+        the batch enters the reservoir)."""
+        wanted = self.config.replay_batch_size or batch_size(batch)
+        if self.config.online:
+            device = getattr(backbone, "device", None)
+            term = backbone.loss(self.memory.sample(wanted, device), task) if self.memory.size else None
+            self.memory.add(per_example(batch))
+            return term
         if not self.memory.size:
             return None
-        rows = self.memory.sample(self.config.replay_batch_size or batch_size(batch))
+        rows = self.memory.sample(wanted)
         return backbone.loss(backbone.collate(self.memory.prepared(backbone)[rows]), task)
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
-        """Offer the task's training examples, in order, to the memory."""
-        self.memory.add_task(task.train)
+        """Offer the task's training examples, in order, to the memory (after-task mode)."""
+        if not self.config.online:
+            self.memory.add_task(task.train)
 
     def extra_state_bytes(self) -> int:
         return self.memory.extra_state_bytes()
