@@ -239,3 +239,31 @@ def test_killed_in_task_one_then_resumed_gives_the_same_matrix(name, scenario, t
     result = json.loads(result_path.read_text())
     assert result["acc"] == straight["acc"]
     assert result["extra"] == straight["extra"]
+
+
+def test_o_lora_freezes_the_head_rows_of_earlier_classes_in_class_il(tmp_path, monkeypatch):
+    heads: list[torch.Tensor] = []
+    record = lambda r, task: heads.append(r.backbone.base_model.classifier.weight.detach().clone())  # noqa: E731
+    run_, _ = run(tmp_path, monkeypatch, {"name": "o-lora"}, "class-il", n_tasks=3, on_task_end=record)
+    tasks = run_.tasks
+    for t in (1, 2):
+        old = sorted(c for task in tasks[:t] for c in task.classes)
+        new = list(tasks[t].classes)
+        assert torch.equal(heads[t][old], heads[t - 1][old]), t
+        assert not torch.equal(heads[t][new], heads[t - 1][new]), t
+    free_heads: list[torch.Tensor] = []
+    record = lambda r, task: free_heads.append(r.backbone.base_model.classifier.weight.detach().clone())  # noqa: E731
+    free, _ = run(tmp_path, monkeypatch, {"name": "o-lora", "protect_head": False}, "class-il", n_tasks=2,
+                  on_task_end=record, name="free")
+    old = list(free.tasks[0].classes)
+    assert not torch.equal(free_heads[-1][old], free_heads[0][old])  # unprotected, the old rows move
+
+
+def test_o_lora_runs_text_to_text_without_a_head(tmp_path, monkeypatch):
+    seen: list[dict] = []
+    record = lambda r, task: seen.append(snapshot(adapter_parameters(r.backbone, "task0")))  # noqa: E731
+    spec = {"name": "o-lora", "target_modules": ["q", "v"]}
+    run_, result = run(tmp_path, monkeypatch, spec, "class-il", backbone=TINY_T5, on_task_end=record)
+    assert len(result["acc"]) == 2 and run_.backbone.model.active_adapters == ["task0", "task1"]
+    assert_equal(seen[1], seen[0])
+    assert result["extra"]["olora_overlap"]["0-1"] > 0
