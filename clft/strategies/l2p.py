@@ -14,8 +14,16 @@ pulling the chosen keys towards the queries that chose them. The pool, the
 keys and the head train on every task; the backbone is frozen (without a peft
 block every weight but the head; with one, peft decides, and the query then
 runs through the adapter too). No task id is used, so it runs in class-IL.
-Not implemented: the paper's optional prompt-frequency penalty and its
-masking of the logits to the current task's classes during training.
+
+``train_mask`` (default on, as in the reference code's ``train_mask``):
+while training task t the cross-entropy sees only task t's classes (the other
+logits masked out), so in class-IL the new classes are not trained against
+the old ones. With a classifier backbone (``allowed``/``logits``) the
+strategy adds, on one more forward pass, CE_t(z) − CE_seen(z) to the
+backbone's loss CE_seen: the sum is CE_t exactly when the forward is
+deterministic, and in expectation under dropout. (Once the step contract's
+``loss`` hook lands this becomes ``loss`` returning CE_t of the step's
+logits.) Not implemented: the paper's optional prompt-frequency penalty.
 
 ``report()`` gives ``l2p_prompt_use``: how many times each prompt was chosen
 while training (all tasks).
@@ -63,6 +71,8 @@ class L2P(Strategy):
         """N, prompts chosen per example (≤ pool_size)."""
         lam: float = 0.1
         """λ, weight of the key-matching surrogate loss."""
+        train_mask: bool = True
+        """While training, the cross-entropy sees only the current task's classes (the reference code's)."""
 
         def __post_init__(self) -> None:
             if min(self.pool_size, self.prompt_length, self.top_n) < 1:
@@ -80,6 +90,7 @@ class L2P(Strategy):
         self.hook: PrefixHook | None = None
         self.pool: PromptPool | None = None
         self.matched: torch.Tensor | None = None  # cos(q, k) of the last forward's chosen keys [B, N]
+        self.recording = True  # count prompt use and keep ``matched`` (off for the train-mask forward)
 
     def attach(self, backbone: Backbone) -> None:
         """Create the pool (zeros) under the transformers model and hook it in, once per backbone."""
@@ -108,7 +119,7 @@ class L2P(Strategy):
         """[B, N·prompt_length, H]: each example's top-N prompts by key similarity."""
         similarity = self.query(input_ids, mask) @ F.normalize(self.pool.keys, dim=-1).T  # [B, M]
         chosen = similarity.topk(self.config.top_n, dim=-1).indices  # [B, N]
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and self.recording:
             self.matched = similarity.gather(1, chosen)
             for index, n in enumerate(torch.bincount(chosen.flatten(), minlength=self.config.pool_size).tolist()):
                 self.use[index] += n
@@ -126,10 +137,33 @@ class L2P(Strategy):
         self.pool.requires_grad_(True)
 
     def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+        """λ · mean_x Σ (1 − cos(q, k)) over the chosen keys, plus the train-mask correction."""
         matched, self.matched = self.matched, None
-        if matched is None or self.config.lam == 0:
+        terms = [self.mask_correction(backbone, batch, task)]
+        if matched is not None and self.config.lam > 0:
+            terms.append(self.config.lam * (1.0 - matched).sum(dim=1).mean())
+        terms = [term for term in terms if term is not None]
+        return sum(terms) if terms else None
+
+    def mask_correction(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+        """CE over task's classes − CE over the label space, on one forward (None where they coincide)."""
+        if not self.config.train_mask or not hasattr(backbone, "allowed") or "label" not in batch:
             return None
-        return self.config.lam * (1.0 - matched).sum(dim=1).mean()
+        allowed = backbone.allowed(batch, task)
+        current = torch.zeros_like(allowed)
+        current[:, list(task.classes)] = True
+        current &= allowed
+        if torch.equal(current, allowed):  # first task, task-IL, domain-IL: nothing to mask
+            return None
+        self.recording = False
+        try:
+            logits = backbone.logits(batch).float()
+        finally:
+            self.recording = True
+        low = torch.finfo(logits.dtype).min / 2  # finite, like the backbones' masks
+        labels = batch["label"]
+        return (F.cross_entropy(logits.masked_fill(~current, low), labels)
+                - F.cross_entropy(logits.masked_fill(~allowed, low), labels))
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
         self.n_trained = task.id + 1

@@ -267,3 +267,26 @@ def test_o_lora_runs_text_to_text_without_a_head(tmp_path, monkeypatch):
     assert len(result["acc"]) == 2 and run_.backbone.model.active_adapters == ["task0", "task1"]
     assert_equal(seen[1], seen[0])
     assert result["extra"]["olora_overlap"]["0-1"] > 0
+
+
+def test_l2p_trains_only_the_current_tasks_classes_in_class_il():
+    backbone, tasks = tiny_backbone()
+    backbone.model.eval()  # no dropout: the train-mask correction is then exact
+    l2p = strategies.build({"name": "l2p", "pool_size": 4, "top_n": 1, "prompt_length": 2, "lam": 0.0})
+    for task in tasks[:2]:
+        backbone.label_space.mark_seen(task)
+        l2p.before_task(backbone, task, tasks)
+    backbone.model.eval()
+    batch = backbone.collate(tasks[1].train[:8])
+    loss = backbone.loss(batch, tasks[1]) + l2p.extra_loss(backbone, batch, tasks[1])
+    head = backbone.base_model.classifier
+    head.zero_grad()
+    loss.backward()
+    old, new = list(tasks[0].classes), list(tasks[1].classes)
+    assert head.weight.grad[old].abs().sum() == 0 and head.bias.grad[old].abs().sum() == 0
+    assert head.weight.grad[new].abs().sum() > 0
+    with torch.no_grad():
+        logits = backbone.logits(batch)
+    by_hand = torch.nn.functional.cross_entropy(logits[:, new], batch["label"] - min(new))
+    torch.testing.assert_close(loss.detach(), by_hand)
+    assert sum(l2p.use) == 8  # top_n 1 x 8 examples: the correction's forward is not counted
