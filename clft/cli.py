@@ -31,8 +31,8 @@ def default_experiment() -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     quiet_libraries(args.quiet)
     import clft.plugins  # noqa: F401  (registers the built-ins)
+    from clft.executors import run_sweep
     from clft.experiment import load_experiment
-    from clft.sweep import run_experiment
 
     if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
         args.overrides, args.experiment = [args.experiment, *args.overrides], None  # `clft run a.b=1`
@@ -40,8 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg, _ = load_experiment(str(path), args.overrides)
     out = Path(args.out) if args.out else Path("results") / cfg.name
     started = time.perf_counter()
-    run_experiment(cfg, out, base_dir=path.resolve().parent, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    run_sweep(cfg, out, jobs=args.jobs, executor=args.executor, address=args.address, base_dir=path.resolve().parent,
+              resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    if not _is_main_process():
+        return 0  # a data-parallel launch: the main process prints the summary
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
     print(_table(out, "md"))
     if not args.no_plots:
@@ -49,6 +51,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\nplots: {plots[0].parent if plots else '(none)'}")
     print(f"results: {out}/ (one JSON per run; `clft table {out}` / `clft plot {out}`)")
     return 0
+
+
+def _is_main_process() -> bool:
+    from clft.distributed import Parallel
+
+    return Parallel.current().is_main
 
 
 def quiet_libraries(quiet: bool) -> None:
@@ -116,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="rerun runs whose results exist with another config")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--jobs", type=int, default=1, help="runs at a time in separate processes (local executor)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local processes, or one Ray task per run (pip install 'clft[ray]')")
+    run.add_argument("--address", help="Ray cluster address (default: start a local Ray for the sweep)")
     run.set_defaults(func=cmd_run)
     table = sub.add_parser("table", help="aggregate run JSONs into a table")
     table.add_argument("directory")

@@ -77,6 +77,22 @@ class TrainConfig:
 
 
 @dataclass
+class Resources:
+    """What one run asks of a Ray cluster (``clft run --executor ray``); no effect on results."""
+
+    cpus: float = 1.0
+    """CPU cores per run (Ray's num_cpus; also the run's torch threads unless train.threads is set)."""
+    gpus: float = 0.0
+    """GPUs per run (Ray's num_gpus; fractions share a GPU)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.cpus < float("inf"):
+            raise ValueError(f"cpus must be > 0, got {self.cpus}")
+        if not 0 <= self.gpus < float("inf"):
+            raise ValueError(f"gpus must be >= 0, got {self.gpus}")
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment: stream x backbone x strategies x seeds (x scenarios)."""
 
@@ -88,6 +104,8 @@ class ExperimentConfig:
     strategies: list[Any] | None = None
     compare: list[Any] | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
+    resources: Resources = field(default_factory=Resources)
+    """Per-run resources for the Ray executor (not part of a run's config hash)."""
     description: str = ""
     published: dict = field(default_factory=dict)
     """Published numbers to print beside ours (free-form, not used by the runner)."""

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from clft.devices import Devices, peak_memory_mb
+from clft.distributed import Parallel
 from clft.errors import ClftError, ConfigError, DivergenceError
 from clft.faults import kill_point
 from clft.run_state import RunState
@@ -54,6 +55,8 @@ class Run:
     on_task_end: list = field(default_factory=list)
     trainable_names: set = field(default_factory=set)
     """Parameters trainable at any task end: what checkpoints keep."""
+    parallel: Parallel = field(default_factory=Parallel)
+    """This process's share of a data-parallel run (``clft.distributed``); one process by default."""
     optimizer: object = None
     """The optimizer of the last task (kept across tasks when ``train.reset_optimizer`` is false)."""
     optimizer_state: dict | None = None
@@ -111,7 +114,8 @@ def train_task(run: Run, task: Task) -> None:
             step = micro // cfg.grad_accumulation_steps
             if cfg.max_steps_per_task is not None and step >= cfg.max_steps_per_task:
                 break
-            loss = forward_backward(run, task, data[indices], step)
+            local = data[run.parallel.shard(indices)] if run.parallel.active else None
+            loss = forward_backward(run, task, data[indices], step, local)
             micro += 1
             if micro % cfg.grad_accumulation_steps == 0:
                 optimizer_step(run, task, optimizer)
@@ -123,9 +127,11 @@ def train_task(run: Run, task: Task) -> None:
         strategy.after_task(backbone, task)
 
 
-def forward_backward(run: Run, task: Task, examples: dict, step: int) -> float | None:
+def forward_backward(run: Run, task: Task, examples: dict, step: int, local: dict | None = None) -> float | None:
     """loss = backbone.loss + sum of extra_loss terms; backward (scaled for accumulation).
 
+    Data parallel (``local``: this process's shard of ``examples``): loss = (n_local / N) ·
+    backbone.loss(local) + (1/P) · Σ extra_loss(examples); see ``clft.distributed``.
     Returns the loss, or None when a non-finite loss was skipped (``on_nan: skip``).
     """
     backbone, cfg = run.backbone, run.train
@@ -135,16 +141,27 @@ def forward_backward(run: Run, task: Task, examples: dict, step: int) -> float |
     with explain_oom(f"at task {task.id} ({task.name!r}) step {step} with batch_size {cfg.batch_size}", advice):
         with run.devices.autocast():
             batch = backbone.collate(examples)
-            loss = backbone.loss(batch, task)
+            if local is None:
+                loss = backbone.loss(batch, task)
+            else:
+                loss = _shard_loss(run, task, local, len(examples["label"]))
             for strategy in run.strategies:
                 term = strategy.extra_loss(backbone, batch, task)
                 if term is not None:
-                    loss = loss + term
-        value = loss.detach().float().item()
+                    loss = loss + (term if local is None else term / run.parallel.world)
+        value = run.parallel.sum(loss.detach().float().item())
         if not math.isfinite(value):
             return _non_finite(run, task, step, value)
         run.devices.backward(loss / cfg.grad_accumulation_steps)
     return value
+
+
+def _shard_loss(run: Run, task: Task, local: dict, n_global: int) -> torch.Tensor:
+    """(n_local / N) · backbone.loss on this process's shard (zero, with a graph, for an empty shard)."""
+    n_local = len(local["label"])
+    if n_local == 0:
+        return sum(p.sum() * 0.0 for p in run.backbone.trainable_parameters())
+    return run.backbone.loss(run.backbone.collate(local), task) * (n_local / n_global)
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -166,7 +183,9 @@ def explain_oom(where: str, advice: str):
 
 
 def optimizer_step(run: Run, task: Task, optimizer) -> None:
-    """Unscale (fp16 loss scaling), gradient surgery hooks, clipping, step, zero_grad."""
+    """Gradients summed over data-parallel processes, unscaled (fp16 loss scaling), gradient surgery hooks,
+    clipping, step, zero_grad."""
+    run.parallel.reduce_gradients(run.backbone.trainable_parameters())
     run.devices.unscale_gradients(optimizer)
     for strategy in run.strategies:
         strategy.after_backward(run.backbone, task)
@@ -240,14 +259,15 @@ def evaluate_task(run: Run, task: Task, predict) -> float:
     backbone = run.backbone
     data = backbone.prepare(task.test)
     correct = 0
-    for indices in eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(data)):
+    batches = list(eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(data)))
+    for indices in run.parallel.mine(batches):
         examples = data[indices]
         with run.devices.autocast():
             batch = backbone.collate(examples)
             predicted = predict(backbone, batch, task, run.scenario)
         labels = torch.as_tensor(examples["label"])
         correct += int((predicted.detach().cpu().long() == labels).sum())
-    return correct / len(data)
+    return run.parallel.sum(correct) / len(data)
 
 
 def evaluate_stream(run: Run) -> list[float]:

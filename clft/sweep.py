@@ -181,6 +181,7 @@ def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -
     """The experiment as run: every plugin block with its defaults filled in."""
     data = to_plain(cfg)
     data.pop("compare", None)
+    data.pop("resources", None)  # where a run executes does not change its result
     data.update(
         seeds=[plan.seed], scenarios=[run.scenario],
         benchmark={"name": run.benchmark.name, **to_plain(run.benchmark.config)},

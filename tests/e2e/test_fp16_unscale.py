@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import torch
 
 from clft.devices import Devices
+from clft.distributed import Parallel
 from clft.runner import optimizer_step
 from clft.types import Strategy
 
@@ -42,7 +43,7 @@ def test_hooks_and_clipping_see_the_unscaled_gradient():
     reader = GradientReader()
     backbone = SimpleNamespace(weight=weight, trainable_parameters=lambda: [weight])
     optimizer = torch.optim.SGD([weight], lr=1.0)
-    run = SimpleNamespace(devices=ScaledDevices(), strategies=[reader], backbone=backbone,
+    run = SimpleNamespace(devices=ScaledDevices(), strategies=[reader], backbone=backbone, parallel=Parallel(),
                           train=SimpleNamespace(grad_clip=2.5))
     optimizer_step(run, None, optimizer)
     assert torch.equal(reader.seen, torch.tensor([3.0, 4.0, 0.0]))
