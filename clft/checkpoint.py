@@ -10,12 +10,19 @@ Layout of a run's checkpoint folder::
 A task folder is written under a temporary name and renamed into place; then
 ``LATEST`` is replaced atomically; then older task folders are removed. A kill at
 any instant leaves ``LATEST`` naming a complete folder (or no ``LATEST`` at all).
+
+Verification: ``meta.json`` lists the sha256 of each tensor file (``files``) and
+carries its own ``meta_sha256`` (of its canonical JSON without that key). Loading
+checks both before anything is used, so a changed byte anywhere is a one-line
+CheckpointError naming the file, never a resumed run with other weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,8 +33,9 @@ import torch
 
 from clft.errors import CheckpointError
 from clft.faults import kill_point
-from clft.results import SCHEMA_VERSION, atomic_write_text
+from clft.results import SCHEMA_VERSION, WriteError, atomic_write_text
 from clft.state_io import flatten, load_tensors, save_tensors, unflatten
+from clft.yaml_safe import brief
 
 
 def capture_rng() -> tuple[dict, dict[str, torch.Tensor]]:
@@ -65,10 +73,12 @@ def save_checkpoint(root: Path, task_index: int, meta: dict, model: dict, state:
         rng_json, rng_tensors = capture_rng()
         skeleton = flatten(state, state_tensors, "state")
         state_tensors.update(rng_tensors)
-        save_tensors(tmp / "model.safetensors", {k: v.detach().cpu().contiguous() for k, v in model.items()})
-        save_tensors(tmp / "state.safetensors", state_tensors)
-        full_meta = {**meta, "schema_version": SCHEMA_VERSION, "rng": rng_json, "state": skeleton}
-        atomic_write_text(tmp / "meta.json", json.dumps(full_meta))
+        _save_tensors(tmp / "model.safetensors", {k: v.detach().cpu().contiguous() for k, v in model.items()})
+        _save_tensors(tmp / "state.safetensors", state_tensors)
+        files = {name: file_sha256(tmp / name) for name in TENSOR_FILES}
+        full_meta = {**meta, "schema_version": SCHEMA_VERSION, "rng": rng_json, "state": skeleton, "files": files}
+        full_meta = json.loads(json.dumps(full_meta))  # the digest is of what a reader will parse
+        atomic_write_text(tmp / "meta.json", json.dumps({**full_meta, "meta_sha256": meta_digest(full_meta)}))
         kill_point(f"checkpoint:task{task_index}:before-rename")
         final = root / name
         if final.exists():
@@ -84,36 +94,97 @@ def save_checkpoint(root: Path, task_index: int, meta: dict, model: dict, state:
     return final
 
 
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """``save_tensors``; a failed write (a full disk) is one line naming the file."""
+    try:
+        save_tensors(path, tensors)
+    except Exception as exc:  # safetensors reports I/O failures as its own SafetensorError, not OSError
+        reason = getattr(exc, "strerror", None) or brief(" ".join(str(exc).split()))
+        raise WriteError(f"cannot write checkpoint file {path}: {reason}; the previous checkpoint is kept") from None
+
+
 def _remove_older(root: Path, keep: str) -> None:
     for child in root.iterdir():
         if child.is_dir() and child.name != keep:
             shutil.rmtree(child, ignore_errors=True)
 
 
+TENSOR_FILES = ("model.safetensors", "state.safetensors")
+LATEST_NAME = re.compile(r"^task\d{3,}$")
+META_KEYS = {"rng": dict, "state": (dict, list), "files": dict}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def meta_digest(meta: dict) -> str:
+    """sha256 of ``meta``'s canonical JSON (sorted keys, no spaces), ``meta_sha256`` left out."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def load_checkpoint(root: Path, expected: dict[str, Any]) -> tuple[dict, dict, dict] | None:
     """(meta, model tensors, state) of the last finished task, or None if there is none.
 
     ``expected`` maps meta keys (``config_hash``, ``experiment``) to the values this run
-    has; a mismatch (another experiment, another schema) raises CheckpointError.
+    has; a mismatch (another experiment, another schema) raises CheckpointError, and so
+    does any file whose checksum differs from the one recorded in ``meta.json``.
     """
     latest = root / "LATEST"
     if not latest.is_file():
         return None
-    folder = root / latest.read_text(encoding="utf-8").strip()
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"corrupt checkpoint {folder}: {exc}") from None
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        found = meta.get("schema_version")
-        raise CheckpointError(f"checkpoint {folder} has schema_version {found}, this clft needs {SCHEMA_VERSION}")
+    folder = root / _latest_name(latest)
+    meta = read_meta(folder / "meta.json")
     for key, value in expected.items():
         if meta.get(key) != value:
             raise CheckpointError(
-                f"checkpoint {folder} belongs to another {key} ({meta.get(key)!r}, this run: {value!r}); "
+                f"checkpoint {folder} belongs to another {key} ({brief(meta.get(key))}, this run: {value!r}); "
                 "use another --out or delete it"
             )
+    for name in TENSOR_FILES:
+        path = folder / name
+        if not path.is_file() or file_sha256(path) != meta["files"].get(name):
+            raise CheckpointError(f"checkpoint file {path} is damaged (missing, or its sha256 differs from meta.json)")
     model = load_tensors(folder / "model.safetensors")
     tensors = load_tensors(folder / "state.safetensors")
-    restore_rng(meta["rng"], tensors)
-    return meta, model, unflatten(meta["state"], tensors)
+    try:
+        restore_rng(meta["rng"], tensors)
+        return meta, model, unflatten(meta["state"], tensors)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {folder} cannot be restored: {brief(str(exc))}") from None
+
+
+def _latest_name(latest: Path) -> str:
+    try:
+        name = latest.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        name = ""
+    if not LATEST_NAME.match(name):
+        raise CheckpointError(f"checkpoint file {latest} is damaged: it does not name a task folder (taskNNN)")
+    return name
+
+
+def read_meta(path: Path) -> dict:
+    """The verified ``meta.json`` of a task folder (its own checksum, schema version and keys)."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else brief(str(exc))
+        raise CheckpointError(f"checkpoint file {path} is damaged: {reason}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint file {path} is damaged: a JSON {type(meta).__name__}, not an object")
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        found = meta.get("schema_version")
+        raise CheckpointError(f"checkpoint {path.parent} has schema_version {brief(found)}, "
+                              f"this clft needs {SCHEMA_VERSION}")
+    if meta.get("meta_sha256") != meta_digest(meta):
+        raise CheckpointError(f"checkpoint file {path} is damaged (its meta_sha256 does not match its content)")
+    for key, kind in META_KEYS.items():
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"checkpoint file {path} lacks a valid {key!r}")
+    return meta

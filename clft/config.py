@@ -8,6 +8,7 @@ key or a wrong type fails with one line naming the key and the valid choices.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from clft.errors import ConfigError
+from clft.yaml_safe import YAMLBombError, brief, safe_load_bounded
 
 _NONE = type(None)
 
@@ -44,7 +46,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is Literal:
         if value in args and type(value) is type(args[args.index(value)]):
             return value
-        raise ConfigError(f"{where}: {value!r} is not valid; valid: {', '.join(map(repr, args))}")
+        raise ConfigError(f"{where}: {brief(value)} is not valid; valid: {', '.join(map(repr, args))}")
     if origin in (Union, types.UnionType):
         if value is None and _NONE in args:
             return None
@@ -56,34 +58,46 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 return coerce(value, arg, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {brief(value)}")
     if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {brief(value)}")
         item = args[0] if args else Any
         items = [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {brief(value)}")
         key_tp, val_tp = args or (Any, Any)
         return {coerce(k, key_tp, where): coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {brief(value)}")
         return make_dataclass_instance(tp, value, where)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):
-        return _float_from_text(value, where)
+        return _finite(float(value) if abs(value) < 2**1000 else math.inf, where)
+    if tp is float and isinstance(value, (str, float)):
+        return _finite(_float_from_text(value, where) if isinstance(value, str) else value, where)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT <= value <= MAX_INT:
+        raise ConfigError(f"{where}: {brief(value)} is out of range; integers must lie in [-2^63, 2^63]")
     if tp is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {brief(value)}")
     if tp in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got boolean {value!r}")
+        raise ConfigError(f"{where}: expected {tp.__name__}, got boolean {brief(value)}")
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {brief(value)}")
+    return value
+
+
+MAX_INT = 2**63
+
+
+def _finite(value: float, where: str) -> float:
+    """Every float option is a finite number: NaN or ±inf is never a meaningful hyper-parameter."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value}")
     return value
 
 
@@ -92,19 +106,19 @@ def _float_from_text(text: str, where: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ConfigError(f"{where}: expected float, got str {text!r}") from None
+        raise ConfigError(f"{where}: expected float, got str {brief(text)}") from None
 
 
 def make_dataclass_instance(cls: type, options: dict, where: str) -> Any:
     """``cls(**options)`` with unknown keys and wrong types reported as ConfigError."""
     if not isinstance(options, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(options).__name__} {options!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {type(options).__name__} {brief(options)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     for key in options:
         if key not in fields:
             valid = ", ".join(sorted(fields)) or "(none)"
-            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {valid}")
+            raise ConfigError(f"{where}: unknown key {brief(key)}; valid keys: {valid}")
     missing = [n for n, f in fields.items() if n not in options and _is_required(f)]
     if missing:
         raise ConfigError(f"{where}: missing required key(s): {', '.join(missing)}")
@@ -144,7 +158,9 @@ def load_yaml(path: str | Path) -> dict:
 
 def parse_yaml(text: str, where: str) -> dict:
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_bounded(text)
+    except YAMLBombError as exc:
+        raise ConfigError(f"{where}: refused: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: invalid YAML{_yaml_problem(exc)}") from None
     except RecursionError:
@@ -152,7 +168,7 @@ def parse_yaml(text: str, where: str) -> dict:
     except (ValueError, TypeError, OverflowError) as exc:  # a constructor's error, e.g. a date 2020-13-45
         raise ConfigError(f"{where}: invalid YAML value: {_one_line(exc)}") from None
     if data is None:
-        data = {}
+        raise ConfigError(f"{where}: the file is empty; an experiment needs at least a benchmark and a backbone")
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: an experiment must be a mapping, got {type(data).__name__}")
     return data
@@ -181,9 +197,11 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like key.path=value (e.g. train.epochs=2)")
+            raise ConfigError(f"override {brief(item)} must look like key.path=value (e.g. train.epochs=2)")
         try:
-            value = yaml.safe_load(text) if text else ""
+            value = safe_load_bounded(text) if text else ""
+        except YAMLBombError as exc:
+            raise ConfigError(f"override {brief(key)}: refused: {exc}") from None
         except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
             value = text  # not YAML (or a value YAML cannot build, e.g. 2020-13-45): keep the text
         _set_dotted(data, key.split("."), value, item)
@@ -195,14 +213,14 @@ def _set_dotted(node: Any, parts: list[str], value: Any, item: str) -> None:
         last = depth == len(parts) - 1
         if isinstance(node, list):
             if not (part.isascii() and part.isdigit()) or int(part) >= len(node):
-                raise ConfigError(f"override {item!r}: {part!r} is not an index below {len(node)}")
+                raise ConfigError(f"override {brief(item)}: {brief(part)} is not an index below {len(node)}")
             index: Any = int(part)
         elif isinstance(node, dict):
             index = part
             if not last and index not in node:
                 node[index] = {}
         else:
-            raise ConfigError(f"override {item!r}: cannot index into {type(node).__name__} with {part!r}")
+            raise ConfigError(f"override {brief(item)}: cannot index into {type(node).__name__} with {brief(part)}")
         if last:
             node[index] = value
         else:

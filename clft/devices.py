@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import resource
 import sys
+from pathlib import Path
 
 import torch
 
@@ -45,12 +46,10 @@ class Devices:
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
 
-    def unscale_gradients(self, optimizer) -> None:
-        """Divide the gradients by the fp16 loss scale, once per step (no-op without a scaler).
-
-        The runner calls it before the gradient hooks and clipping, so both see true gradients;
-        the scaler remembers the optimizer is unscaled and its ``step`` does not divide again."""
-        if getattr(self.accelerator, "scaler", None) is not None:
+    def unscale(self, optimizer) -> None:
+        """Divide the gradients by the fp16 loss scale now (no-op without fp16), so hooks and
+        clipping see true gradients; the optimizer step then does not unscale again."""
+        if self.mixed_precision == "fp16":
             self.accelerator.unscale_gradients(optimizer)
 
     def prepare_optimizer(self, optimizer: torch.optim.Optimizer):
@@ -71,9 +70,64 @@ def _accelerator(cpu: bool, precision: str):
     return _ACCELERATORS[key]
 
 
+def use_deterministic_algorithms(mode: bool, warn_only: bool = True) -> None:
+    """``torch.use_deterministic_algorithms`` without importing torch's compiler stack.
+
+    torch's function imports ``torch._inductor.config`` (about 1.2 s of imports,
+    ``torch._dynamo`` included) only to copy ``mode`` into it; clft does not compile, so
+    the flag is set on the C side directly, and inductor's copy is set only when
+    something already imported it.
+    """
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = mode
+
+
+CLEAR_REFS = Path("/proc/self/clear_refs")
+STATUS = Path("/proc/self/status")
+
+
+def reset_peak_memory(devices: Devices) -> str:
+    """Start a run's own memory peak; returns how ``peak_memory_mb`` will measure it.
+
+    - CUDA: ``torch.cuda.reset_peak_memory_stats`` then ``max_memory_allocated`` (tensors only);
+    - Linux CPU: writing ``5`` to ``/proc/self/clear_refs`` resets the kernel's peak resident
+      set size (``VmHWM`` in ``/proc/self/status``) to the current RSS, so the peak read at the
+      end of each task is this run's, not the sweep's (no sampling thread, no overhead);
+    - elsewhere: ``getrusage`` ``ru_maxrss``, the process's high-water mark (cannot be reset).
+    """
+    if devices.kind == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return "cuda-max-allocated-since-run-start"
+    try:
+        CLEAR_REFS.write_text("5")
+        return "rss-peak-since-run-start"
+    except OSError:
+        return "process-max-rss"
+
+
+def rss_mb() -> float:
+    """The process's resident set size now, in MiB (0 where /proc is absent)."""
+    return _status_kb("VmRSS") / 2**10
+
+
+def _status_kb(key: str) -> float:
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
 def peak_memory_mb(devices: Devices) -> float:
-    """Peak accelerator memory (CUDA) or the process's peak resident set size (CPU), in MiB."""
+    """Peak memory since ``reset_peak_memory`` (its docstring says how), in MiB."""
     if devices.kind == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
+    peak = _status_kb("VmHWM")
+    if peak:
+        return peak / 2**10
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10

@@ -14,7 +14,7 @@ seeded run, and then:
 - **Strategy terms.** ``extra_loss`` sees the whole global batch on every process and
   its term is scaled by 1/P: its value, its gradient and the strategy's own state
   (reservoir draws, DER's stored logits, replay's memory batch) are those of a single
-  process, on every process. ``after_backward`` hooks read the summed gradients,
+  process, on every process. ``before_step`` hooks read the summed gradients,
   ``after_task`` hooks see the same model and data: their state (Fisher, SI's path
   integral, A-GEM's reference gradient, memories) is the same on every process.
   docs/scaling.md has the table, strategy by strategy.
@@ -31,8 +31,6 @@ in the process group that accelerate created.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from contextlib import ExitStack
 from pathlib import Path
@@ -109,18 +107,21 @@ class Parallel:
 
 
 def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume: bool, overwrite: bool,
-                     parallel: Parallel, log=print) -> Path:
+                     parallel: Parallel, rerun_stale: bool = False, log=print) -> Path:
     """``clft.sweep.run_one`` for a data-parallel group: every process trains, the main one owns the files."""
     from clft import sweep
     from clft.errors import ConfigError
     from clft.locks import RunLock, RunLockedError
+    from clft.result_check import with_checksum
     from clft.results import atomic_write_json
+    from clft.validation import safe_join
 
     setup = sweep.setup_run(cfg, plan, base_dir)
     resolved = sweep.resolved_config(cfg, plan, setup)
-    config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]  # as run_one
-    result_path = out_dir / setup.scenario / plan.label / f"seed{plan.seed}.json"
-    ckpt_root = out_dir / ".checkpoints" / setup.scenario / plan.label / f"seed{plan.seed}"
+    config_hash = sweep.config_hash(resolved)  # as run_one
+    expected = {"config_hash": config_hash, "source_sha256": sweep.code_identity()["source_sha256"]}
+    result_path = safe_join(out_dir, setup.scenario, plan.label, f"seed{plan.seed}.json")
+    ckpt_root = safe_join(out_dir / ".checkpoints", setup.scenario, plan.label, f"seed{plan.seed}")
     with ExitStack() as held:
         decision = "train"
         if parallel.is_main:
@@ -132,7 +133,8 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
                 except RunLockedError:
                     lock.wait(sweep.LOCK_POLL_SECONDS)
             try:
-                decision = "skip" if sweep._already_done(result_path, config_hash, overwrite, log) else "train"
+                done = sweep._already_done(result_path, config_hash, overwrite, rerun_stale, log)
+                decision = "skip" if done else "train"
             except ConfigError as exc:
                 decision = f"error: {exc}"
         decision = parallel.broadcast(decision)
@@ -143,14 +145,15 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
         run = sweep.build_run(cfg, plan, base_dir, progress=False, setup=setup)
         run.parallel = parallel
         if resume:
-            sweep._resume(run, ckpt_root, config_hash)
+            sweep._resume(run, ckpt_root, expected, f"{setup.scenario}/{plan.label}/seed{plan.seed}")
         if parallel.is_main:
-            run.on_task_end.append(lambda r, task: sweep._checkpoint(r, ckpt_root, config_hash))
+            run.on_task_end.append(lambda r, task: sweep._checkpoint(r, ckpt_root, expected))
             log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s) "
                 f"on {parallel.world} processes")
         sweep.execute(run)
         if parallel.is_main:
-            atomic_write_json(result_path, sweep.result_document(cfg, run, resolved, config_hash))
+            atomic_write_json(result_path, with_checksum(sweep.result_document(cfg, run, resolved, config_hash,
+                                                                               plan.label)))
             sweep._remove_tree(ckpt_root)
         parallel.broadcast(None)  # the others return once the result is on disk
     return result_path

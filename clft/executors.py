@@ -26,15 +26,16 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from clft.distributed import Parallel, run_one_parallel
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig
 from clft.locks import RunLockedError
+from clft.preflight import preflight
 from clft.progress import SweepProgress
-from clft.sweep import RunPlan, plan_runs
+from clft.sweep import RunPlan, check_plan, check_restart_runs, classify_runs, plan_runs
 
 RETRIES = 2
 """Times a run whose worker died is submitted again (resuming from its checkpoint)."""
@@ -51,6 +52,10 @@ class RunOptions:
     overwrite: bool = False
     threads: int | None = None
     """torch threads for the worker (None: leave torch's default or ``train.threads``)."""
+    rerun_stale: bool = False
+    """Re-run finished runs made by other code (``clft.staleness``)."""
+    restart_runs: tuple[str, ...] = ()
+    """Runs (``<scenario>/<strategies>/seed<k>``) whose checkpoint is discarded (``--restart-run``)."""
 
 
 @dataclass
@@ -73,7 +78,7 @@ def run_plan(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options: RunOp
         torch.set_num_threads(options.threads)
     started, clock = time.time(), time.perf_counter()
     kwargs = {"base_dir": options.base_dir, "resume": options.resume, "overwrite": options.overwrite,
-              "progress": False, "log": _log}
+              "rerun_stale": options.rerun_stale, "progress": False, "log": _log, "restart_runs": options.restart_runs}
     if wait_if_locked:
         path = sweep._run_when_free(cfg, plan, out_dir, kwargs)
     else:
@@ -133,7 +138,7 @@ class Driver:
                 attempt.retries += 1
                 _log(f"the worker of {attempt.plan.label} seed {attempt.plan.seed} died ({type(exc).__name__}); "
                      f"retry {attempt.retries}/{RETRIES} from its checkpoint")
-                return attempt, RunOptions(options.base_dir, True, options.overwrite, options.threads)
+                return attempt, replace(options, resume=True)
             raise cause from None
         self.paths[attempt.index] = outcome.path
         self.progress.finished(outcome)
@@ -142,18 +147,29 @@ class Driver:
 
 def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: str = "local",
               address: str | None = None, base_dir: Path | None = None, resume: bool = False,
-              overwrite: bool = False, progress: bool = True) -> list[Path]:
-    """Every planned run of ``cfg`` on the chosen executor; returns the result paths in plan order."""
+              overwrite: bool = False, rerun_stale: bool = False, progress: bool = True,
+              restart_runs: tuple[str, ...] = ()) -> list[Path]:
+    """Every planned run of ``cfg`` on the chosen executor; returns the result paths in plan order.
+
+    Every run's configs and plugin pairings are checked first (``clft.preflight``), so a bad
+    entry anywhere stops the sweep before any run trains. Then every planned run is classified
+    (``clft.sweep.check_plan``): stale results without ``rerun_stale``, or results of another
+    config without ``overwrite``, stop the sweep with one line (exit 2) and nothing trains."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     if address is not None and executor != "ray":
         raise ConfigError("--address names a Ray cluster; use it with --executor ray")
-    plans = plan_runs(cfg)
+    check_restart_runs(restart_runs, preflight(cfg, plan_runs(cfg), base_dir))
     out_dir = Path(out_dir).resolve()  # workers may run in another folder (Ray)
-    options = RunOptions(base_dir and Path(base_dir).resolve(), resume, overwrite)
+    base_dir = base_dir and Path(base_dir).resolve()
+    options = RunOptions(base_dir, resume, overwrite, rerun_stale=rerun_stale, restart_runs=tuple(restart_runs))
     parallel = Parallel.current()
+    planned = classify_runs(cfg, out_dir, base_dir, overwrite)
+    check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale,
+               log=_log if parallel.is_main else lambda message: None)
+    plans = [p.plan for p in planned]
     if parallel.active and (jobs != 1 or executor != "local"):
         raise ConfigError("under accelerate launch / torchrun all processes train one run at a time; "
                           "drop --jobs/--executor")
@@ -191,7 +207,8 @@ def _inline(cfg: ExperimentConfig, out_dir: Path, parallel: Parallel | None = No
 def _run_parallel(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options: RunOptions, parallel: Parallel):
     started, clock = time.time(), time.perf_counter()
     path = run_one_parallel(cfg, plan, out_dir, base_dir=options.base_dir, resume=options.resume,
-                            overwrite=options.overwrite, parallel=parallel, log=_log if parallel.is_main else _quiet)
+                            overwrite=options.overwrite, rerun_stale=options.rerun_stale, parallel=parallel,
+                            log=_log if parallel.is_main else _quiet)
     return Outcome(path, time.perf_counter() - clock, path.stat().st_mtime >= started)
 
 

@@ -12,8 +12,9 @@ An experiment file is one mapping::
     train: {epochs: 3, batch_size: 32, lr: 1.0e-3}
 
 ``strategies`` and ``compare`` are exclusive. A compare entry is a strategy name,
-a strategy mapping, or a list of those (composed in one run). Plugin blocks are
-validated against the plugin's own ``Config`` when the run is built.
+a strategy mapping, a list of those (composed in one run), or a labelled entry
+``{label: ewc-online, strategies: ..., train: {...}}`` (``clft.entries``). Plugin
+blocks are validated against the plugin's own ``Config`` when the run is built.
 """
 
 from __future__ import annotations
@@ -22,9 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from clft.config import apply_overrides, load_yaml, make_dataclass_instance
+from clft.config import apply_overrides, load_yaml, make_dataclass_instance, to_plain
+from clft.entries import Entry, as_group, group_label, parse_entries
 from clft.errors import ConfigError
+from clft.presets import find_preset
+from clft.published import check_published
 from clft.types import SCENARIOS
+from clft.validation import check_plain_name, check_seeds, check_train_ranges
+from clft.yaml_safe import brief
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,13 +73,11 @@ class TrainConfig:
     """torch intra-op CPU threads (torch.set_num_threads); None = torch's default. 1 is fastest for tiny models."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms(True) with warn_only; same seed -> same matrix on CPU."""
+    log_with: list[Literal["tensorboard", "wandb", "mlflow", "csv"]] = field(default_factory=list)
+    """Experiment trackers fed during each run (clft.trackers); an output option, not part of the run's config hash."""
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "eval_batch_size", "grad_accumulation_steps"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not 0 < self.lr < float("inf"):  # also rejects NaN
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_train_ranges(self)
 
 
 @dataclass
@@ -107,45 +111,51 @@ class ExperimentConfig:
     resources: Resources = field(default_factory=Resources)
     """Per-run resources for the Ray executor (not part of a run's config hash)."""
     description: str = ""
+    eval_split: Literal["test", "val"] = "test"
+    """Which split fills the accuracy matrix: ``test``, or ``val`` to choose hyper-parameters (``clft tune``;
+    a task without a validation split holds out ``val_fraction`` of its training data, ``clft.holdout``)."""
+    val_fraction: float = 0.1
+    """Fraction of each task's training examples held out (stratified) when it has no validation split."""
     published: dict = field(default_factory=dict)
-    """Published numbers to print beside ours (free-form, not used by the runner)."""
+    """A paper's numbers to print beside ours (``clft table --reference``); schema in ``clft.published``."""
 
     def __post_init__(self) -> None:
         if self.strategies is not None and self.compare is not None:
             raise ValueError("give either 'strategies' (one composed run) or 'compare' (one run per entry), not both")
         if not self.seeds:
             raise ValueError("seeds must list at least one seed")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        check_plain_name(self.name, "name")
+        check_seeds(self.seeds)
         for scenario in self.scenarios or []:
             if scenario not in SCENARIOS:
-                raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
+                raise ValueError(f"unknown scenario {brief(scenario)}; valid: {', '.join(SCENARIOS)}")
         for key in ("benchmark", "backbone"):
             if "name" not in getattr(self, key) and "file" not in getattr(self, key):
                 raise ValueError(f"'{key}' needs a 'name' (or a 'file' holding one)")
+        entries = self.entries()
+        for entry in entries:  # labels, duplicates and per-entry train blocks fail here, before any run
+            self.train_for(entry)
+        check_published(self.published, [entry.label for entry in entries], self.scenarios)
+
+    def entries(self) -> list[Entry]:
+        """The runs to make, one :class:`~clft.entries.Entry` per compare entry (or the one composed run)."""
+        if self.compare is not None:
+            return parse_entries(self.compare)
+        group = as_group(self.strategies or ["finetune"], "strategies")
+        return [Entry(group, group_label(group))]
 
     def strategy_groups(self) -> list[list[dict]]:
-        """The runs to make: each a list of strategy specs (mappings with a 'name')."""
-        if self.compare is not None:
-            return [_as_group(entry, f"compare[{i}]") for i, entry in enumerate(self.compare)]
-        return [_as_group(self.strategies or ["finetune"], "strategies")]
+        """The strategy specs (mappings with a 'name') of each entry."""
+        return [entry.strategies for entry in self.entries()]
 
-
-def _as_group(entry: Any, where: str) -> list[dict]:
-    items = entry if isinstance(entry, list) else [entry]
-    if not items:
-        raise ConfigError(f"{where}: an empty strategy list")
-    specs = []
-    for item in items:
-        if isinstance(item, str):
-            item = {"name": item}
-        if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"{where}: a strategy must be a name or a mapping with 'name', got {item!r}")
-        specs.append(dict(item))
-    return specs
-
-
-def group_label(group: list[dict]) -> str:
-    """``[replay, ewc]`` -> ``replay+ewc`` (the run's strategy name)."""
-    return "+".join(str(spec["name"]) for spec in group)
+    def train_for(self, entry: Entry) -> TrainConfig:
+        """The experiment's ``train`` block with the entry's ``train`` overrides merged over it."""
+        if not entry.train:
+            return self.train
+        return make_dataclass_instance(TrainConfig, {**to_plain(self.train), **entry.train},
+                                       where=f"{entry.label}.train")
 
 
 def load_experiment(path: str | None, overrides: list[str] | None = None) -> tuple[ExperimentConfig, dict]:
@@ -159,20 +169,25 @@ def load_experiment(path: str | None, overrides: list[str] | None = None) -> tup
 def resolve_spec(spec: dict, base_dir: Path | None) -> dict:
     """A plugin block, with ``file: x.yaml`` replaced by that file's mapping (keys given here win).
 
-    The file is looked up as given, then relative to ``base_dir`` (the experiment's folder),
-    then relative to the project root; so ``benchmark: {file: benchmarks/clinc150.yaml}`` works.
+    The file is looked up as given, then relative to ``base_dir`` (the experiment's folder)
+    and its parent, then relative to the project root, then among the benchmark presets
+    (``clft.presets``); so ``benchmark: {file: benchmarks/clinc150.yaml}`` works in a
+    checkout and from an installed wheel, and a user's own file wins.
     """
     spec = dict(spec)
     if "file" not in spec:
         return spec
     name = spec.pop("file")
     if not isinstance(name, str):
-        raise ConfigError(f"'file' must be a path to a YAML file, got {name!r}")
+        raise ConfigError(f"'file' must be a path to a YAML file, got {brief(name)}")
     candidates = [Path(name)]
     if base_dir is not None:
         candidates += [base_dir / name, base_dir.parent / name]
     candidates.append(PROJECT_ROOT / name)
+    preset = find_preset("benchmarks", Path(name).name)
+    if preset is not None:
+        candidates.append(preset)
     for path in candidates:
         if path.is_file():
             return {**load_yaml(path), **spec}
-    raise ConfigError(f"plugin file {name!r} not found (looked in: {', '.join(str(p) for p in candidates)})")
+    raise ConfigError(f"plugin file {brief(name)} not found (looked in: {', '.join(str(p) for p in candidates)})")

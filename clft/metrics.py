@@ -150,6 +150,24 @@ def intransigence(R: ArrayLike, joint_R: ArrayLike) -> float:
     return float((np.diag(joint) - np.diag(R)).mean())
 
 
+#: Why a metric is undefined by construction (shown in tables instead of a number), keyed by a short id.
+UNDEFINED_REASONS = {
+    "class-il-fwt": "class-IL FWT is undefined: before task i is trained its classes are masked out of the "
+                    "predictions, so R[i−1,i] = 0 and FWT = −mean(b[2..T]) for every strategy",
+    "one-task": "BWT, FWT and forgetting need T ≥ 2 tasks",
+}
+
+
+def undefined_reason(metric: str, scenario: str, n_tasks: int) -> str | None:
+    """The key of :data:`UNDEFINED_REASONS` when ``metric`` is undefined by construction for a stream
+    of ``n_tasks`` tasks in ``scenario``, else None."""
+    if metric in ("bwt", "fwt", "forgetting") and n_tasks < 2:
+        return "one-task"
+    if metric == "fwt" and scenario == "class-il":
+        return "class-il-fwt"
+    return None
+
+
 def compute_all(
     acc: ArrayLike,
     baseline: Sequence[float] | np.ndarray | None,

@@ -39,15 +39,25 @@ def write_plots(directory: str | Path, out_dir: str | Path | None = None) -> lis
     if not runs:
         raise DataError(f"no run JSON files under {directory}")
     out = Path(out_dir) if out_dir is not None else Path(directory) / "plots"
+    return [_save(fig, out / f"{stem}.png") for stem, fig in figures(runs)]
+
+
+def figures(runs: list[dict]) -> list[tuple[str, Figure]]:
+    """(file stem, figure) of every plot of :func:`write_plots`: heatmaps first, then one curve plot per scenario."""
     groups = group_runs(runs)
-    paths = []
-    for (scenario, strategy), members in groups.items():
-        fig = _heatmap(scenario, strategy, members)
-        paths.append(_save(fig, out / f"heatmap_{_slug(scenario)}_{_slug(strategy)}.png"))
+    made = [(f"heatmap_{_slug(scenario)}_{_slug(strategy)}", _heatmap(scenario, strategy, members))
+            for (scenario, strategy), members in groups.items()]
     for scenario in dict.fromkeys(scenario for scenario, _ in groups):
         by_strategy = {strategy: members for (sc, strategy), members in groups.items() if sc == scenario}
-        paths.append(_save(_curves(scenario, by_strategy), out / f"curves_{_slug(scenario)}.png"))
-    return paths
+        made.append((f"curves_{_slug(scenario)}", _curves(scenario, by_strategy)))
+    return made
+
+
+def png_bytes(fig: Figure, dpi: int = 120) -> bytes:
+    """``fig`` rendered to PNG in memory."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
 
 
 def _slug(name: str) -> str:
@@ -66,9 +76,7 @@ def _new_figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path: Path) -> Path:
     """Render ``fig`` to PNG in memory, then write it atomically to ``path``."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, png_bytes(fig))
     return path
 
 

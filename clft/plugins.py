@@ -1,5 +1,10 @@
-"""Import the built-in plugins so their registration decorators run (explicit, no scanning)."""
+"""Compatibility: load every registry's built-ins now (they also load lazily on first lookup).
 
-import clft.backbones  # noqa: F401
-import clft.benchmarks  # noqa: F401
-import clft.strategies  # noqa: F401
+The registries import their own built-in packages (``clft.registry``); this module only
+triggers that eagerly for code written before, e.g. ``import clft.plugins``.
+"""
+
+from clft.registry import REGISTRIES
+
+for _registry in REGISTRIES.values():
+    _registry.names()

@@ -13,6 +13,7 @@ resubmits a task whose worker died, resuming from the run's checkpoint.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from clft.errors import ConfigError
@@ -49,7 +50,7 @@ def ray_backend(cfg: ExperimentConfig, out_dir: Path, address: str | None):
         threads = max(1, int(needs.cpus))
 
         def submit(plan, options: RunOptions, wait_if_locked: bool):
-            options = RunOptions(options.base_dir, options.resume, options.overwrite, threads)
+            options = replace(options, threads=threads)
             return remote.remote(cfg, plan, out_dir, options, wait_if_locked).future()
 
         yield submit, _is_worker_death

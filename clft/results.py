@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import re
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -82,46 +81,34 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
-def git_sha() -> str:
-    """The git revision of the clft source tree, ``+dirty`` when modified; 'unknown' outside git."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "clft"], cwd=root, capture_output=True,
-                               text=True, timeout=10)
-        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in ("clft", "torch", "transformers", "peft", "accelerate", "datasets", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+RESULT_NAME = re.compile(r"^seed\d+\.json$")
 
 
 def load_results(directory: str | Path) -> list[dict]:
-    """Every run JSON (files with ``schema_version``) under ``directory``, sorted by path."""
+    """Every run result under ``directory``, verified (``clft.result_check``), sorted by path.
+
+    A result is a ``seed<k>.json`` file, or any other ``.json`` holding ``schema_version``;
+    a malformed one is a one-line DataError naming it. Hidden files are skipped.
+    """
+    from clft.result_check import check_result, read_result
+
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"results directory not found: {directory}")
     runs = []
     for path in sorted(directory.rglob("*.json")):
-        if path.name.startswith("."):
+        if any(part.startswith(".") for part in path.relative_to(directory).parts):
             continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"corrupt result file {path}: {exc}") from None
-        if isinstance(data, dict) and "schema_version" in data and "acc" in data:
-            if data["schema_version"] != SCHEMA_VERSION:
-                raise DataError(f"{path}: schema_version {data['schema_version']} is not {SCHEMA_VERSION}")
-            data["_path"] = str(path)
-            runs.append(data)
+        if RESULT_NAME.match(path.name):
+            data = read_result(path)
+        else:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+                raise DataError(f"corrupt result file {path}: {exc}") from None
+            if not (isinstance(data, dict) and "schema_version" in data):
+                continue
+            check_result(data, str(path))
+        data["_path"] = str(path)
+        runs.append(data)
     return runs

@@ -4,10 +4,13 @@ For a run (experiment x strategy group x scenario x seed) the runner:
 
 1. builds the stream, the backbone and the strategies, and evaluates every task
    before training (``baseline_acc``);
-2. for each task i: ``before_task`` hooks, builds the optimizer, trains
-   (loss + the strategies' ``extra_loss`` terms, ``after_backward`` hooks),
-   ``after_task`` hooks, evaluates every task of the stream (row i of ``acc``),
-   and writes an atomic checkpoint;
+2. for each task i: ``before_task`` hooks, builds the optimizer, trains (per step:
+   ONE ``backbone.forward``, the main loss or the replacing strategy's ``loss``, plus
+   the strategies' ``extra_loss`` terms, backward, ``before_step`` hooks, optimizer
+   step, ``after_step`` hooks; see ``clft.types.Strategy``), ``after_task`` hooks,
+   evaluates every task of the stream (row i of ``acc``), and writes an atomic
+   checkpoint; the held-out ``general_tasks`` (general ability) are scored before
+   training and after each task;
 3. writes the run's JSON (``clft.results``) and removes the checkpoint.
 
 Determinism: the global seed is set before the backbone is built and again
@@ -28,13 +31,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from clft.devices import Devices, peak_memory_mb
+from clft.columns import columns
+from clft.devices import Devices, peak_memory_mb, reset_peak_memory, rss_mb
 from clft.distributed import Parallel
 from clft.errors import ClftError, ConfigError, DivergenceError
 from clft.faults import kill_point
 from clft.run_state import RunState
 from clft.sampling import eval_batches, train_batches
-from clft.types import Backbone, Strategy, Task
+from clft.scoring import example_scores
+from clft.state_io import check_checkpointable
+from clft.types import Backbone, Outputs, Strategy, Task
+
+EXCLUSIVE_HOOKS = ("loss", "predict", "train_data")
+"""Hooks at most one strategy of a run may override: each decides alone."""
 
 
 @dataclass
@@ -53,6 +62,9 @@ class Run:
     progress: bool = True
     benchmark: object = None
     on_task_end: list = field(default_factory=list)
+    """Callbacks ``(run, task)`` after each task's evaluation row (checkpoints, trackers)."""
+    on_step: list = field(default_factory=list)
+    """Callbacks ``(run, task, step, loss)`` after each training micro-batch's backward (trackers)."""
     trainable_names: set = field(default_factory=set)
     """Parameters trainable at any task end: what checkpoints keep."""
     parallel: Parallel = field(default_factory=Parallel)
@@ -61,6 +73,8 @@ class Run:
     """The optimizer of the last task (kept across tasks when ``train.reset_optimizer`` is false)."""
     optimizer_state: dict | None = None
     """A checkpointed optimizer state to load into the next task's optimizer (resume, reset_optimizer false)."""
+    general_tasks: list[Task] = field(default_factory=list)
+    """Held-out tasks never trained on, scored before training and after each task (general ability)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -69,10 +83,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_composition(strategy_classes: list[type]) -> None:
+    """At most one strategy of a run overrides each of ``EXCLUSIVE_HOOKS``; else a one-line ConfigError."""
+    for hook in EXCLUSIVE_HOOKS:
+        names = [cls.name for cls in strategy_classes if overrides(cls, hook)]
+        if len(names) > 1:
+            raise ConfigError(f"strategies {', '.join(names)} all override {hook}; combine at most one of them")
+
+
+def overrides(cls: type, hook: str) -> bool:
+    """Whether strategy class ``cls`` overrides ``Strategy.<hook>``."""
+    return getattr(cls, hook) is not getattr(Strategy, hook)
+
+
+def check_initial_states(strategies: list[Strategy]) -> None:
+    """Every strategy's ``state_dict()`` can be checkpointed (one-line ConfigError naming the key)."""
+    for strategy in strategies:
+        check_checkpointable(strategy.state_dict(), f"strategy {strategy.name!r}")
+
+
 def execute(run: Run) -> RunState:
     """Train the remaining tasks of ``run`` and return the final state."""
+    check_composition([type(s) for s in run.strategies])
+    check_initial_states(run.strategies)
+    run.state.memory_method = reset_peak_memory(run.devices)
+    run.state.memory_at_start_mb = rss_mb()
     if run.state.baseline_acc is None:
         run.state.baseline_acc = evaluate_stream(run)
+        run.state.general = [evaluate_stream(run, run.general_tasks)] if run.general_tasks else []
         kill_point("run:after-baseline")
     for task in run.tasks[run.state.next_task :]:
         seed_everything(run.seed * 1000 + task.id)
@@ -80,6 +118,8 @@ def execute(run: Run) -> RunState:
         train_task(run, task)
         run.state.train_seconds.append(time.perf_counter() - started)
         run.state.acc.append(evaluate_stream(run))
+        if run.general_tasks:
+            run.state.general.append(evaluate_stream(run, run.general_tasks))
         run.state.next_task = task.id + 1
         run.state.peak_memory_mb = max(run.state.peak_memory_mb, peak_memory_mb(run.devices))
         for callback in run.on_task_end:
@@ -88,10 +128,10 @@ def execute(run: Run) -> RunState:
 
 
 def training_data(run: Run, task: Task):
-    """The first strategy overriding ``train_data`` decides; else the task's own data."""
+    """The strategy overriding ``train_data`` (at most one) decides; else the task's own data."""
     seen = run.tasks[: task.id + 1]
     for strategy in run.strategies:
-        if type(strategy).train_data is not Strategy.train_data:
+        if overrides(type(strategy), "train_data"):
             return strategy.train_data(task, seen)
     return task.train
 
@@ -101,13 +141,15 @@ def train_task(run: Run, task: Task) -> None:
     backbone.label_space.mark_seen(task)
     for strategy in run.strategies:
         strategy.before_task(backbone, task, run.tasks)
-    data = backbone.prepare(training_data(run, task))
+    prepared = backbone.prepare(training_data(run, task))
+    data = columns(prepared)  # batches are slices of tensors read once per task (clft.columns)
     optimizer = task_optimizer(run)
     backbone.model.train()
     micro = 0
+    pending: list[tuple[dict, Outputs]] = []  # the micro-batches of the coming optimizer step
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([run.seed, task.id, epoch])
-        batches = train_batches(len(data), cfg.batch_size, rng, backbone.lengths(data), cfg.bucket_by_length)
+        batches = train_batches(len(data), cfg.batch_size, rng, backbone.lengths(prepared), cfg.bucket_by_length)
         bar = tqdm(batches, desc=f"{run.run_id} task {task.id + 1}/{len(run.tasks)} ep {epoch + 1}",
                    disable=None if run.progress else True, leave=False, dynamic_ncols=True)
         for indices in bar:
@@ -115,20 +157,26 @@ def train_task(run: Run, task: Task) -> None:
             if cfg.max_steps_per_task is not None and step >= cfg.max_steps_per_task:
                 break
             local = data[run.parallel.shard(indices)] if run.parallel.active else None
-            loss = forward_backward(run, task, data[indices], step, local)
+            loss = forward_backward(run, task, data[indices], step, pending, local)
             micro += 1
+            if loss is not None:
+                for callback in run.on_step:
+                    callback(run, task, step, loss)
             if micro % cfg.grad_accumulation_steps == 0:
-                optimizer_step(run, task, optimizer)
+                optimizer_step(run, task, optimizer, pending)
             if loss is not None and micro % 10 == 1:
                 bar.set_postfix(loss=f"{loss:.4f}")
     if micro % cfg.grad_accumulation_steps:
-        optimizer_step(run, task, optimizer)
+        optimizer_step(run, task, optimizer, pending)
     for strategy in run.strategies:
         strategy.after_task(backbone, task)
 
 
-def forward_backward(run: Run, task: Task, examples: dict, step: int, local: dict | None = None) -> float | None:
-    """loss = backbone.loss + sum of extra_loss terms; backward (scaled for accumulation).
+def forward_backward(run: Run, task: Task, examples: dict, step: int, pending: list,
+                     local: dict | None = None) -> float | None:
+    """One forward pass, loss = (replacing strategy's ``loss`` or ``outputs.main_loss()``) + the
+    ``extra_loss`` terms; backward (scaled for accumulation). Appends ``(batch, outputs)`` to
+    ``pending`` for the ``after_step`` hooks when some strategy has one.
 
     Data parallel (``local``: this process's shard of ``examples``): loss = (n_local / N) ·
     backbone.loss(local) + (1/P) · Σ extra_loss(examples); see ``clft.distributed``.
@@ -141,19 +189,38 @@ def forward_backward(run: Run, task: Task, examples: dict, step: int, local: dic
     with explain_oom(f"at task {task.id} ({task.name!r}) step {step} with batch_size {cfg.batch_size}", advice):
         with run.devices.autocast():
             batch = backbone.collate(examples)
+            outputs = backbone.forward(batch, task)
             if local is None:
-                loss = backbone.loss(batch, task)
-            else:
-                loss = _shard_loss(run, task, local, len(examples["label"]))
-            for strategy in run.strategies:
-                term = strategy.extra_loss(backbone, batch, task)
-                if term is not None:
-                    loss = loss + (term if local is None else term / run.parallel.world)
+                loss = step_loss(run.strategies, backbone, batch, outputs, task)
+            else:  # hooks see the whole batch (as in one process), each process adds 1/P of their terms
+                main = _shard_loss(run, task, local, len(examples["label"]))
+                loss = step_loss(run.strategies, backbone, batch, outputs, task, main, 1 / run.parallel.world)
         value = run.parallel.sum(loss.detach().float().item())
         if not math.isfinite(value):
             return _non_finite(run, task, step, value)
         run.devices.backward(loss / cfg.grad_accumulation_steps)
+    if any(overrides(type(s), "after_step") for s in run.strategies):
+        pending.append((batch, outputs.detached()))
     return value
+
+
+def step_loss(strategies: list[Strategy], backbone: Backbone, batch: dict, outputs: Outputs, task: Task,
+              main=None, scale: float = 1.0):
+    """The replacing strategy's ``loss`` (None: ``main``, default ``outputs.main_loss()``) plus every
+    ``extra_loss`` term; strategy terms are multiplied by ``scale`` (1/P under data parallelism)."""
+    loss = None
+    for strategy in strategies:
+        if overrides(type(strategy), "loss"):
+            loss = strategy.loss(backbone, batch, outputs, task)
+    if loss is None:
+        loss = outputs.main_loss() if main is None else main
+    elif scale != 1.0:
+        loss = loss * scale
+    for strategy in strategies:
+        term = strategy.extra_loss(backbone, batch, outputs, task)
+        if term is not None:
+            loss = loss + (term if scale == 1.0 else term * scale)
+    return loss
 
 
 def _shard_loss(run: Run, task: Task, local: dict, n_global: int) -> torch.Tensor:
@@ -182,17 +249,21 @@ def explain_oom(where: str, advice: str):
         raise ClftError(f"out of memory {where}; {advice}; finished tasks are checkpointed (--resume)") from None
 
 
-def optimizer_step(run: Run, task: Task, optimizer) -> None:
-    """Gradients summed over data-parallel processes, unscaled (fp16 loss scaling), gradient surgery hooks,
-    clipping, step, zero_grad."""
+def optimizer_step(run: Run, task: Task, optimizer, pending: list) -> None:
+    """Gradients summed over data-parallel processes, ``before_step`` hooks (unscaled gradients),
+    clipping, step, zero_grad, then ``after_step`` hooks for each micro-batch of the step (``pending``)."""
     run.parallel.reduce_gradients(run.backbone.trainable_parameters())
-    run.devices.unscale_gradients(optimizer)
+    run.devices.unscale(optimizer)
     for strategy in run.strategies:
-        strategy.after_backward(run.backbone, task)
+        strategy.before_step(run.backbone, task)
     if run.train.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(run.backbone.trainable_parameters(), run.train.grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    for batch, outputs in pending:
+        for strategy in run.strategies:
+            strategy.after_step(run.backbone, batch, outputs, task)
+    pending.clear()
 
 
 def _non_finite(run: Run, task: Task, step: int, value: float) -> None:
@@ -255,27 +326,36 @@ def predictor(run: Run):
 
 @torch.inference_mode()
 def evaluate_task(run: Run, task: Task, predict) -> float:
-    """Accuracy on ``task.test``: mean over examples of [predicted id == label]."""
+    """The task's score on ``task.test``: accuracy (mean of [predicted id == label]) or, for a
+    generative task, the mean of its metric over the generated texts (``clft.scoring``).
+
+    The test set's columns are read once (``clft.columns``, cached across the T + 1
+    evaluations of a run); batches of ``eval_batch_size`` are slices of them.
+    """
     backbone = run.backbone
-    data = backbone.prepare(task.test)
-    correct = 0
-    batches = list(eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(data)))
+    prepared = backbone.prepare(task.test)
+    data = columns(prepared)
+    total = 0.0  # this process's sum of per-example scores (an exact integer count for accuracy)
+    batches = list(eval_batches(len(data), run.train.eval_batch_size, backbone.lengths(prepared)))
     for indices in run.parallel.mine(batches):
         examples = data[indices]
         with run.devices.autocast():
             batch = backbone.collate(examples)
             predicted = predict(backbone, batch, task, run.scenario)
-        labels = torch.as_tensor(examples["label"])
-        correct += int((predicted.detach().cpu().long() == labels).sum())
-    return run.parallel.sum(correct) / len(data)
+        if task.generative:
+            total += math.fsum(example_scores(task.metric, predicted, examples["references"]))
+        else:
+            labels = torch.as_tensor(examples["label"])
+            total += int((predicted.detach().cpu().long() == labels).sum())
+    return run.parallel.sum(total) / len(data)
 
 
-def evaluate_stream(run: Run) -> list[float]:
-    """Accuracy on every task of the stream, seen or not."""
+def evaluate_stream(run: Run, tasks: list[Task] | None = None) -> list[float]:
+    """The score on every task of the stream (seen or not), or of ``tasks``."""
     predict = predictor(run)
     run.backbone.model.eval()
     try:
         with explain_oom(f"evaluating with eval_batch_size {run.train.eval_batch_size}", "lower train.eval_batch_size"):
-            return [evaluate_task(run, task, predict) for task in run.tasks]
+            return [evaluate_task(run, task, predict) for task in (run.tasks if tasks is None else tasks)]
     finally:
         run.backbone.model.train()

@@ -28,14 +28,31 @@ def flatten(obj: Any, tensors: dict[str, torch.Tensor], path: str = "s") -> Any:
         return obj.item()
     if isinstance(obj, dict):
         if not all(isinstance(k, str) for k in obj):
-            raise TypeError(f"state dict keys must be strings at {path}: {list(obj)[:5]}")
+            raise TypeError(f"has non-string keys at {_key(path)}: {list(obj)[:5]}; keys must be strings")
         return {k: flatten(v, tensors, f"{path}.{k}") for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [flatten(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     kind = type(obj).__name__
-    raise TypeError(f"cannot checkpoint a {kind} at {path}; use tensors, arrays, numbers, str, lists, dicts")
+    raise TypeError(f"holds a {kind} at {_key(path)}, which cannot be checkpointed; "
+                    "use tensors, numpy arrays, numbers, str, None, lists and dicts with string keys")
+
+
+def _key(path: str) -> str:
+    """``s.buffer.3`` -> ``['buffer'][3]``: where in a state dict ``flatten`` stopped."""
+    parts = path.split(".")[1:]
+    return "".join(f"[{p}]" if p.isdigit() else f"[{p!r}]" for p in parts) or "the top level"
+
+
+def check_checkpointable(state: Any, owner: str) -> None:
+    """Raise a one-line ConfigError naming ``owner`` and the key when ``state`` cannot be checkpointed."""
+    from clft.errors import ConfigError
+
+    try:
+        flatten(state, {})
+    except TypeError as exc:
+        raise ConfigError(f"{owner}: state_dict() {exc}") from None
 
 
 def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:

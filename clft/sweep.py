@@ -1,21 +1,23 @@
 """Expand an experiment into runs and execute them with checkpoints and results.
 
-A run is (strategy group, scenario, seed). Its files, under the output folder::
+A run is (compare entry, scenario, seed). Its files, under the output folder::
 
-    <out>/<scenario>/<strategies>/seed<k>.json        the result (written last, atomically)
-    <out>/.checkpoints/<scenario>/<strategies>/seed<k>/  per-task checkpoints (removed when done)
-    <out>/<scenario>/<strategies>/seed<k>.lock         held while a process runs it
+    <out>/<scenario>/<label>/seed<k>.json        the result (written last, atomically)
+    <out>/.checkpoints/<scenario>/<label>/seed<k>/  per-task checkpoints (removed when done)
+    <out>/<scenario>/<label>/seed<k>.lock         held while a process runs it
 
-A finished run whose result has the same resolved config is skipped; a result
-with another config is never overwritten unless ``overwrite`` is set. Two sweeps
+Before anything is trained every planned run is classified (``clft.staleness``):
+a result of the same resolved config made by this code is skipped; one made by
+other code is *stale* and re-run only with ``rerun_stale``; a result with another
+config is never overwritten unless ``overwrite`` is set. Two sweeps
 may share one folder: a run locked by the other is waited for, not lost
 (``run_experiment``; docs/reliability.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,16 +28,45 @@ import torch
 from clft.checkpoint import load_checkpoint, save_checkpoint
 from clft.config import to_plain
 from clft.data import check_disjoint_classes
-from clft.devices import Devices
-from clft.errors import ConfigError
-from clft.experiment import ExperimentConfig, group_label, resolve_spec
+from clft.devices import Devices, use_deterministic_algorithms
+from clft.entries import group_label
+from clft.errors import CheckpointError, ConfigError
+from clft.experiment import ExperimentConfig, TrainConfig, resolve_spec
 from clft.faults import kill_point
+from clft.holdout import validation_stream
 from clft.locks import RunLock, RunLockedError
+from clft.preflight import preflight
+from clft.provenance import code_identity, git_sha, package_versions
 from clft.registry import backbones, benchmarks, strategies
-from clft.results import SCHEMA_VERSION, atomic_write_json, git_sha, package_versions
+from clft.result_check import with_checksum
+from clft.results import SCHEMA_VERSION, WriteError, atomic_write_json
 from clft.run_state import RunState
-from clft.runner import Run, execute, optimizer_checkpoint, optimizer_from_checkpoint, seed_everything
+from clft.runner import (
+    Run,
+    check_composition,
+    check_initial_states,
+    execute,
+    optimizer_checkpoint,
+    optimizer_from_checkpoint,
+    seed_everything,
+)
+from clft.staleness import (
+    DONE,
+    OTHER_CONFIG,
+    STALE,
+    TODO,
+    config_hash,
+    plan_summary,
+    read_result,
+    stale_codes,
+    stale_error,
+    status_of,
+)
+from clft.state_io import check_checkpointable
+from clft.stream_cache import cached_tasks
 from clft.types import Benchmark, LabelSpace, Task
+from clft.validation import safe_join
+from clft.yaml_safe import brief
 
 
 @dataclass
@@ -43,31 +74,52 @@ class RunPlan:
     group: list[dict]
     scenario: str | None
     seed: int
+    entry_label: str | None = None
+    """The compare entry's label (default: the strategies joined by '+'): the run's folder and table row."""
+    train: TrainConfig | None = None
+    """The entry's training options (default: the experiment's ``train``)."""
 
     @property
     def label(self) -> str:
-        return group_label(self.group)
+        return self.entry_label or group_label(self.group)
+
+    def train_of(self, cfg: ExperimentConfig) -> TrainConfig:
+        return self.train or cfg.train
 
 
 def plan_runs(cfg: ExperimentConfig) -> list[RunPlan]:
-    """Every (strategy group, scenario, seed), scenarios outermost."""
+    """Every (compare entry, scenario, seed), scenarios outermost."""
     scenarios = cfg.scenarios or [None]
-    return [RunPlan(g, sc, seed) for sc in scenarios for g in cfg.strategy_groups() for seed in cfg.seeds]
+    entries = [(entry, cfg.train_for(entry)) for entry in cfg.entries()]
+    return [RunPlan(entry.strategies, scenario, seed, entry.label, train)
+            for scenario in scenarios for entry, train in entries for seed in cfg.seeds]
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | None = None, resume: bool = False,
-                   overwrite: bool = False, progress: bool = True, log=print) -> list[Path]:
+                   overwrite: bool = False, rerun_stale: bool = False, progress: bool = True,
+                   log=print, restart_runs: tuple[str, ...] = ()) -> list[Path]:
     """Execute every planned run; returns the result paths (finished or skipped), in plan order.
+
+    Every run's configs and plugin pairing are checked first (``clft.preflight``): a bad
+    entry anywhere stops the experiment before anything trains. Then every planned run is
+    classified (``classify_runs``): with stale results and no ``rerun_stale``, or results of
+    another config and no ``overwrite``, nothing is trained and a one-line ConfigError (exit 2)
+    says what to pass. ``restart_runs`` names runs (``<scenario>/<strategies>/seed<k>``) whose
+    checkpoint is discarded, so they train from scratch.
 
     A run that another process holds locked is put aside; after the other runs this
     process waits for each such lock to be released, then takes the run up again: it
     finds the result and skips it, or (the other process failed or was killed) runs it,
     resuming from its checkpoint with ``resume``. So no planned run is left missing.
     """
-    options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "progress": progress, "log": log}
+    check_restart_runs(restart_runs, preflight(cfg, plan_runs(cfg), base_dir))
+    planned = classify_runs(cfg, out_dir, base_dir, overwrite)
+    check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale, log=log)
+    options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "rerun_stale": rerun_stale,
+               "progress": progress, "log": log, "restart_runs": tuple(restart_runs)}
     paths: dict[int, Path] = {}
     locked: list[tuple[int, RunPlan]] = []
-    for index, plan in enumerate(plan_runs(cfg)):
+    for index, plan in enumerate(p.plan for p in planned):
         try:
             paths[index] = run_one(cfg, plan, out_dir, **options)
         except RunLockedError as exc:
@@ -76,6 +128,63 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | Non
     for index, plan in locked:
         paths[index] = _run_when_free(cfg, plan, out_dir, options)
     return [paths[i] for i in sorted(paths)]
+
+
+@dataclass
+class PlannedRun:
+    """A planned run, where its result goes, and what is there now (``clft.staleness``)."""
+
+    plan: RunPlan
+    result_path: Path
+    config_hash: str
+    status: str
+    existing: dict | None
+
+
+def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = None,
+                  overwrite: bool = False) -> list[PlannedRun]:
+    """Every planned run with its status: done / stale / to-do / another config.
+
+    Only configs are resolved (the benchmark is built once per scenario); no stream, no model.
+    An unreadable result is a one-line ConfigError, or (``overwrite``) a run to do again.
+    """
+    identity, built = code_identity(), {}
+    classified = []
+    for plan in plan_runs(cfg):
+        resolved = resolved_config(cfg, plan, resolve_run(cfg, plan, base_dir, built))
+        path = result_path(out_dir, resolved["scenarios"][0], plan)
+        existing, digest = _readable_result(path, overwrite), config_hash(resolved)
+        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing))
+    return classified
+
+
+def _readable_result(path: Path, overwrite: bool) -> dict | None:
+    try:
+        return read_result(path)
+    except ConfigError:
+        if overwrite:
+            return None  # replaced by this sweep
+        raise
+
+
+def check_plan(planned: list[PlannedRun], out_dir: Path, *, overwrite: bool, rerun_stale: bool, log) -> None:
+    """Refuse (one line) results of another config or of other code unless allowed; else log the counts
+    when some result exists already."""
+    other = [p for p in planned if p.status == OTHER_CONFIG]
+    if other and not overwrite:
+        raise ConfigError(f"{other[0].result_path} holds a run with another config ({len(other)} such run(s)); "
+                          "use another --out or pass --overwrite")
+    stale = [p.existing for p in planned if p.status == STALE]
+    if stale and not rerun_stale:
+        raise stale_error(stale, len(planned), out_dir, code_identity())
+    if any(p.status != TODO for p in planned):
+        log(plan_summary([p.status for p in planned]))
+    if stale:
+        log(f"re-running {len(stale)} stale run(s) made by other code: {stale_codes(stale)}")
+
+
+def result_path(out_dir: Path, scenario: str, plan: RunPlan) -> Path:
+    return run_paths(out_dir, scenario, plan)[0]
 
 
 LOCK_POLL_SECONDS = 1.0
@@ -91,29 +200,92 @@ def _run_when_free(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options:
             RunLock(exc.path).wait(LOCK_POLL_SECONDS)
 
 
+@dataclass
+class RunStatus:
+    """Where a planned run stands on disk (``run_status``); ``state`` is one of ``STATES``."""
+
+    STATES = ("done", "to do", "resumable", "other config")
+    scenario: str
+    state: str
+    result_path: Path
+    detail: str = ""
+
+    def describe(self) -> str:
+        return f"{self.state} ({self.detail})" if self.detail else self.state
+
+
+def run_status(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, base_dir: Path | None) -> RunStatus:
+    """Classify one planned run without training: done, stale (same config, other code), another
+    config (a result that ``run`` would refuse to overwrite), resumable (a checkpoint from a killed
+    run) or to do (``clft.staleness``). ``--dry-run`` prints it."""
+    setup = setup_run(cfg, plan, base_dir)
+    digest = config_hash(resolved_config(cfg, plan, setup))
+    path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
+    status = status_of(read_result(path), digest, code_identity())
+    if status != TODO:
+        return RunStatus(setup.scenario, status, path)
+    latest = ckpt_root / "LATEST"
+    if latest.is_file():
+        return RunStatus(setup.scenario, "resumable", path, f"checkpoint {latest.read_text().strip()}")
+    return RunStatus(setup.scenario, TODO, path)
+
+
+hash_config = config_hash  # the name main's callers use
+
+
+def run_paths(out_dir: Path, scenario: str, plan: RunPlan) -> tuple[Path, Path]:
+    """(result JSON, checkpoint folder) of a run."""
+    return (safe_join(out_dir, scenario, plan.label, f"seed{plan.seed}.json"),
+            safe_join(out_dir / ".checkpoints", scenario, plan.label, f"seed{plan.seed}"))
+
+
 def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Path | None, resume: bool,
-            overwrite: bool, progress: bool, log=print) -> Path:
+            overwrite: bool, progress: bool, rerun_stale: bool = False, log=print,
+            restart_runs: tuple[str, ...] = ()) -> Path:
     setup = setup_run(cfg, plan, base_dir)  # the stream and resolved configs; no model yet
     resolved = resolved_config(cfg, plan, setup)
-    config_hash = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
-    result_path = out_dir / setup.scenario / plan.label / f"seed{plan.seed}.json"
-    ckpt_root = out_dir / ".checkpoints" / setup.scenario / plan.label / f"seed{plan.seed}"
-    with RunLock(result_path.with_suffix(".lock")):
-        for stale in result_path.parent.glob(f".{result_path.name}.*.tmp"):  # a write killed before its rename
-            stale.unlink(missing_ok=True)
-        if _already_done(result_path, config_hash, overwrite, log):  # checked under the lock: no double runs
+    digest = config_hash(resolved)
+    path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
+    run_key = f"{setup.scenario}/{plan.label}/seed{plan.seed}"
+    with run_lock(path):
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its rename
+            leftover.unlink(missing_ok=True)
+        if _already_done(path, digest, overwrite, rerun_stale, log):  # checked under the lock: no double runs
             _remove_tree(ckpt_root)  # left behind by a kill between the result and the clean-up
-            return result_path
+            return path
         run = build_run(cfg, plan, base_dir, progress, setup)  # the model is loaded only for work to do
-        if resume:
-            _resume(run, ckpt_root, config_hash)
-        run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, config_hash))
+        expected = {"config_hash": digest, "source_sha256": code_identity()["source_sha256"]}
+        if run_key in restart_runs:
+            log(f"{run_key}: discarding its checkpoint; training it from scratch (--restart-run)")
+            _remove_tree(ckpt_root)
+        elif resume:
+            _resume(run, ckpt_root, expected, run_key)
+        run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, expected))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
-        execute(run)
-        atomic_write_json(result_path, result_document(cfg, run, resolved, config_hash))
+        execute_with_trackers(cfg, run, out_dir / "logs", resolved)
+        atomic_write_json(path, with_checksum(result_document(cfg, run, resolved, digest, plan.label)))
         kill_point("run:after-result")
         _remove_tree(ckpt_root)
-    return result_path
+    return path
+
+
+def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved: dict) -> None:
+    """``execute(run)``, feeding the trackers of ``train.log_with`` (one tracker run per clft run)."""
+    if not cfg.train.log_with:
+        execute(run)
+        return
+    from clft.metrics import compute_all
+    from clft.trackers import RunLogger
+
+    logger = RunLogger.open(cfg.train.log_with, cfg.name, f"{run.scenario}/{run.run_id}", logs, resolved)
+    run.on_step.append(logger.on_step)
+    run.on_task_end.append(logger.on_task_end)
+    try:
+        execute(run)
+    except BaseException:
+        logger.finish()
+        raise
+    logger.finish(compute_all(run.state.acc, run.state.baseline_acc))
 
 
 @dataclass
@@ -142,24 +314,43 @@ class RunSetup:
         return self.benchmark.scenario
 
 
-def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> RunSetup:
-    """Build the stream (seeded) and validate the backbone and strategy blocks; cheap, no model."""
-    bench_spec = resolve_spec(cfg.benchmark, base_dir)
+def _benchmark_spec(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> dict:
+    spec = resolve_spec(cfg.benchmark, base_dir)
     if plan.scenario is not None:
-        bench_spec["scenario"] = plan.scenario
-    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(plan.seed)
-    benchmark = benchmarks.build(bench_spec)
-    tasks = benchmark.tasks(plan.seed)
-    check_disjoint_classes(tasks, benchmark.scenario)
+        spec["scenario"] = plan.scenario
+    return spec
+
+
+def resolve_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, built: dict | None = None) -> RunSetup:
+    """The run's benchmark (built, or taken from ``built`` keyed by its spec) and validated plugin
+    configs, without the stream (``tasks`` is empty)."""
+    spec = _benchmark_spec(cfg, plan, base_dir)
+    key, cache = json.dumps(spec, sort_keys=True, default=str), built if built is not None else {}
+    if key not in cache:
+        cache[key] = benchmarks.build(spec)
+    benchmark = cache[key]
     backbone = PluginChoice(*backbones.resolve(resolve_spec(cfg.backbone, base_dir)))
     chosen = [PluginChoice(*strategies.resolve(spec)) for spec in plan.group]
+    check_composition([choice.cls for choice in chosen])
     for strategy in chosen:
         if strategy.cls.requires_task_id and benchmark.scenario != "task-il":
             raise ConfigError(f"strategy {strategy.name!r} needs task ids at test time; use scenario task-il")
-    return RunSetup(benchmark, tasks, backbone, chosen)
+    return RunSetup(benchmark, [], backbone, chosen)
+
+
+def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> RunSetup:
+    """Build the stream (seeded) and validate the backbone and strategy blocks; cheap, no model."""
+    train = plan.train_of(cfg)
+    use_deterministic_algorithms(train.deterministic, warn_only=True)
+    if train.threads is not None:
+        torch.set_num_threads(train.threads)
+    seed_everything(plan.seed)
+    setup = resolve_run(cfg, plan, base_dir)
+    setup.tasks = cached_tasks(setup.benchmark, plan.seed)  # built once per (config, seed, code, data files)
+    check_disjoint_classes(setup.tasks, setup.scenario)
+    if cfg.eval_split == "val":
+        setup.tasks = validation_stream(setup.tasks, cfg.val_fraction, plan.seed)
+    return setup
 
 
 def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progress: bool,
@@ -170,38 +361,48 @@ def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progr
     backbone = setup.backbone.cls(setup.backbone.config, setup.benchmark, setup.tasks)
     backbone.label_space = LabelSpace(setup.scenario, len(setup.benchmark.label_names),
                                       {t.id: t.classes for t in setup.tasks})
-    devices = Devices(cfg.train.device, cfg.train.mixed_precision)
+    train = plan.train_of(cfg)
+    devices = Devices(train.device, train.mixed_precision)
     backbone.to(devices.device)
     built = [choice.cls(choice.config) for choice in setup.strategies]
-    return Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
-               cfg.train, devices, RunState(), progress, setup.benchmark)
+    run = Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
+              train, devices, RunState(), progress, setup.benchmark)
+    general = getattr(setup.benchmark, "general_tasks", None)
+    run.general_tasks = list(general(plan.seed)) if general is not None else []
+    check_initial_states(built)  # a state_dict that cannot be checkpointed fails now, not after task 1
+    return run
 
 
 def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -> dict:
-    """The experiment as run: every plugin block with its defaults filled in."""
+    """The experiment as run: every plugin block with its defaults filled in (``train.log_with`` left out)."""
     data = to_plain(cfg)
     data.pop("compare", None)
+    data["train"].pop("log_with", None)  # where to log is not what was run: same hash with or without trackers
     data.pop("resources", None)  # where a run executes does not change its result
     data.update(
         seeds=[plan.seed], scenarios=[run.scenario],
         benchmark={"name": run.benchmark.name, **to_plain(run.benchmark.config)},
         backbone={"name": run.backbone.name, **to_plain(run.backbone.config)},
         strategies=[{"name": s.name, **to_plain(s.config)} for s in run.strategies],
+        train=to_plain(plan.train_of(cfg)),
     )
     return data
 
 
-def _already_done(result_path: Path, config_hash: str, overwrite: bool, log) -> bool:
-    if not result_path.exists() or overwrite:
+def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, log) -> bool:
+    """True when ``path`` holds this run made by this code; False when it must (re)run; else a ConfigError."""
+    if overwrite:
         return False
-    try:
-        existing = json.loads(result_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{result_path} exists but is unreadable; move it away or pass --overwrite") from None
-    if existing.get("config_hash") == config_hash:
-        log(f"skip {result_path} (finished, same config)")
+    existing = read_result(path)
+    status = status_of(existing, digest, code_identity())
+    if status == DONE:
+        log(f"skip {path} (finished, same config, same code)")
         return True
-    raise ConfigError(f"{result_path} holds a run with another config; use another --out or pass --overwrite")
+    if status == OTHER_CONFIG:
+        raise ConfigError(f"{path} holds a run with another config; use another --out or pass --overwrite")
+    if status == STALE and not rerun_stale:  # appeared after the plan was checked (another process)
+        raise stale_error([existing], 1, path.parent, code_identity())
+    return False
 
 
 def _trainable_state(run: Run) -> dict:
@@ -211,53 +412,114 @@ def _trainable_state(run: Run) -> dict:
     return {k: v for k, v in model.state_dict().items() if k in run.trainable_names or k in buffers}
 
 
-def _checkpoint(run: Run, root: Path, config_hash: str) -> None:
-    meta = {"config_hash": config_hash, "run": run.run_id, "run_state": run.state.to_json(),
+def _checkpoint(run: Run, root: Path, expected: dict) -> None:
+    meta = {**expected, "run": run.run_id, "run_state": run.state.to_json(),
             "seen": sorted(run.backbone.label_space.seen), "trainable_names": sorted(run.trainable_names)}
     state = {"strategies": [s.state_dict() for s in run.strategies]}
-    if not run.train.reset_optimizer and run.optimizer is not None:
+    if not run.train.reset_optimizer and run.optimizer is not None:  # checksummed with the rest of the state
         state["optimizer"] = optimizer_checkpoint(run.optimizer)
-    save_checkpoint(root, run.state.next_task - 1, meta, _trainable_state(run), state)
+    try:
+        save_checkpoint(root, run.state.next_task - 1, meta, _trainable_state(run), state)
+    except TypeError:  # a state_dict that changed type after the initial check: name strategy and key
+        for strategy, strategy_state in zip(run.strategies, state["strategies"]):
+            check_checkpointable(strategy_state, f"strategy {strategy.name!r}")
+        raise
 
 
-def _resume(run: Run, root: Path, config_hash: str) -> None:
-    loaded = load_checkpoint(root, {"config_hash": config_hash, "run": run.run_id})
-    if loaded is None:
-        return
-    meta, model_tensors, state = loaded
-    for strategy, strategy_state in zip(run.strategies, state["strategies"]):
-        strategy.load_state_dict(strategy_state)
-        strategy.restore(run.backbone)
+def _resume(run: Run, root: Path, expected: dict, run_key: str) -> None:
+    """Load the run's last checkpoint (verified: ``clft.checkpoint``); one of another config or made
+    by other code is refused, and a damaged one is one line naming the file and the way out
+    (``--restart-run``), never a silently different run."""
+    try:
+        loaded = load_checkpoint(root, {**expected, "run": run.run_id})
+        if loaded is not None:
+            _restore(run, root, *loaded)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; to discard it and train this run from scratch pass --restart-run {run_key}"
+                              ) from None
+
+
+def _restore(run: Run, root: Path, meta: dict, model_tensors: dict, state: dict) -> None:
+    try:
+        for strategy, strategy_state in zip(run.strategies, state["strategies"], strict=True):
+            strategy.load_state_dict(strategy_state)
+            strategy.restore(run.backbone)
+        run_state = RunState.from_json(meta["run_state"])
+        seen, trainable = set(meta["seen"]), set(meta["trainable_names"])
+        if not 0 < run_state.next_task <= len(run.tasks) or len(run_state.baseline_acc) != len(run.tasks):
+            raise ValueError(f"it finished {run_state.next_task} of {len(run.tasks)} tasks")
+        if "optimizer" in state:  # train.reset_optimizer false: the carried optimizer's verified state
+            run.optimizer_state = optimizer_from_checkpoint(state["optimizer"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {root} does not fit this run: {brief(str(exc))}") from None
     device = run.devices.device
     missing = set(model_tensors) - set(run.backbone.model.state_dict())
     if missing:
-        raise ConfigError(f"checkpoint {root} has weights this model lacks: {sorted(missing)[:3]}")
-    run.backbone.model.load_state_dict({k: v.to(device) for k, v in model_tensors.items()}, strict=False)
-    run.state = RunState.from_json(meta["run_state"])
-    run.backbone.label_space.seen = set(meta["seen"])
-    run.trainable_names = set(meta["trainable_names"])
-    if "optimizer" in state:
-        run.optimizer_state = optimizer_from_checkpoint(state["optimizer"])
+        raise CheckpointError(f"checkpoint {root} has weights this model lacks: {sorted(missing)[:3]}")
+    try:
+        run.backbone.model.load_state_dict({k: v.to(device) for k, v in model_tensors.items()}, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise CheckpointError(f"checkpoint {root} does not fit this model: {brief(str(exc))}") from None
+    run.state, run.backbone.label_space.seen, run.trainable_names = run_state, seen, trainable
 
 
-def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, config_hash: str) -> dict:
-    """The run's JSON (schema_version 1; see docs/architecture.md)."""
+def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
+    """The run's JSON (schema_version 1; see docs/architecture.md); ``label`` names the table row."""
     backbone = run.backbone
     return {
         "schema_version": SCHEMA_VERSION, "experiment": cfg.name, "run": run.run_id,
-        "strategy": group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
-        "scenario": run.scenario, "config": resolved, "config_hash": config_hash,
+        "strategy": group_label([{"name": s.name} for s in run.strategies]),
+        "label": label or group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
+        "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": code_identity(),
         "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
-        "tasks": [{"id": t.id, "name": t.name, "classes": list(t.classes), "n_train": len(t.train),
-                   "n_test": len(t.test)} for t in run.tasks],
+        "tasks": [task_entry(t) for t in run.tasks],
         "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,
         "cost": {"train_seconds": run.state.train_seconds, "peak_memory_mb": run.state.peak_memory_mb,
+                 "memory_at_start_mb": run.state.memory_at_start_mb, "memory_method": run.state.memory_method,
                  "trainable_params": sum(p.numel() for p in backbone.trainable_parameters()),
                  "extra_state_bytes": sum(s.extra_state_bytes() for s in run.strategies)},
         "extra": {k: v for s in run.strategies for k, v in s.report().items()},
         "skipped_batches": run.state.skipped_batches,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **general_entry(run),
     }
+
+
+def check_restart_runs(restart_runs, run_keys: list[str] | None) -> None:
+    """Every ``--restart-run`` names a planned run (when the plan's run names are known)."""
+    for key in restart_runs:
+        if run_keys is not None and key not in run_keys:
+            raise ConfigError(f"--restart-run {brief(key)} names no run of this experiment; "
+                              f"runs: {brief(', '.join(run_keys))}")
+
+
+@contextmanager
+def run_lock(result_path: Path):
+    """The run's lock; a folder that cannot hold it (read-only, full) is reported by the result it guards."""
+    lock = RunLock(result_path.with_suffix(".lock"))
+    try:
+        lock.__enter__()
+    except OSError as exc:
+        raise WriteError(f"cannot write {result_path}: {exc.strerror or exc}; nothing was run") from None
+    try:
+        yield lock
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def task_entry(task: Task) -> dict:
+    """A task as the result JSON lists it; ``metric`` names how its column of ``acc`` was scored."""
+    return {"id": task.id, "name": task.name, "classes": list(task.classes), "n_train": len(task.train),
+            "n_test": len(task.test), "metric": task.metric}
+
+
+def general_entry(run: Run) -> dict:
+    """``{"general": {"tasks": [...], "scores": [[...]]}}`` (row 0 before training, row i+1 after
+    task i), or nothing when the run has no held-out general-ability tasks."""
+    if not run.general_tasks:
+        return {}
+    tasks = [{"name": t.name, "metric": t.metric, "n_test": len(t.test)} for t in run.general_tasks]
+    return {"general": {"tasks": tasks, "scores": run.state.general}}
 
 
 def _remove_tree(path: Path) -> None:

@@ -1,6 +1,7 @@
 """Tables of metrics aggregated over seeds, computed from run JSONs only.
 
-Runs are grouped by ``(scenario, strategy)``. For each group every metric of
+Runs are grouped by ``(scenario, label)`` (the compare entry's label; ``strategy``
+for results that carry none). For each group every metric of
 ``clft.metrics.compute_all`` is reported as mean ± sample standard deviation
 over seeds (ddof = 1; 0 with one seed), with the seed count ``n``.
 Intransigence of a run uses the reference run of the same experiment, scenario
@@ -10,6 +11,14 @@ experiment has one, else the incremental ``joint`` run; it is the mean over the
 seeds that have one, and blank when none do.
 A group's runs must share the task list (point the table at one experiment's
 results when several experiments share a scenario and strategy).
+
+Where a run's tasks are scored on generated text (a ``metric`` other than
+``accuracy`` in its ``tasks`` entries: ROUGE-L, exact match) the matrix is a
+score matrix and the ACC column is headed "AP" (average performance, as LLM
+papers call it); the metrics are the same functions. Runs with held-out
+general-ability tasks (``general`` in the JSON) get two more columns: the mean
+general score before training ("general before") and after the last task
+("general after").
 """
 
 from __future__ import annotations
@@ -24,8 +33,16 @@ from pathlib import Path
 import numpy as np
 
 from clft.errors import DataError
-from clft.metrics import METRIC_KEYS, compute_all
+from clft.metrics import METRIC_KEYS, compute_all, undefined_reason
 from clft.results import load_results
+from clft.stats import significant, t_interval, welch_p
+from clft.table_notes import (
+    SIGNIFICANT_MARK,
+    SUPERSCRIPTS,
+    ci_footnote,
+    provenance_warnings,
+    undefined_footnotes,
+)
 
 #: Valid ``fmt`` values of :func:`render_table`.
 FORMATS = ("md", "latex", "csv")
@@ -38,6 +55,7 @@ JOINT = "joint"
 OFFLINE = "offline"
 #: Strategies whose runs can be the intransigence reference, preferred first.
 REFERENCES = (OFFLINE, JOINT)
+FINETUNE = "finetune"
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,8 @@ class Stat:
     mean: float
     std: float
     n: int
+    values: tuple[float, ...] = ()
+    """The values themselves (for confidence intervals and tests)."""
 
     @classmethod
     def of(cls, values: Iterable[float]) -> Stat:
@@ -54,13 +74,15 @@ class Stat:
         if vals.size == 0:
             return cls(math.nan, math.nan, 0)
         std = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
-        return cls(float(vals.mean()), std, int(vals.size))
+        return cls(float(vals.mean()), std, int(vals.size), tuple(float(v) for v in vals))
 
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: a (scenario, strategy) group aggregated over its seeds.
+    """One table row: a (scenario, entry label) group aggregated over its seeds.
 
+    ``strategy`` is the entry's label (the strategies joined by ``+`` unless the
+    experiment gave a label); ``composition`` the strategies joined by ``+``.
     ``metrics`` is keyed by ``clft.metrics.METRIC_KEYS``; ``final_acc`` maps a
     task name to R[T, j] over seeds; ``extra`` holds the numeric ``extra``
     entries the strategy reported.
@@ -73,8 +95,18 @@ class Row:
     metrics: dict[str, Stat]
     extra_state_mb: Stat
     train_seconds: Stat
+    peak_memory_mb: Stat
     final_acc: dict[str, Stat] = field(default_factory=dict)
     extra: dict[str, Stat] = field(default_factory=dict)
+    generative: bool = False
+    """Whether any task of the group is scored on generated text (the ACC column reads "AP")."""
+    general: dict[str, Stat] = field(default_factory=dict)
+    """``before`` / ``after``: mean general-ability score before training and after the last task."""
+    composition: str = ""
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.final_acc)
 
 
 # ---------------------------------------------------------------- reading runs
@@ -90,9 +122,10 @@ def _get(run: dict, key: str):
 
 
 def strategy_of(run: dict) -> str:
-    """The run's strategy name (``strategy``; else the part of ``run`` before ``/seed``)."""
-    if "strategy" in run:
-        return str(run["strategy"])
+    """The run's table row: its ``label``; else ``strategy``; else the part of ``run`` before ``/seed``."""
+    for key in ("label", "strategy"):
+        if key in run:
+            return str(run[key])
     return str(_get(run, "run")).rsplit("/", 1)[0]
 
 
@@ -157,9 +190,22 @@ def _summarize_group(key: tuple[str, str], members: list[dict], joints: dict[tup
         metrics={k: Stat.of(r[k] for r in per_run) for k in METRIC_KEYS},
         extra_state_mb=Stat.of(_number(c.get("extra_state_bytes")) / 2**20 for c in costs),
         train_seconds=Stat.of(float(np.sum(c["train_seconds"])) if "train_seconds" in c else None for c in costs),
+        peak_memory_mb=Stat.of(_number(c.get("peak_memory_mb")) for c in costs),
         final_acc={name: Stat.of(finals[:, j]) for j, name in enumerate(names)},
         extra={k: Stat.of(_number((run.get("extra") or {}).get(k)) for run in members) for k in extra_keys},
+        composition=str(members[0].get("strategy", key[1])),
+        generative=any(t.get("metric", "accuracy") != "accuracy" for run in members for t in run["tasks"]),
+        general=_general(members),
     )
+
+
+def _general(members: list[dict]) -> dict[str, Stat]:
+    """Mean general-ability score before training (row 0) and after the last task (last row)."""
+    rows = [np.asarray(run["general"]["scores"], dtype=float) for run in members if run.get("general")]
+    rows = [r for r in rows if r.ndim == 2 and len(r)]
+    if not rows:
+        return {}
+    return {"before": Stat.of(float(r[0].mean()) for r in rows), "after": Stat.of(float(r[-1].mean()) for r in rows)}
 
 
 def _is_number(value) -> bool:
@@ -191,26 +237,121 @@ def _joint_key(run: dict) -> tuple:
 
 
 # ---------------------------------------------------------------- rendering
-def render_table(directory: str | Path, fmt: str = "md") -> str:
+@dataclass(frozen=True)
+class TableOptions:
+    """What ``clft table`` adds to the plain table."""
+
+    ci: bool = False
+    """A 95% t confidence interval over seeds in every metric cell, and † where a row differs from the
+    scenario's finetune row by Welch's t-test (p < 0.05; both with ≥ 2 seeds)."""
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one output format writes a metric cell's parts."""
+
+    pm: Callable[[Stat], str]
+    interval: Callable[[float, float], str]
+    mark: str
+    undefined: Callable[[int], str]
+
+
+MD = Style(lambda s: f"{s.mean:.3f} ± {s.std:.3f}", lambda lo, hi: f" [{lo:.3f}, {hi:.3f}]", SIGNIFICANT_MARK,
+           lambda i: f"n/d{SUPERSCRIPTS[i]}")
+LATEX = Style(lambda s: f"${s.mean:.3f} \\pm {s.std:.3f}$", lambda lo, hi: f" $[{lo:.3f}, {hi:.3f}]$",
+              "$^\\dagger$", lambda i: f"n/d$^{i + 1}$")
+
+
+@dataclass
+class Layout:
+    """One rendering: the rows, the options, each scenario's significance reference, the footnotes used."""
+
+    rows: list[Row]
+    options: TableOptions = field(default_factory=TableOptions)
+    undefined_used: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.references = {row.scenario: reference_row(self.rows, row.scenario) for row in self.rows}
+
+    def undefined_index(self, row: Row, key: str) -> int | None:
+        reason = undefined_reason(key, row.scenario, row.n_tasks)
+        if reason is None:
+            return None
+        if reason not in self.undefined_used:
+            self.undefined_used.append(reason)
+        return self.undefined_used.index(reason)
+
+    def significant(self, row: Row, key: str) -> bool:
+        reference = self.references.get(row.scenario)
+        if not self.options.ci or reference is None or reference is row:
+            return False
+        return significant(row.metrics[key].values, reference.metrics[key].values)
+
+
+def reference_row(rows: list[Row], scenario: str) -> Row | None:
+    """The scenario's finetune row (labelled ``finetune``, else the only row composed of finetune alone)
+    when it has ≥ 2 seeds; else None."""
+    candidates = [r for r in rows if r.scenario == scenario and r.strategy == FINETUNE]
+    candidates = candidates or [r for r in rows if r.scenario == scenario and r.composition == FINETUNE]
+    return candidates[0] if len(candidates) == 1 and candidates[0].n >= 2 else None
+
+
+def metric_cell(row: Row, key: str, layout: Layout, style: Style) -> str:
+    """``mean ± std`` (+ ``[low, high]`` and † with ``ci``); ``n/d¹`` where undefined; blank where missing."""
+    index = layout.undefined_index(row, key)
+    if index is not None:
+        return style.undefined(index)
+    stat = row.metrics[key]
+    if stat.n == 0 or math.isnan(stat.mean):
+        return ""
+    text = style.pm(stat)
+    interval = t_interval(stat.values) if layout.options.ci else None
+    if interval is not None:
+        text += style.interval(*interval)
+    return text + (style.mark if layout.significant(row, key) else "")
+
+
+def render_table(directory: str | Path, fmt: str = "md", options: TableOptions | None = None) -> str:
     """The table of every run JSON under ``directory`` as ``md``, ``latex`` or ``csv`` text.
 
-    Raises ValueError for another ``fmt`` and DataError when the directory is
-    missing or holds no run.
+    Markdown and LaTeX end with the notes (footnotes of ``n/d`` cells and of ``--ci``,
+    provenance warnings; LaTeX as ``%`` comments); CSV holds the table only
+    (:func:`table_notes` gives its notes). Raises ValueError for another ``fmt`` and
+    DataError when the directory is missing or holds no run.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     runs = load_results(directory)
     if not runs:
         raise DataError(f"no run JSON files under {directory}")
-    return render_rows(summarize(runs), fmt)
+    layout = Layout(summarize(runs), options or TableOptions())
+    text = render_layout(layout, fmt)
+    notes = table_notes(layout, runs)
+    if fmt == "csv" or not notes:
+        return text
+    if fmt == "latex":
+        return text + "".join(f"% {line}\n" for line in notes)
+    return text + "\n" + "\n\n".join(notes) + "\n"
 
 
-def render_rows(rows: list[Row], fmt: str = "md") -> str:
-    """Render rows from :func:`summarize` (``fmt`` as in :func:`render_table`)."""
-    renderers: dict[str, Callable[[list[Row]], str]] = {"md": _markdown, "latex": _latex, "csv": _csv}
-    if fmt not in renderers:
+def table_notes(layout: Layout, runs: list[dict]) -> list[str]:
+    """Footnotes of the rendered ``layout`` (render it first) and the runs' provenance warnings."""
+    notes = undefined_footnotes(layout.undefined_used)
+    if layout.options.ci:
+        notes.append(ci_footnote(any(ref is not None for ref in layout.references.values())))
+    return notes + provenance_warnings(runs)
+
+
+def render_rows(rows: list[Row], fmt: str = "md", options: TableOptions | None = None) -> str:
+    """Render rows from :func:`summarize` without notes (``fmt`` as in :func:`render_table`)."""
+    if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    return renderers[fmt](rows)
+    return render_layout(Layout(rows, options or TableOptions()), fmt)
+
+
+def render_layout(layout: Layout, fmt: str) -> str:
+    renderers: dict[str, Callable[[Layout], str]] = {"md": _markdown, "latex": _latex, "csv": _csv}
+    return renderers[fmt](layout)
 
 
 def _union(rows: list[Row], attr: str) -> list[str]:
@@ -218,37 +359,52 @@ def _union(rows: list[Row], attr: str) -> list[str]:
     return list(dict.fromkeys(k for row in rows for k in getattr(row, attr)))
 
 
+GENERAL_HEADERS = {"before": "general before", "after": "general after"}
+
+
+def metric_headers(rows: list[Row]) -> list[str]:
+    """The metric column names; ACC reads AP when any row's tasks are generation-scored."""
+    generative = any(row.generative for row in rows)
+    return [("AP" if generative and k == "acc" else name) for k, name in METRIC_HEADERS.items()]
+
+
 def _headers(rows: list[Row]) -> list[str]:
-    fixed = ["scenario", "strategy", "n", *METRIC_HEADERS.values(), "extra state (MB)", "train time (s)"]
-    return fixed + _union(rows, "final_acc") + _union(rows, "extra")
+    fixed = ["scenario", "strategy", "n", *metric_headers(rows), "extra state (MB)", "train time (s)",
+             "peak memory (MB)"]
+    general = [GENERAL_HEADERS[k] for k in _union(rows, "general")]
+    return fixed + general + _union(rows, "final_acc") + _union(rows, "extra")
 
 
-def _cells(row: Row, rows: list[Row], pm: Callable[[Stat], str], num: Callable[[float, str], str]) -> list[str]:
-    """A row's display cells; ``pm`` formats a mean ± std, ``num`` a mean with a format spec."""
+def _cells(row: Row, layout: Layout, style: Style) -> list[str]:
+    """A row's display cells in ``style``."""
+    rows = layout.rows
     cells = [row.scenario, row.strategy, str(row.n)]
-    cells += [pm(row.metrics[k]) for k in METRIC_KEYS]
-    cells += [num(row.extra_state_mb.mean, ".2f"), num(row.train_seconds.mean, ".1f")]
-    cells += [num(row.final_acc[k].mean, ".3f") if k in row.final_acc else "" for k in _union(rows, "final_acc")]
-    cells += [num(row.extra[k].mean, ".4g") if k in row.extra else "" for k in _union(rows, "extra")]
+    cells += [metric_cell(row, k, layout, style) for k in METRIC_KEYS]
+    cells += [_plain(row.extra_state_mb.mean, ".2f"), _plain(row.train_seconds.mean, ".1f"),
+              _plain(row.peak_memory_mb.mean, ".0f")]
+    cells += [_stat(row.general[k], style) if k in row.general else "" for k in _union(rows, "general")]
+    cells += [_plain(row.final_acc[k].mean, ".3f") if k in row.final_acc else "" for k in _union(rows, "final_acc")]
+    cells += [_plain(row.extra[k].mean, ".4g") if k in row.extra else "" for k in _union(rows, "extra")]
     return cells
+
+
+def _stat(stat: Stat, style: Style) -> str:
+    return "" if stat.n == 0 or math.isnan(stat.mean) else style.pm(stat)
 
 
 def _plain(value: float, spec: str) -> str:
     return "" if math.isnan(value) else format(value, spec)
 
 
-def _markdown(rows: list[Row]) -> str:
-    """GitHub Markdown; metric cells read ``0.812 ± 0.010``; blank where undefined."""
-
-    def pm(s: Stat) -> str:
-        return "" if s.n == 0 or math.isnan(s.mean) else f"{s.mean:.3f} ± {s.std:.3f}"
+def _markdown(layout: Layout) -> str:
+    """GitHub Markdown; metric cells read ``0.812 ± 0.010``; blank where missing, ``n/d¹`` where undefined."""
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-    headers = _headers(rows)
+    headers = _headers(layout.rows)
     out = [line(headers), "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"]
-    out += [line(_cells(row, rows, pm, _plain)) for row in rows]
+    out += [line(_cells(row, layout, MD)) for row in layout.rows]
     return "\n".join(out) + "\n"
 
 
@@ -260,17 +416,13 @@ def _tex(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def _latex(rows: list[Row]) -> str:
+def _latex(layout: Layout) -> str:
     """A booktabs ``tabular``; metric cells read ``$0.812 \\pm 0.010$``."""
-
-    def pm(s: Stat) -> str:
-        return "" if s.n == 0 or math.isnan(s.mean) else f"${s.mean:.3f} \\pm {s.std:.3f}$"
-
-    headers = _headers(rows)
+    headers = _headers(layout.rows)
     out = [r"\begin{tabular}{ll" + "r" * (len(headers) - 2) + "}", r"\toprule",
            " & ".join(_tex(h) for h in headers) + r" \\", r"\midrule"]
-    for row in rows:
-        cells = _cells(row, rows, pm, _plain)
+    for row in layout.rows:
+        cells = _cells(row, layout, LATEX)
         out.append(" & ".join([_tex(cells[0]), _tex(cells[1]), *cells[2:]]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(out) + "\n"
@@ -279,24 +431,42 @@ def _latex(rows: list[Row]) -> str:
 def _csv_columns(rows: list[Row]) -> list[tuple[str, Callable[[Row], Stat | None]]]:
     """(column stem, getter) for every Stat column; each becomes ``<stem>_mean`` and ``<stem>_std``."""
     cols: list[tuple[str, Callable[[Row], Stat | None]]] = [
-        (k, lambda r, k=k: r.metrics[k]) for k in METRIC_KEYS
+        (k, lambda r, k=k: None if undefined_reason(k, r.scenario, r.n_tasks) else r.metrics[k]) for k in METRIC_KEYS
     ]
-    cols += [("extra_state_mb", lambda r: r.extra_state_mb), ("train_seconds", lambda r: r.train_seconds)]
+    cols += [("extra_state_mb", lambda r: r.extra_state_mb), ("train_seconds", lambda r: r.train_seconds),
+             ("peak_memory_mb", lambda r: r.peak_memory_mb)]
+    cols += [(f"general_{k}", lambda r, k=k: r.general.get(k)) for k in _union(rows, "general")]
     cols += [(f"final_acc:{k}", lambda r, k=k: r.final_acc.get(k)) for k in _union(rows, "final_acc")]
     cols += [(f"extra:{k}", lambda r, k=k: r.extra.get(k)) for k in _union(rows, "extra")]
     return cols
 
 
-def _csv(rows: list[Row]) -> str:
+def _csv_stats(layout: Layout, row: Row) -> list[str]:
+    """With ``ci``: ``<metric>_ci_low``, ``<metric>_ci_high`` and ``<metric>_p_finetune`` (Welch) per metric."""
+    reference = layout.references.get(row.scenario)
+    values = []
+    for key in METRIC_KEYS:
+        stat = None if undefined_reason(key, row.scenario, row.n_tasks) else row.metrics[key]
+        interval = t_interval(stat.values) if stat is not None else None
+        p = welch_p(stat.values, reference.metrics[key].values) if stat and reference and reference is not row else None
+        values += ["", ""] if interval is None else [repr(interval[0]), repr(interval[1])]
+        values.append("" if p is None else repr(p))
+    return values
+
+
+def _csv(layout: Layout) -> str:
     """Machine-readable: ``<metric>_mean`` and ``<metric>_std`` columns, full precision, empty for undefined."""
+    rows, ci = layout.rows, layout.options.ci
     cols = _csv_columns(rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["scenario", "strategy", "n", *(f"{stem}_{part}" for stem, _ in cols for part in ("mean", "std"))])
+    header = ["scenario", "strategy", "n", *(f"{stem}_{part}" for stem, _ in cols for part in ("mean", "std"))]
+    stats_header = [f"{k}_{part}" for k in METRIC_KEYS for part in ("ci_low", "ci_high", "p_finetune")]
+    writer.writerow(header + (stats_header if ci else []))
     for row in rows:
         values = []
         for _, get in cols:
             s = get(row)
             values += ["", ""] if s is None or s.n == 0 else [repr(s.mean), repr(s.std)]
-        writer.writerow([row.scenario, row.strategy, row.n, *values])
+        writer.writerow([row.scenario, row.strategy, row.n, *values, *(_csv_stats(layout, row) if ci else [])])
     return buf.getvalue()

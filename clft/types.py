@@ -13,7 +13,7 @@ objects with at least the columns ``label`` (a global label id, an int in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -26,7 +26,14 @@ Batch = dict  # columnar batch: {column: list | Tensor}
 
 @dataclass(frozen=True)
 class Task:
-    """One step of a stream: ``classes`` are the global label ids it contains."""
+    """One step of a stream: ``classes`` are the global label ids it contains.
+
+    ``metric`` says how the task is scored (``clft.scoring``): ``accuracy`` (label ids; the
+    default), or a generation metric (``exact-match``, ``rouge-l``) for a task whose examples
+    carry a free-text ``target`` and a list of ``references`` instead of a ``label`` (its
+    ``classes`` are then empty). ``max_new_tokens`` caps generation for the task (None: the
+    backbone's default).
+    """
 
     id: int
     name: str
@@ -34,6 +41,13 @@ class Task:
     train: "datasets.Dataset"
     test: "datasets.Dataset"
     val: "datasets.Dataset | None" = None
+    metric: str = "accuracy"
+    max_new_tokens: int | None = None
+
+    @property
+    def generative(self) -> bool:
+        """Whether the task is scored on generated text (any metric but ``accuracy``)."""
+        return self.metric != "accuracy"
 
 
 @dataclass
@@ -80,6 +94,48 @@ class LabelSpace:
         return self._table[index.to(self._table.device)]
 
 
+@dataclass
+class Outputs:
+    """What ``Backbone.forward`` returns for one batch; the runner computes it ONCE per step
+    and hands it to every strategy hook (``loss``, ``extra_loss``, ``after_step``).
+
+    - ``example_loss`` [B]: the backbone's training loss of each example (cross-entropy over
+      its allowed classes for a classifier; the mean token cross-entropy of its target for a
+      text-to-text LM), with its autograd graph.
+    - ``weight`` [B] or None: how much each example counts in the main loss,
+      ``main_loss = Σ_b weight_b · example_loss_b / Σ_b weight_b`` (None: the plain mean;
+      text-to-text LMs weight by target tokens, so the main loss is the token mean).
+    - ``logits`` [B, num_classes] or None: raw, unmasked class scores (classifiers); mask
+      them with ``backbone.allowed(batch, task)`` where a scenario's label space matters.
+    - ``extra``: anything else a backbone exposes (e.g. ``lm_logits`` of an LM).
+    """
+
+    example_loss: "torch.Tensor"
+    logits: "torch.Tensor | None" = None
+    weight: "torch.Tensor | None" = None
+    extra: dict = field(default_factory=dict)
+
+    def main_loss(self) -> "torch.Tensor":
+        """The weighted mean of ``example_loss`` (see the class docstring)."""
+        if self.weight is None:
+            return self.example_loss.mean()
+        weight = self.weight.to(self.example_loss.dtype)
+        return (self.example_loss * weight).sum() / weight.sum().clamp(min=1)
+
+    def detached(self) -> "Outputs":
+        """A copy whose tensors are detached from the graph (what ``after_step`` receives)."""
+        detach = {f.name: _detach(getattr(self, f.name)) for f in fields(self)}
+        return replace(self, **detach)
+
+
+def _detach(value: Any) -> Any:
+    if hasattr(value, "detach"):
+        return value.detach()
+    if isinstance(value, dict):
+        return {k: _detach(v) for k, v in value.items()}
+    return value
+
+
 class Benchmark:
     """A pure description of a task stream.
 
@@ -91,6 +147,8 @@ class Benchmark:
     name: ClassVar[str]
     Config: ClassVar[type]
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    input_kind: ClassVar[str | None] = None
+    """What an example's input is (``"vector"``: a float vector ``x``; ``"text"``); None = undeclared."""
     scenario: str
     label_names: list[str]
 
@@ -105,12 +163,16 @@ class Backbone:
     """The model and everything model-specific: tokenising, heads, adapters, devices.
 
     The runner calls ``prepare`` once per dataset (tokenise/cache), batches with
-    ``collate``, trains on ``loss`` and evaluates with ``predict``. ``self.label_space``
-    is set by the runner before training; use it to mask logits.
+    ``collate``, runs ``forward`` once per training step (its ``Outputs`` go to every
+    strategy hook; the main loss is ``outputs.main_loss()`` unless a strategy replaces it)
+    and evaluates with ``predict``. ``self.label_space`` is set by the runner before
+    training; use it to mask logits.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    input_kind: ClassVar[str | None] = None
+    """The benchmark ``input_kind`` this backbone takes; None = any (checked before any run trains)."""
     model: "torch.nn.Module"
     label_space: LabelSpace
 
@@ -130,11 +192,17 @@ class Backbone:
         """Columnar examples -> a batch of tensors on ``self.device``."""
         raise NotImplementedError
 
-    def loss(self, batch: Batch, task: Task) -> "torch.Tensor":  # pragma: no cover
+    def forward(self, batch: Batch, task: Task) -> Outputs:  # pragma: no cover - interface
+        """One forward pass over a training batch: per-example loss (and logits, for a classifier)."""
         raise NotImplementedError
 
-    def predict(self, batch: Batch, task: Task, scenario: str) -> "torch.Tensor":  # pragma: no cover
-        """Predicted global label ids, shape [batch]."""
+    def loss(self, batch: Batch, task: Task) -> "torch.Tensor":
+        """The main loss of a batch, ``forward(batch, task).main_loss()`` (replay batches, Fisher, tests)."""
+        return self.forward(batch, task).main_loss()
+
+    def predict(self, batch: Batch, task: Task, scenario: str) -> "torch.Tensor | list[str]":  # pragma: no cover
+        """Predicted global label ids, shape [batch]; for a ``task.generative`` task the generated
+        texts (a list of strings, one per example)."""
         raise NotImplementedError
 
     def logits(self, batch: Batch) -> "torch.Tensor":  # pragma: no cover
@@ -153,14 +221,29 @@ class Backbone:
 class Strategy:
     """A forgetting-mitigation method: hooks with no-op defaults.
 
-    Hooks change only the strategy's own state or return an additive loss term;
-    the runner owns the loop, the optimizer and the batch. Several strategies
-    may run together: hooks run in list order, ``extra_loss`` terms are summed.
+    One training step of the runner, for a batch ``b`` of task ``t`` (docs/writing-plugins.md
+    has the full hook reference):
+
+    1. ``outputs = backbone.forward(b, t)``: the trained model's ONLY forward pass on ``b``;
+    2. ``loss = s.loss(backbone, b, outputs, t)`` of the one strategy overriding ``loss``
+       (None, or no such strategy: ``outputs.main_loss()``);
+    3. ``loss += s.extra_loss(backbone, b, outputs, t)`` for every strategy, in list order;
+    4. backward (gradient accumulation: once per micro-batch);
+    5. ``s.before_step(backbone, t)`` once per optimizer step, on the accumulated, unscaled
+       gradients, before clipping and ``optimizer.step()``;
+    6. ``s.after_step(backbone, b, outputs.detached(), t)`` for every micro-batch of the step.
+
+    Hooks change only the strategy's own state or return a loss; the runner owns the loop,
+    the optimizer and the batch. Several strategies may run together: hooks run in list order,
+    ``extra_loss`` terms are summed; at most one may override ``loss``, ``predict`` or
+    ``train_data`` (two are a ConfigError before training).
     """
 
     name: ClassVar[str]
     Config: ClassVar[type]
     requires_task_id: ClassVar[bool] = False
+    input_kind: ClassVar[str | None] = None
+    """The backbone ``input_kind`` this strategy works on (e.g. "text" for PEFT adapters); None = any."""
     conformance_backbone: ClassVar[dict] = {"name": "mlp", "hidden": [16]}
     """The backbone block the registry-wide conformance tests run this strategy on."""
     conformance_benchmark: ClassVar[dict] = {"name": "split-digits", "n_tasks": 2}
@@ -176,12 +259,22 @@ class Strategy:
         """The data to train on for ``task``; ``seen_tasks`` ends with ``task``."""
         return task.train
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> "torch.Tensor | None":
-        """An additive loss term (penalty, replay loss), or None."""
+    def loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> "torch.Tensor | None":
+        """REPLACES the main loss ``outputs.main_loss()`` (ER-ACE, iCaRL); None keeps it this step.
+        At most one strategy of a run may override this hook."""
         return None
 
-    def after_backward(self, backbone: Backbone, task: Task) -> None:
-        """After ``loss.backward()``, before the optimizer step (gradient surgery)."""
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> "torch.Tensor | None":
+        """An additive loss term (penalty, replay loss, distillation on ``outputs.logits``), or None."""
+        return None
+
+    def before_step(self, backbone: Backbone, task: Task) -> None:
+        """Once per optimizer step, after every micro-batch's backward, before clipping and the
+        step: ``.grad`` holds the accumulated, unscaled gradients (gradient surgery: A-GEM, SI)."""
+
+    def after_step(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> None:
+        """After the optimizer step, once per micro-batch it used: the batch and its (detached,
+        pre-step) outputs, for online memories (a reservoir, DER's stored logits)."""
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
         """After training ``task`` (Fisher, buffer update, freezing)."""

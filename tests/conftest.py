@@ -16,6 +16,8 @@ settings.load_profile("clft")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models: one thread is fastest and tests run side by side
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# tests monkeypatch loaders and data files: no stream cache shared between them (test_stream_cache turns it on)
+os.environ.setdefault("CLFT_STREAM_CACHE", "0")
 
 TINY_EXPERIMENT = {
     "name": "tiny",

@@ -221,15 +221,21 @@ def test_intransigence_is_the_gap_in_learning_accuracy(r, data):
     assert m.intransigence(r, joint) == pytest.approx(m.learning_accuracy(joint) - m.learning_accuracy(r))
 
 
-@given(matrices(), st.data())
-def test_compute_all_agrees_with_the_single_metrics(r, data):
-    b = data.draw(arrays(float, (len(r),), elements=st.floats(0.0, 1.0)))
-    out = m.compute_all(r.tolist(), b.tolist(), r)
-    assert out["acc"] == m.average_accuracy(r)
-    assert out["aia"] == m.average_incremental_accuracy(r)
-    assert out["la"] == m.learning_accuracy(r)
-    assert out["intransigence"] == 0.0
-    if len(r) > 1:
-        assert out["bwt"] == m.backward_transfer(r)
-        assert out["fwt"] == m.forward_transfer(r, b)
-        assert out["forgetting"] == m.forgetting(r)
+def test_compute_all_against_a_matrix_computed_by_hand():
+    r, b, joint = [[0.9, 0.1], [0.6, 0.8]], [0.5, 0.2], [[1.0, 0.0], [0.5, 0.9]]
+    out = m.compute_all(r, b, joint)
+    expected = {
+        "acc": (0.6 + 0.8) / 2,                    # (1/T) Σ_i R[T,i]
+        "bwt": 0.6 - 0.9,                          # R[T,1] − R[1,1]
+        "fwt": 0.1 - 0.2,                          # R[1,2] − b[2]
+        "forgetting": 0.9 - 0.6,                   # max_{l<T} R[l,1] − R[T,1]
+        "aia": (0.9 + (0.6 + 0.8) / 2) / 2,        # (1/T) Σ_k (1/k) Σ_{j≤k} R[k,j]
+        "la": (0.9 + 0.8) / 2,                     # (1/T) Σ_i R[i,i]
+        "intransigence": ((1.0 - 0.9) + (0.9 - 0.8)) / 2,  # (1/T) Σ_k (a*_k − R[k,k])
+    }
+    assert list(out) == list(m.METRIC_KEYS)
+    for key, value in expected.items():
+        assert out[key] == pytest.approx(value, abs=1e-12), key
+    alone = m.compute_all([[0.7]], None, None)  # T = 1, no baseline, no joint run
+    assert alone["acc"] == alone["la"] == alone["aia"] == pytest.approx(0.7)
+    assert all(math.isnan(alone[k]) for k in ("bwt", "fwt", "forgetting", "intransigence"))

@@ -21,7 +21,7 @@ TASKS = ["alpha", "beta"]
 
 
 def write_run(directory, strategy, seed, acc, baseline=(0.1, 0.1), *, scenario="class-il", experiment="exp",
-              train_seconds=(1.0, 1.0), extra_state_bytes=0, extra=None, tasks=TASKS):
+              train_seconds=(1.0, 1.0), extra_state_bytes=0, extra=None, tasks=TASKS, peak_memory_mb=100.0):
     """Write one schema-v1 run JSON as the runner would, under ``directory/<strategy>/seed<seed>.json``."""
     run = {
         "schema_version": 1, "experiment": experiment, "run": f"{strategy}/seed{seed}", "strategy": strategy,
@@ -29,7 +29,7 @@ def write_run(directory, strategy, seed, acc, baseline=(0.1, 0.1), *, scenario="
         "tasks": [{"id": i, "name": n, "classes": [2 * i, 2 * i + 1], "n_train": 10, "n_test": 4}
                   for i, n in enumerate(tasks)],
         "acc": acc, "baseline_acc": list(baseline),
-        "cost": {"train_seconds": list(train_seconds), "peak_memory_mb": 100.0, "trainable_params": 1000,
+        "cost": {"train_seconds": list(train_seconds), "peak_memory_mb": peak_memory_mb, "trainable_params": 1000,
                  "extra_state_bytes": extra_state_bytes},
     }
     if extra is not None:
@@ -47,7 +47,7 @@ def results(tmp_path):
     # ewc seed 0: ACC (0.5+0.8)/2 = 0.65, BWT 0.5−0.9 = −0.4, FWT R[1,2]−b[2] = 0.1−0.05 = 0.05,
     #             F 0.9−0.5 = 0.4, AIA (0.9 + 0.65)/2 = 0.775, LA (0.9+0.8)/2 = 0.85
     write_run(tmp_path, "ewc", 0, [[0.9, 0.1], [0.5, 0.8]], (0.1, 0.05), train_seconds=(10, 20),
-              extra_state_bytes=mb2)
+              extra_state_bytes=mb2, peak_memory_mb=300.0)
     # ewc seed 1: ACC 0.75, BWT −0.2, FWT 0.2−0.1 = 0.1, F 0.2, AIA (0.8 + 0.75)/2 = 0.775, LA 0.85
     write_run(tmp_path, "ewc", 1, [[0.8, 0.2], [0.6, 0.9]], (0.1, 0.1), train_seconds=(12, 24),
               extra_state_bytes=mb2)
@@ -88,6 +88,7 @@ def test_summarize_ewc_means_and_sample_stds(results):
     assert row.final_acc["alpha"].mean == pytest.approx(0.55)  # (0.5 + 0.6) / 2
     assert row.final_acc["beta"].mean == pytest.approx(0.85)  # (0.8 + 0.9) / 2
     assert row.train_seconds.mean == pytest.approx(33.0)  # (10+20 + 12+24) / 2
+    assert row.peak_memory_mb.mean == pytest.approx(200.0)  # (300 + 100) / 2
     assert row.extra_state_mb.mean == pytest.approx(2.0)
     assert row.extra == {}
 
@@ -115,20 +116,25 @@ def test_markdown(results):
     text = render_table(results, "md")
     lines = text.splitlines()
     assert lines[0].startswith("| scenario | strategy | n | ACC | BWT | FWT | Forgetting | AIA | LA | Intransigence |")
-    assert "| extra state (MB) | train time (s) | alpha | beta | gamma | delta | task_inference_acc |" in lines[0]
+    assert ("| extra state (MB) | train time (s) | peak memory (MB) | alpha | beta | gamma | delta "
+            "| task_inference_acc |") in lines[0]
     ewc = next(line for line in lines if line.startswith("| class-il | ewc |"))
-    assert ewc.startswith("| class-il | ewc | 2 | 0.700 ± 0.071 | -0.300 ± 0.141 | 0.075 ± 0.035 | 0.300 ± 0.141 "
-                          "| 0.775 ± 0.000 | 0.850 ± 0.000 | 0.062 ± 0.018 | 2.00 | 33.0 | 0.550 | 0.850 |  |  |  |")
+    assert ewc.startswith("| class-il | ewc | 2 | 0.700 ± 0.071 | -0.300 ± 0.141 | n/d¹ | 0.300 ± 0.141 "
+                          "| 0.775 ± 0.000 | 0.850 ± 0.000 | 0.062 ± 0.018 | 2.00 | 33.0 | 200 "
+                          "| 0.550 | 0.850 |  |  |  |")
     task_il = next(line for line in lines if line.startswith("| task-il |"))
-    assert "| 0.750 ± 0.000 |  | 0.00 | 2.0 |" in task_il  # LA (0.7+0.8)/2, blank I, extra state, time
+    assert "| 0.750 ± 0.000 |  | 0.00 | 2.0 | 100 |" in task_il  # LA (0.7+0.8)/2, blank I, extra state, time
     assert task_il.endswith("|  |  | 0.600 | 0.800 |  |")
-    assert len(lines) == 2 + 4
+    assert lines[2 + 4:] == ["", "n/d¹: class-IL FWT is undefined: before task i is trained its classes are masked "
+                             "out of the predictions, so R[i−1,i] = 0 and FWT = −mean(b[2..T]) for every strategy.", "",
+                             "warning: none of these 7 runs records a code identity (made before clft recorded one); "
+                             "re-run them with `clft run EXP --rerun-stale` to tie them to code"]
 
 
 def test_latex(results):
     text = render_table(results, "latex")
-    assert text.startswith("\\begin{tabular}{ll" + "r" * 15 + "}\n\\toprule\n")
-    assert "\\midrule" in text and text.endswith("\\bottomrule\n\\end{tabular}\n")
+    assert text.startswith("\\begin{tabular}{ll" + "r" * 16 + "}\n\\toprule\n")
+    assert "\\midrule" in text and "\\bottomrule\n\\end{tabular}\n% n/d¹: class-IL FWT is undefined" in text
     assert "task\\_inference\\_acc" in text
     assert "class-il & ewc & 2 & $0.700 \\pm 0.071$ & $-0.300 \\pm 0.141$" in text
     assert "class-il & replay+ewc & 2 & $0.825 \\pm 0.000$" in text
@@ -143,6 +149,7 @@ def test_csv(results):
     assert float(ewc["acc_std"]) == pytest.approx(math.sqrt(2 * 0.05**2))
     assert float(ewc["intransigence_mean"]) == pytest.approx(0.0625)
     assert float(ewc["train_seconds_mean"]) == pytest.approx(33.0)
+    assert float(ewc["peak_memory_mb_mean"]) == pytest.approx(200.0)
     assert float(ewc["final_acc:alpha_mean"]) == pytest.approx(0.55)
     assert ewc["extra:task_inference_acc_mean"] == ""
     assert float(rows[2]["extra:task_inference_acc_mean"]) == pytest.approx(0.8)
@@ -176,7 +183,7 @@ def test_group_with_repeated_seed_or_other_tasks_is_an_error(tmp_path):
 
 def test_malformed_matrix_is_a_data_error(tmp_path):
     write_run(tmp_path, "ewc", 0, [[0.9, 0.1, 0.3], [0.5, 0.8, 0.2]])
-    with pytest.raises(DataError, match="shape"):
+    with pytest.raises(DataError, match=r"seed0.json: acc\[0\] must be a list of 2 accuracies"):
         render_table(tmp_path)
 
 

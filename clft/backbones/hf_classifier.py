@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from clft.backbones.hf_common import HFBackbone, HFConfig, load_model, mask_logits, pad, wrap_peft
 from clft.errors import ConfigError
 from clft.registry import backbones
-from clft.types import Batch, Benchmark, Task
+from clft.strategies._importance import PER_EXAMPLE
+from clft.types import Batch, Benchmark, Outputs, Task
 
 HEAD = "classifier"
 
@@ -98,7 +99,10 @@ class HFClassifier(HFBackbone):
     def embed(self, batch: Batch) -> torch.Tensor:
         """Pooled text embeddings [B, hidden] (``pooling``), through the active adapter."""
         mask = batch["attention_mask"]
-        hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask)[0]
+        if batch.get(PER_EXAMPLE):
+            hidden = self._per_example_hidden(batch["input_ids"], mask)
+        else:
+            hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask)[0]
         extra = hidden.shape[1] - mask.shape[1]  # virtual tokens of prompt-learning peft methods
         if self.config.pooling == "cls":  # the first real token of each row, whatever the padding side
             first = extra + mask.long().argmax(dim=1)
@@ -108,6 +112,23 @@ class HFClassifier(HFBackbone):
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
+    def _per_example_hidden(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's hidden states under ``torch.func.vmap`` (per-example gradients).
+
+        transformers' "is anything padded?" check is data-dependent control flow, and SDPA has no
+        vmap batching rule; so the mask goes in as a prepared 4-D additive mask (taken as given)
+        and attention runs the eager implementation for this call.
+        """
+        config = self.model_config
+        dtype = next(self.model.parameters()).dtype
+        additive = (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        saved = config._attn_implementation
+        config._attn_implementation = "eager"
+        try:
+            return self.model(input_ids=input_ids, attention_mask=additive)[0]
+        finally:
+            config._attn_implementation = saved
+
     def logits(self, batch: Batch) -> torch.Tensor:
         """Raw scores [B, num_classes] over every class of the stream (no mask)."""
         return self.head(self.embed(batch))
@@ -115,12 +136,14 @@ class HFClassifier(HFBackbone):
     def allowed(self, batch: Batch, task: Task) -> torch.Tensor:
         """Bool [B, num_classes]: the label space's mask for each example's ``task`` column
         (``task.id`` for every row when the batch has none)."""
-        task_ids = batch["task"].tolist() if "task" in batch else [task.id] * len(batch["input_ids"])
+        task_ids = batch["task"] if "task" in batch else [task.id] * len(batch["input_ids"])
         return self.label_space.mask(task_ids, self.device)
 
-    def loss(self, batch: Batch, task: Task) -> torch.Tensor:
-        """Mean cross-entropy over the allowed logits of each example."""
-        return F.cross_entropy(mask_logits(self.logits(batch), self.allowed(batch, task)), batch["label"])
+    def forward(self, batch: Batch, task: Task) -> Outputs:
+        """Raw logits and each example's cross-entropy over its allowed logits (main loss: the mean)."""
+        logits = self.logits(batch)
+        masked = mask_logits(logits, self.allowed(batch, task))
+        return Outputs(example_loss=F.cross_entropy(masked, batch["label"], reduction="none"), logits=logits)
 
     def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor:
         """Global label ids [B]: argmax over the allowed logits."""

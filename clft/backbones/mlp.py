@@ -29,9 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from clft.registry import backbones
-from clft.types import Backbone, Batch, Benchmark, LabelSpace, Task
+from clft.types import Backbone, Batch, Benchmark, LabelSpace, Outputs, Task
+from clft.yaml_safe import brief
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+NUMPY_DTYPES = {torch.float32: np.float32, torch.int64: np.int64}
+MAX_WIDTH, MAX_LAYERS = 65_536, 64
 
 
 def build_mlp(n_in: int, hidden: list[int], n_out: int, dropout: float, activation: str) -> nn.Sequential:
@@ -46,6 +49,13 @@ def build_mlp(n_in: int, hidden: list[int], n_out: int, dropout: float, activati
     return nn.Sequential(*layers)
 
 
+def as_tensor(values, dtype: torch.dtype, device) -> torch.Tensor:
+    """A tensor of ``dtype`` on ``device``: tensors pass through (no copy when already there), lists via numpy."""
+    if not isinstance(values, torch.Tensor):
+        values = torch.from_numpy(np.asarray(values, dtype=NUMPY_DTYPES[dtype]))
+    return values.to(device=device, dtype=dtype)
+
+
 def masked(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """``logits`` with not-allowed entries set to half the most negative finite value."""
     return logits.masked_fill(~allowed, torch.finfo(logits.dtype).min / 2)
@@ -56,6 +66,7 @@ class MLP(Backbone):
     """MLP backbone: x [B, d] -> hidden layers -> one linear head over every class."""
 
     name = "mlp"
+    input_kind = "vector"
 
     @dataclass
     class Config:
@@ -67,8 +78,9 @@ class MLP(Backbone):
         """Hidden activation."""
 
         def __post_init__(self) -> None:
-            if any(width < 1 for width in self.hidden):
-                raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+            if not all(1 <= width <= MAX_WIDTH for width in self.hidden) or len(self.hidden) > MAX_LAYERS:
+                raise ValueError(f"hidden must list at most {MAX_LAYERS} widths in [1, {MAX_WIDTH}], "
+                                 f"got {brief(self.hidden)}")
             if not 0.0 <= self.dropout < 1.0:
                 raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 
@@ -84,11 +96,11 @@ class MLP(Backbone):
         self.label_space = LabelSpace(benchmark.scenario, n_out, {t.id: t.classes for t in tasks})
 
     def collate(self, examples: Batch) -> Batch:
-        """Columnar ``{x, label, task}`` -> float32 ``x`` [B, d], int64 ``label`` and ``task`` [B]."""
-        batch = {"x": torch.as_tensor(np.asarray(examples["x"], dtype=np.float32), device=self.device)}
+        """Columnar ``{x, label, task}`` (tensors or lists) -> float32 ``x`` [B, d], int64 ``label``, ``task`` [B]."""
+        batch = {"x": as_tensor(examples["x"], torch.float32, self.device)}
         for column in ("label", "task"):
             if column in examples:
-                batch[column] = torch.as_tensor(np.asarray(examples[column], dtype=np.int64), device=self.device)
+                batch[column] = as_tensor(examples[column], torch.int64, self.device)
         return batch
 
     def logits(self, batch: Batch) -> torch.Tensor:
@@ -97,12 +109,14 @@ class MLP(Backbone):
     def allowed(self, batch: Batch, task: Task) -> torch.Tensor:
         """Bool [B, num_classes]: the label space's mask for each example's own ``task`` column
         (``task.id`` for every row when the batch has no such column)."""
-        task_ids = batch["task"].tolist() if "task" in batch else [task.id] * len(batch["x"])
+        task_ids = batch["task"] if "task" in batch else [task.id] * len(batch["x"])
         return self.label_space.mask(task_ids, self.device)
 
-    def loss(self, batch: Batch, task: Task) -> torch.Tensor:
-        """Mean cross-entropy over the allowed logits of each example."""
-        return F.cross_entropy(masked(self.logits(batch), self.allowed(batch, task)), batch["label"])
+    def forward(self, batch: Batch, task: Task) -> Outputs:
+        """Raw logits and each example's cross-entropy over its allowed logits (main loss: the mean)."""
+        logits = self.logits(batch)
+        losses = F.cross_entropy(masked(logits, self.allowed(batch, task)), batch["label"], reduction="none")
+        return Outputs(example_loss=losses, logits=logits)
 
     def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor:
         """Argmax over the allowed logits (the label space's scenario decides what is allowed)."""

@@ -80,6 +80,7 @@ class Banking77(Benchmark):
     """Banking77: 77 intents cut into ``n_tasks`` chunks (see the module docstring)."""
 
     name = "banking77"
+    input_kind = "text"
     scenarios = ("class-il", "task-il")
 
     @dataclass

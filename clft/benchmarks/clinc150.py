@@ -97,6 +97,7 @@ class Clinc150(Benchmark):
     """CLINC150: 150 intents, by domain (10 x 15) or in ``n_tasks`` chunks (see the module docstring)."""
 
     name = "clinc150"
+    input_kind = "text"
     scenarios = ("class-il", "task-il")
 
     @dataclass

@@ -27,6 +27,7 @@ import numpy as np
 
 from clft.benchmarks.vector_streams import (
     Split,
+    check_permuted,
     class_order,
     permuted_tasks,
     pixel_permutations,
@@ -85,6 +86,7 @@ class SplitDigits(Benchmark):
     """Split digits: ``n_tasks`` tasks of ``10 / n_tasks`` digits each."""
 
     name = "split-digits"
+    input_kind = "vector"
 
     @dataclass
     class Config:
@@ -122,6 +124,7 @@ class PermutedDigits(Benchmark):
     """Permuted digits: domain-IL, all ten digits per task, one fixed pixel permutation per task."""
 
     name = "permuted-digits"
+    input_kind = "vector"
     scenarios = ("domain-il",)
 
     @dataclass
@@ -134,8 +137,7 @@ class PermutedDigits(Benchmark):
         """Share of each digit held out for testing (fixed split, independent of the seed)."""
 
         def __post_init__(self) -> None:
-            if self.n_tasks < 1:
-                raise ValueError(f"n_tasks must be at least 1, got {self.n_tasks}")
+            check_permuted(self.n_tasks, self.permutation_seed)
             _check_fraction(self.test_fraction)
 
     def __init__(self, config: Config) -> None:

@@ -71,6 +71,7 @@ class LFPT5FewShot(Benchmark):
     """LFPT5 few-shot text classification: 4 tasks of 16 examples per class (see the module docstring)."""
 
     name = "lfpt5-fewshot"
+    input_kind = "text"
     scenarios = ("task-il", "class-il")
 
     @dataclass

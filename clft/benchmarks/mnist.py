@@ -37,6 +37,7 @@ import numpy as np
 from clft.benchmarks.text_common import find_file, missing_file, subsample
 from clft.benchmarks.vector_streams import (
     Split,
+    check_permuted,
     class_order,
     permuted_tasks,
     pixel_permutations,
@@ -165,6 +166,7 @@ class SplitMNIST(Benchmark):
     """Split MNIST: ``n_tasks`` tasks of ``10 / n_tasks`` digits each."""
 
     name = "split-mnist"
+    input_kind = "vector"
 
     @dataclass
     class Config(MNISTConfig):
@@ -198,6 +200,7 @@ class PermutedMNIST(Benchmark):
     """Permuted MNIST: domain-IL, all ten digits per task, one fixed pixel permutation per task."""
 
     name = "permuted-mnist"
+    input_kind = "vector"
     scenarios = ("domain-il",)
 
     @dataclass
@@ -209,8 +212,7 @@ class PermutedMNIST(Benchmark):
 
         def __post_init__(self) -> None:
             super().__post_init__()
-            if self.n_tasks < 1:
-                raise ValueError(f"n_tasks must be at least 1, got {self.n_tasks}")
+            check_permuted(self.n_tasks, self.permutation_seed)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

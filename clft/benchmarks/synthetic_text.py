@@ -38,6 +38,7 @@ class SyntheticText(Benchmark):
     """Topic sentences in ``n_tasks`` tasks of ``classes_per_task`` topics (see the module docstring)."""
 
     name = "synthetic-text"
+    input_kind = "text"
     scenarios = ("class-il", "task-il")
 
     @dataclass

@@ -110,6 +110,7 @@ class _TextCL(Benchmark):
     """One task per dataset of ``ORDERS[order]`` (or a custom list), with disjoint global labels."""
 
     scenarios = ("task-il", "class-il")
+    input_kind = "text"
     orders: ClassVar[tuple[int, ...]]
 
     def __init__(self, config: TextConfig) -> None:

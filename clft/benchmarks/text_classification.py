@@ -53,6 +53,7 @@ class TextClassification(Benchmark):
     """Generic text classification from local files or a hub dataset (see the module docstring)."""
 
     name = "text-classification"
+    input_kind = "text"
 
     @dataclass
     class Config(TextConfig, SourceFields):

@@ -87,3 +87,14 @@ def permuted_tasks(train: Split, test: Split, perms: list[np.ndarray], n_classes
         name = prefix if task_id == 0 else f"{prefix}-permutation-{task_id}"
         stream.append(make_task(task_id, name, range(n_classes), *splits))
     return stream
+
+
+MAX_PERMUTED_TASKS = 1000
+
+
+def check_permuted(n_tasks: int, permutation_seed: int) -> None:
+    """A permuted stream's task count in [1, 1000] and its seed in numpy's range [0, 2^32)."""
+    if not 1 <= n_tasks <= MAX_PERMUTED_TASKS:
+        raise ValueError(f"n_tasks must lie in [1, {MAX_PERMUTED_TASKS}], got {n_tasks}")
+    if not 0 <= permutation_seed < 2**32:
+        raise ValueError(f"permutation_seed must lie in [0, 2^32), got {permutation_seed}")

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clft.columns import columns as column_slices
 from clft.strategies._random import generator_from_state, generator_state, new_generator
 from clft.types import Backbone, Batch
 
@@ -117,6 +118,10 @@ class EpisodicMemory:
         if self._prepared is None or self._prepared[0] is not backbone:
             self._prepared = (backbone, backbone.prepare(datasets.Dataset.from_dict(self.buffer)))
         return self._prepared[1]
+
+    def batch(self, backbone: Backbone, rows: list[int]) -> dict:
+        """The prepared memory's ``rows`` as a columnar batch (column slices, ``clft.columns``)."""
+        return column_slices(self.prepared(backbone))[rows]
 
     def _reservoir(self, data: datasets.Dataset) -> list[Slot]:
         slots: list[Slot] = [(False, i) for i in range(self.size)]

@@ -53,6 +53,7 @@ class AdapterPerTask(Strategy):
 
     name = "adapter-per-task"
     conformance_backbone = TINY_TEXT_BACKBONE
+    input_kind = "text"  # adapters/prompts of a transformer backbone
     conformance_benchmark = TINY_TEXT_BENCHMARK
 
     @dataclass

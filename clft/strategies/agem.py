@@ -12,8 +12,8 @@ random memory batch, both flattened over all trainable parameters:
 so the step never increases the (average) memory loss to first order. g_ref
 comes from ``torch.autograd.grad``, so the ``.grad`` buffers hold only the
 (projected) g. Memory rows keep their ``task`` column: the backbone masks each
-with its own task's label space. Under fp16 loss scaling the runner unscales
-g before this hook, so g and g_ref are on the same scale.
+with its own task's label space. The runner unscales fp16 gradients before
+``before_step``, so g and g_ref share one scale.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class AGEM(Strategy):
         super().__init__(config)
         self.memory = EpisodicMemory(config.memory_size, config.policy)
 
-    def after_backward(self, backbone: Backbone, task: Task) -> None:
+    def before_step(self, backbone: Backbone, task: Task) -> None:
         if not self.memory.size:
             return
         params = backbone.trainable_parameters()
@@ -70,7 +70,7 @@ class AGEM(Strategy):
     def reference_gradient(self, backbone: Backbone, task: Task, params: list) -> list[torch.Tensor]:
         """g_ref: the gradient of ``backbone.loss`` on a random memory batch (float32, zeros where unused)."""
         rows = self.memory.sample(self.config.memory_batch_size)
-        loss = backbone.loss(backbone.collate(self.memory.prepared(backbone)[rows]), task)
+        loss = backbone.loss(backbone.collate(self.memory.batch(backbone, rows)), task)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return [torch.zeros_like(p, dtype=torch.float32) if g is None else g.float() for p, g in zip(params, grads)]
 

@@ -9,8 +9,9 @@ it replaces slot j ~ U{0..k} when j < |M|). Each step adds
 
     α · MSE( f(x'; θ), z' ),    (x', z') a random batch of M
 
-(mean over the logit entries, as in the authors' code) and then offers the
-current batch, with its logits z = f(x; θ) under ``no_grad``, to the reservoir.
+(mean over the logit entries, as in the authors' code); after the optimizer
+step (``after_step``) the step's batch, with the logits z = f(x; θ) its forward
+pass gave (no second forward), is offered to the reservoir, as in the authors' code.
 ``derpp`` (DER++) adds a cross-entropy term on a second buffer batch.
 
 The buffer is ``clft.strategies._memory.TensorReservoir`` (shared with
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clft.errors import ConfigError
 from clft.registry import strategies
 from clft.strategies._memory import TensorReservoir, per_example
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 LOGITS = "__logits__"  # the buffer column holding z
 
@@ -61,14 +63,17 @@ class DER(Strategy):
         super().__init__(config)
         self.memory = TensorReservoir(config.memory_size)
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
-        """The buffer terms (before this batch enters the buffer), then the reservoir update."""
-        rows = per_example(batch)
-        term = self.buffer_loss(backbone, task, len(next(iter(rows.values())))) if self.memory.size else None
-        with torch.no_grad():
-            logits = backbone.logits(batch).float()
-        self.memory.add({**rows, LOGITS: logits})
-        return term
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+        """The buffer terms, on buffer rows drawn before this batch enters the buffer."""
+        return self.buffer_loss(backbone, task, len(outputs.example_loss)) if self.memory.size else None
+
+    def after_step(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> None:
+        """Offer the batch and the logits the step's forward pass gave it, z = f(x; θ), to the reservoir
+        (finite rows only)."""
+        if outputs.logits is None:
+            raise ConfigError(f"{self.name} stores class logits; backbone {backbone.name!r} has none (use "
+                              "hf-classifier or mlp)")
+        self.memory.add({**per_example(batch), LOGITS: outputs.logits.float()})
 
     def buffer_loss(self, backbone: Backbone, task: Task, batch_size: int) -> torch.Tensor:
         """α · MSE(f(x'), z') on one buffer batch."""

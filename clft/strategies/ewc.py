@@ -15,11 +15,13 @@ and adds to every later step the penalty
 With ``fisher_labels: true`` (default, the empirical Fisher) y_n is the
 example's label; with ``predicted`` it is the model's own prediction
 argmax_y p(y | x_n; θ) over the allowed classes, as in Hsu et al. 2018's code
-(GT-RIPL ``agents/regularization.py::EWC``, ``empFI = False``). Gradients come
-from ``backbone.loss`` (mean cross-entropy = −log p, masked by the label space)
-in eval mode, via ``torch.autograd.grad`` so the training
-``.grad`` buffers are untouched. With ``fisher_batch_size`` 1 (default) each
-example's squared gradient is exact; larger batches average squared *batch*
+(GT-RIPL ``agents/regularization.py::EWC``, ``empFI = False``).
+Gradients come from ``backbone.loss`` (mean cross-entropy = −log p, masked by
+the label space) in eval mode, so the training ``.grad`` buffers are untouched.
+With ``fisher_batch_size`` 1 (default) each example's squared gradient is exact,
+computed for 64 examples at a time by ``torch.func.vmap(grad)``
+(``clft.strategies._importance``; predicted labels are set on each chunk
+before the vmap call); larger batches average squared *batch*
 gradients, a cheaper estimate that is smaller by about 1/B. Parameters are
 matched by name (``backbone.model.named_parameters()`` that require grad);
 parameters added later (new adapters or heads) are not penalised.
@@ -33,9 +35,11 @@ from typing import Literal
 import numpy as np
 import torch
 
+from clft.columns import columns
 from clft.registry import strategies
+from clft.strategies._importance import per_example_mean
 from clft.strategies._random import generator_from_state, generator_state, new_generator
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 Tensors = dict[str, torch.Tensor]
 
@@ -89,7 +93,7 @@ class EWC(Strategy):
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
         self.rng = self.rng or new_generator()
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         """(λ/2) Σ_terms Σ_i F[i] (θ_i − θ*[i])² over the named parameters both sides know."""
         params = trainable(backbone)
         total = None
@@ -116,19 +120,32 @@ class EWC(Strategy):
             self.terms = []
         self.terms.append({"fisher": fisher, "anchor": anchor})
 
-    def fisher(self, backbone: Backbone, task: Task) -> Tensors:
-        """Diagonal empirical Fisher of ``task.train`` at the current parameters (see module doc)."""
-        params = trainable(backbone)
+    def fisher(self, backbone: Backbone, task: Task, vectorised: bool = True) -> Tensors:
+        """Diagonal empirical Fisher of ``task.train`` at the current parameters (see module doc).
+
+        ``fisher_batch_size`` 1: exact per-example squares via ``torch.func`` (``_importance``);
+        ``vectorised=False`` computes the same with a loop (tests compare the two).
+        """
         data = backbone.prepare(task.train)
         rows = self.sample_rows(len(data))
+        if self.config.fisher_batch_size == 1:
+            relabel = None if self.config.fisher_labels == "true" else lambda rows: self.predicted(backbone, rows, task)
+            return per_example_mean(backbone, data, rows, lambda batch: backbone.loss(batch, task), "square",
+                                    vectorised=vectorised, relabel=relabel)
+        return self.batched_fisher(backbone, task, data, rows)
+
+    def batched_fisher(self, backbone: Backbone, task: Task, data, rows: list[int]) -> Tensors:
+        """Mean over chunks of ``fisher_batch_size`` rows of the squared *batch* gradient."""
+        params = trainable(backbone)
         size = self.config.fisher_batch_size
         sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+        table = columns(data)
         was_training = backbone.model.training
         backbone.model.eval()
         try:
             chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
             for chunk in chunks:
-                loss = backbone.loss(self.fisher_batch(backbone, data[chunk], task), task)
+                loss = backbone.loss(self.fisher_batch(backbone, table[chunk], task), task)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
                 for name, grad in zip(params, grads):
                     if grad is not None:
@@ -139,12 +156,16 @@ class EWC(Strategy):
 
     def fisher_batch(self, backbone: Backbone, examples: dict, task: Task) -> Batch:
         """The collated examples, labelled with the model's predictions when ``fisher_labels`` is predicted."""
-        batch = backbone.collate(examples)
-        if self.config.fisher_labels == "true":
-            return batch
+        if self.config.fisher_labels != "true":
+            examples = self.predicted(backbone, examples, task)
+        return backbone.collate(examples)
+
+    @staticmethod
+    def predicted(backbone: Backbone, examples: dict, task: Task) -> dict:
+        """``examples`` with ``label`` replaced by the model's prediction argmax_y p(y | x; θ)."""
         with torch.no_grad():
-            predicted = backbone.predict(batch, task, backbone.label_space.scenario)
-        return backbone.collate({**examples, "label": predicted.cpu().tolist()})
+            labels = backbone.predict(backbone.collate(examples), task, backbone.label_space.scenario)
+        return {**examples, "label": labels.detach().cpu().long()}
 
     def sample_rows(self, n: int) -> list[int]:
         """All rows in order, or ``fisher_samples`` of them drawn without replacement (sorted)."""

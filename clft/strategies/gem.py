@@ -84,7 +84,7 @@ class GEM(Strategy):
         super().__init__(config)
         self.memory = EpisodicMemory(config.memory_size, config.policy)
 
-    def after_backward(self, backbone: Backbone, task: Task) -> None:
+    def before_step(self, backbone: Backbone, task: Task) -> None:
         if not self.memory.size:
             return
         params = backbone.trainable_parameters()
@@ -102,10 +102,9 @@ class GEM(Strategy):
 
     def task_gradients(self, backbone: Backbone, task: Task, params: list) -> list[torch.Tensor]:
         """g_k for every task k in memory: the gradient of ``backbone.loss`` on all of k's rows."""
-        memory = self.memory.prepared(backbone)
         grads = []
         for rows in self.memory.task_rows().values():
-            loss = backbone.loss(backbone.collate(memory[rows]), task)
+            loss = backbone.loss(backbone.collate(self.memory.batch(backbone, rows)), task)
             grads.append(flat(torch.autograd.grad(loss, params, allow_unused=True), params))
         return grads
 

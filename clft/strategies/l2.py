@@ -23,7 +23,7 @@ import torch
 from clft.registry import strategies
 from clft.strategies._anchor import Tensors, snapshot, tensor_bytes, to_cpu
 from clft.strategies.ewc import trainable
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 
 @strategies.register()
@@ -45,7 +45,7 @@ class L2(Strategy):
         super().__init__(config)
         self.anchor: Tensors = {}  # θ* at the end of the last task
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         """(λ/2) Σ_i (θ_i − θ*_i)² over the named parameters both sides know."""
         total = None
         for name, p in trainable(backbone).items():

@@ -19,11 +19,8 @@ runs through the adapter too). No task id is used, so it runs in class-IL.
 while training task t the cross-entropy sees only task t's classes (the other
 logits masked out), so in class-IL the new classes are not trained against
 the old ones. With a classifier backbone (``allowed``/``logits``) the
-strategy adds, on one more forward pass, CE_t(z) − CE_seen(z) to the
-backbone's loss CE_seen: the sum is CE_t exactly when the forward is
-deterministic, and in expectation under dropout. (Once the step contract's
-``loss`` hook lands this becomes ``loss`` returning CE_t of the step's
-logits.) Not implemented: the paper's optional prompt-frequency penalty.
+strategy's ``loss`` hook replaces the main loss with CE_t of the step's
+``outputs.logits`` (no second forward pass). Not implemented: the paper's optional prompt-frequency penalty.
 
 ``report()`` gives ``l2p_prompt_use``: how many times each prompt was chosen
 while training (all tasks).
@@ -39,7 +36,7 @@ import torch.nn.functional as F
 from clft.registry import strategies
 from clft.strategies._prompts import PrefixHook, freeze_backbone, mean_pool, vocabulary_init
 from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 MODULE = "clft_l2p_pool"
 
@@ -59,6 +56,7 @@ class L2P(Strategy):
 
     name = "l2p"
     conformance_backbone = TINY_TEXT_BACKBONE
+    input_kind = "text"  # adapters/prompts of a transformer backbone
     conformance_benchmark = TINY_TEXT_BENCHMARK
 
     @dataclass
@@ -90,7 +88,6 @@ class L2P(Strategy):
         self.hook: PrefixHook | None = None
         self.pool: PromptPool | None = None
         self.matched: torch.Tensor | None = None  # cos(q, k) of the last forward's chosen keys [B, N]
-        self.recording = True  # count prompt use and keep ``matched`` (off for the train-mask forward)
 
     def attach(self, backbone: Backbone) -> None:
         """Create the pool (zeros) under the transformers model and hook it in, once per backbone."""
@@ -119,7 +116,7 @@ class L2P(Strategy):
         """[B, N·prompt_length, H]: each example's top-N prompts by key similarity."""
         similarity = self.query(input_ids, mask) @ F.normalize(self.pool.keys, dim=-1).T  # [B, M]
         chosen = similarity.topk(self.config.top_n, dim=-1).indices  # [B, N]
-        if torch.is_grad_enabled() and self.recording:
+        if torch.is_grad_enabled():
             self.matched = similarity.gather(1, chosen)
             for index, n in enumerate(torch.bincount(chosen.flatten(), minlength=self.config.pool_size).tolist()):
                 self.use[index] += n
@@ -136,34 +133,27 @@ class L2P(Strategy):
         freeze_backbone(backbone)
         self.pool.requires_grad_(True)
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
-        """λ · mean_x Σ (1 − cos(q, k)) over the chosen keys, plus the train-mask correction."""
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+        """λ · mean_x Σ (1 − cos(q, k)) over the chosen keys."""
         matched, self.matched = self.matched, None
-        terms = [self.mask_correction(backbone, batch, task)]
-        if matched is not None and self.config.lam > 0:
-            terms.append(self.config.lam * (1.0 - matched).sum(dim=1).mean())
-        terms = [term for term in terms if term is not None]
-        return sum(terms) if terms else None
+        if matched is None or self.config.lam == 0:
+            return None
+        return self.config.lam * (1.0 - matched).sum(dim=1).mean()
 
-    def mask_correction(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
-        """CE over task's classes − CE over the label space, on one forward (None where they coincide)."""
-        if not self.config.train_mask or not hasattr(backbone, "allowed") or "label" not in batch:
+    def loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+        """``train_mask``: CE over task t's classes (∩ the allowed ones) of the step's logits; None (the
+        backbone's loss) where nothing is masked: first task, task-IL, domain-IL, or no class logits."""
+        if not self.config.train_mask or outputs.logits is None or not hasattr(backbone, "allowed"):
             return None
         allowed = backbone.allowed(batch, task)
         current = torch.zeros_like(allowed)
         current[:, list(task.classes)] = True
         current &= allowed
-        if torch.equal(current, allowed):  # first task, task-IL, domain-IL: nothing to mask
+        if torch.equal(current, allowed):
             return None
-        self.recording = False
-        try:
-            logits = backbone.logits(batch).float()
-        finally:
-            self.recording = True
+        logits = outputs.logits.float()
         low = torch.finfo(logits.dtype).min / 2  # finite, like the backbones' masks
-        labels = batch["label"]
-        return (F.cross_entropy(logits.masked_fill(~current, low), labels)
-                - F.cross_entropy(logits.masked_fill(~allowed, low), labels))
+        return F.cross_entropy(logits.masked_fill(~current, low), batch["label"])
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
         self.n_trained = task.id + 1

@@ -10,7 +10,8 @@ z_old = f(x; θ_old) and z = f(x; θ) the backbone's logits,
 over groups G of previously seen classes: task-il, one group per old task (its
 head, as in multi-head LwF); class-il, one group with every old task's classes;
 domain-il, one group with the whole shared label space. T² keeps the gradient
-scale independent of T.
+scale independent of T. z is the step's own forward output (``outputs.logits``):
+only the old model runs a second forward pass.
 
 The old model is the current one with its trainable parameters temporarily
 swapped for θ_old (``module._parameters`` entries replaced, never written in
@@ -28,10 +29,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clft.errors import ConfigError
 from clft.registry import strategies
 from clft.strategies._anchor import Tensors, tensor_bytes, to_cpu
 from clft.strategies.ewc import trainable
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 
 @contextmanager
@@ -89,10 +91,13 @@ class LwF(Strategy):
         else:
             self.groups = [list(range(backbone.label_space.num_classes))]
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         if not self.old or not self.groups or self.config.lam == 0:
             return None
-        new = backbone.logits(batch).float()
+        if outputs.logits is None:
+            raise ConfigError(f"lwf distils class logits; backbone {backbone.name!r} has none "
+                              "(use hf-classifier or mlp)")
+        new = outputs.logits.float()
         old = self.old_logits(backbone, batch)
         t = self.config.temperature
         total = new.new_zeros(())

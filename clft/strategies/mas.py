@@ -16,9 +16,10 @@ weights task t by 1/(2t). Importances add up
 over tasks, Ω ← Ω + Ω_t, the anchor is θ* ← θ after task t, and every later
 step adds  λ Σ_i Ω_i (θ_i − θ*_i)².
 
-Gradients come from ``torch.autograd.grad`` in eval mode (training ``.grad``
-buffers untouched). ``batch_size`` 1 (default) gives the exact per-example
-|gradient|; larger batches take |∂ mean_n ‖f(x_n)‖² / ∂θ| per batch, cheaper
+Gradients are taken in eval mode (training ``.grad`` buffers untouched).
+``batch_size`` 1 (default) gives the exact per-example |gradient|, 64 examples
+at a time through ``torch.func.vmap(grad)`` (``clft.strategies._importance``);
+larger batches take |∂ mean_n ‖f(x_n)‖² / ∂θ| per batch, cheaper
 and smaller.
 """
 
@@ -30,11 +31,13 @@ from typing import Literal
 import numpy as np
 import torch
 
+from clft.columns import columns
 from clft.registry import strategies
 from clft.strategies._anchor import Tensors, quadratic_penalty, snapshot, tensor_bytes, to_cpu
+from clft.strategies._importance import per_example_mean
 from clft.strategies._random import generator_from_state, generator_state, new_generator
 from clft.strategies.ewc import trainable
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 
 @strategies.register()
@@ -73,7 +76,7 @@ class MAS(Strategy):
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
         self.rng = self.rng or new_generator()
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         penalty = quadratic_penalty(backbone, self.importance, self.anchor)
         return None if penalty is None else self.config.lam * penalty
 
@@ -84,24 +87,33 @@ class MAS(Strategy):
             self.importance[name] = old.to(omega.device) + omega if keep else omega
         self.anchor = snapshot(backbone)
 
-    def sensitivity(self, backbone: Backbone, task: Task) -> Tensors:
-        """Ω_t: mean |∂‖f(x)‖²/∂θ| over (a sample of) ``task.train`` (see module doc)."""
-        params = trainable(backbone)
+    def sensitivity(self, backbone: Backbone, task: Task, vectorised: bool = True) -> Tensors:
+        """Ω_t: mean |∂‖f(x)‖²/∂θ| over (a sample of) ``task.train`` (see module doc).
+
+        ``batch_size`` 1: exact per-example values via ``torch.func`` (``_importance``);
+        ``vectorised=False`` computes the same with a loop (tests compare the two).
+        """
         data = backbone.prepare(task.train)
         rows = self.sample_rows(len(data))
         allowed = list(backbone.label_space.allowed(task.id))
-        size = self.config.batch_size
+
+        divisor = len(allowed) if self.config.output_reduction == "mean" else 1
+
+        def squared_norm(batch):  # ‖f‖² (sum) or ‖f‖²/K (mean), averaged over the batch
+            return backbone.logits(batch)[:, allowed].float().pow(2).sum(dim=1).mean() / divisor
+
+        if self.config.batch_size == 1:
+            return per_example_mean(backbone, data, rows, squared_norm, "abs", vectorised=vectorised)
+        params = trainable(backbone)
+        size, table = self.config.batch_size, columns(data)
         chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
         sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
         was_training = backbone.model.training
         backbone.model.eval()
         try:
             for chunk in chunks:
-                outputs = backbone.logits(backbone.collate(data[chunk]))[:, allowed].float()
-                norm = outputs.pow(2).sum(dim=1).mean()
-                if self.config.output_reduction == "mean":
-                    norm = norm / len(allowed)
-                grads = torch.autograd.grad(norm, list(params.values()), allow_unused=True)
+                grads = torch.autograd.grad(squared_norm(backbone.collate(table[chunk])), list(params.values()),
+                                            allow_unused=True)
                 for name, grad in zip(params, grads):
                     if grad is not None:
                         sums[name] += grad.detach().float().abs()

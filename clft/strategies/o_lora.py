@@ -54,7 +54,7 @@ from clft.strategies._peft import (
     parameter_bytes,
 )
 from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 
 @strategies.register()
@@ -63,6 +63,7 @@ class OLoRA(Strategy):
 
     name = "o-lora"
     conformance_backbone = TINY_TEXT_BACKBONE
+    input_kind = "text"  # adapters/prompts of a transformer backbone
     conformance_benchmark = TINY_TEXT_BENCHMARK
 
     @dataclass
@@ -83,8 +84,8 @@ class OLoRA(Strategy):
         def __post_init__(self) -> None:
             if self.lam1 < 0 or self.lam2 < 0:
                 raise ValueError(f"lam1 and lam2 must be >= 0, got {self.lam1}, {self.lam2}")
-            if self.r < 1:
-                raise ValueError(f"r must be >= 1, got {self.r}")
+            if self.r < 1 or self.lora_alpha < 1:
+                raise ValueError(f"r and lora_alpha must be >= 1, got {self.r}, {self.lora_alpha}")
             if not self.target_modules:
                 raise ValueError("target_modules must name at least one module")
 
@@ -123,7 +124,7 @@ class OLoRA(Strategy):
         self._frozen_rows = old
         self._frozen_values = (head.weight.detach()[old].clone(), head.bias.detach()[old].clone())
 
-    def after_backward(self, backbone: Backbone, task: Task) -> None:
+    def before_step(self, backbone: Backbone, task: Task) -> None:
         """Zero the gradient of the frozen head rows."""
         if self._frozen_values is None:
             return
@@ -142,7 +143,7 @@ class OLoRA(Strategy):
             raise ConfigError("o-lora keeps every LoRA active, which peft's modules_to_save head copies "
                               "cannot follow; drop modules_to_save from the backbone's peft block")
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         terms = []
         if self.config.lam1 > 0 and task.id > 0:
             orth = sum((a_old @ a_new.T).abs().sum() for a_new, olds in self._pairs for a_old in olds)

@@ -45,6 +45,7 @@ class ProgressivePrompts(Strategy):
     name = "progressive-prompts"
     requires_task_id = True
     conformance_backbone = TINY_TEXT_BACKBONE
+    input_kind = "text"  # adapters/prompts of a transformer backbone
     conformance_benchmark = TINY_TEXT_BENCHMARK
 
     @dataclass

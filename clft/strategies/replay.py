@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from clft.registry import strategies
 from clft.strategies._memory import POLICIES, EpisodicMemory, Policy, TensorReservoir, per_example
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 
 def batch_size(batch: Batch) -> int:
@@ -69,19 +69,19 @@ class Replay(Strategy):
         online = TensorReservoir(config.memory_size) if config.online else None
         self.memory = online or EpisodicMemory(config.memory_size, config.policy)
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task):
-        """``backbone.loss`` on ``replay_batch_size`` memory rows drawn without replacement (then, online,
-        the batch enters the reservoir)."""
-        wanted = self.config.replay_batch_size or batch_size(batch)
-        if self.config.online:
-            device = getattr(backbone, "device", None)
-            term = backbone.loss(self.memory.sample(wanted, device), task) if self.memory.size else None
-            self.memory.add(per_example(batch))
-            return term
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task):
+        """``backbone.loss`` on ``replay_batch_size`` memory rows drawn without replacement."""
         if not self.memory.size:
             return None
-        rows = self.memory.sample(wanted)
-        return backbone.loss(backbone.collate(self.memory.prepared(backbone)[rows]), task)
+        wanted = self.config.replay_batch_size or batch_size(batch)
+        if self.config.online:
+            return backbone.loss(self.memory.sample(wanted, getattr(backbone, "device", None)), task)
+        return backbone.loss(backbone.collate(self.memory.batch(backbone, self.memory.sample(wanted))), task)
+
+    def after_step(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> None:
+        """Online mode: the step's batch enters the reservoir (finite rows only) after the optimizer step."""
+        if self.config.online:
+            self.memory.add(per_example(batch))
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
         """Offer the task's training examples, in order, to the memory (after-task mode)."""

@@ -15,10 +15,10 @@ the paper's code; its gradient 2cΩ(θ − θ*) is subtracted analytically) and
 
 and every later step adds the surrogate loss  c Σ_i Ω_i (θ_i − θ*_i)².
 
-``after_backward`` runs *before* the optimizer step, so each call snapshots
+``before_step`` runs *before* the optimizer step, so each call snapshots
 θ(s) and g(s); the next call (or ``after_task``, for the last step) sees θ(s+1)
-and adds −g(s)·(θ(s+1) − θ(s)) to ω. Under fp16 loss scaling the runner
-unscales the gradients before this hook, so g is the true gradient.
+and adds −g(s)·(θ(s+1) − θ(s)) to ω. The runner unscales fp16 gradients
+before ``before_step``, so g(s) is the true gradient under any precision.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from clft.registry import strategies
 from clft.strategies._anchor import Tensors, quadratic_penalty, snapshot, tensor_bytes, to_cpu
 from clft.strategies.ewc import trainable
-from clft.types import Backbone, Batch, Strategy, Task
+from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 RUNNING = ("omega", "start", "prev_param", "prev_grad")  # within-task state, None between tasks
 
@@ -65,11 +65,11 @@ class SynapticIntelligence(Strategy):
         self.omega = {name: torch.zeros_like(t) for name, t in self.start.items()}
         self.prev_param = self.prev_grad = None
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | None:
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
         penalty = quadratic_penalty(backbone, self.importance, self.anchor)
         return None if penalty is None else self.config.c * penalty
 
-    def after_backward(self, backbone: Backbone, task: Task) -> None:
+    def before_step(self, backbone: Backbone, task: Task) -> None:
         """Close the previous step's term, then remember θ(s) and the task-loss gradient g(s)."""
         now = snapshot(backbone)
         self._accumulate(now)
@@ -96,7 +96,7 @@ class SynapticIntelligence(Strategy):
         self.omega = self.start = self.prev_param = self.prev_grad = None
 
     def _accumulate(self, now: Tensors) -> None:
-        """ω −= g(s) · (θ(s+1) − θ(s)) for the step remembered by the last ``after_backward``."""
+        """ω −= g(s) · (θ(s+1) − θ(s)) for the step remembered by the last ``before_step``."""
         if self.prev_param is None:
             return
         for name, grad in self.prev_grad.items():

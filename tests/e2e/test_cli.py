@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import yaml
 
 
 def assert_one_line_error(proc, *fragments):
@@ -91,5 +90,8 @@ def test_checkpoint_of_another_experiment_is_refused(cli, write_experiment, tmp_
     experiment = write_experiment(train={"epochs": 1, "lr": 0.01})
     cli("run", str(experiment), "--out", str(out), "--quiet", env={"CLFT_KILL_AT": "train:task1:step2"})
     changed = write_experiment("other.yaml", train={"epochs": 1, "lr": 0.02})
+    checkpoint = out / ".checkpoints" / "class-il" / "finetune" / "seed0"
+    before = {p.relative_to(checkpoint): p.read_bytes() for p in checkpoint.rglob("*") if p.is_file()}
     assert_one_line_error(cli("run", str(changed), "--out", str(out), "--quiet", "--resume"), "another config_hash")
-    assert yaml.safe_load(experiment.read_text())["train"]["lr"] == 0.01
+    assert {p.relative_to(checkpoint): p.read_bytes() for p in checkpoint.rglob("*") if p.is_file()} == before
+    assert (checkpoint / "LATEST").read_text().strip() == "task000" and not list(out.rglob("seed0.json"))

@@ -15,12 +15,12 @@ SCALE = 1024.0
 
 
 class ScaledDevices:
-    """Stands in for accelerate's fp16 GradScaler: gradients arrive x SCALE until ``unscale_gradients``."""
+    """Stands in for accelerate's fp16 GradScaler: gradients arrive x SCALE until ``unscale``."""
 
     def __init__(self) -> None:
         self.unscaled = False
 
-    def unscale_gradients(self, optimizer) -> None:
+    def unscale(self, optimizer) -> None:
         for group in optimizer.param_groups:
             for p in group["params"]:
                 p.grad /= SCALE
@@ -33,7 +33,7 @@ class GradientReader(Strategy):
     def __init__(self) -> None:
         self.seen: torch.Tensor | None = None
 
-    def after_backward(self, backbone, task) -> None:
+    def before_step(self, backbone, task) -> None:
         self.seen = backbone.weight.grad.clone()
 
 
@@ -45,7 +45,7 @@ def test_hooks_and_clipping_see_the_unscaled_gradient():
     optimizer = torch.optim.SGD([weight], lr=1.0)
     run = SimpleNamespace(devices=ScaledDevices(), strategies=[reader], backbone=backbone, parallel=Parallel(),
                           train=SimpleNamespace(grad_clip=2.5))
-    optimizer_step(run, None, optimizer)
+    optimizer_step(run, None, optimizer, [])
     assert torch.equal(reader.seen, torch.tensor([3.0, 4.0, 0.0]))
     torch.testing.assert_close(weight.detach(), torch.tensor([-1.5, -2.0, 0.0]))  # clipped from norm 5 to 2.5
 
@@ -54,5 +54,5 @@ def test_unscaling_without_a_loss_scaler_leaves_gradients_alone():
     weight = torch.nn.Parameter(torch.zeros(2))
     weight.grad = torch.tensor([1.0, -2.0])
     optimizer = Devices("cpu").prepare_optimizer(torch.optim.SGD([weight], lr=1.0))
-    Devices("cpu").unscale_gradients(optimizer)
+    Devices("cpu").unscale(optimizer)
     assert torch.equal(weight.grad, torch.tensor([1.0, -2.0]))

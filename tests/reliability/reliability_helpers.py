@@ -73,19 +73,27 @@ def wait_child(pid: int, timeout: float = 120.0) -> int:
 
 
 def parse_every_json(root: Path) -> int:
-    """json.loads every ``*.json`` under ``root`` (hidden and checkpoint files included); returns the count."""
+    """json.loads every ``*.json`` under ``root`` (hidden and checkpoint files included); returns the count.
+    AssertionError naming the first file that does not parse."""
     paths = [p for p in root.rglob("*") if p.is_file() and p.name.endswith(".json")]
     for path in paths:
-        json.loads(path.read_text(encoding="utf-8"))
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise AssertionError(f"{path} does not parse: {exc}") from None
     return len(paths)
 
 
 def check_checkpoints(root: Path) -> None:
-    """Every LATEST names a complete task folder (meta.json and both tensor files)."""
+    """Every LATEST names a complete task folder whose files match the sha256 its meta.json records."""
+    from clft.checkpoint import TENSOR_FILES, file_sha256, read_meta
+
     for latest in root.rglob("LATEST"):
         folder = latest.parent / latest.read_text(encoding="utf-8").strip()
-        for name in ("meta.json", "model.safetensors", "state.safetensors"):
+        meta = read_meta(folder / "meta.json")  # its own checksum, schema and keys
+        for name in TENSOR_FILES:
             assert (folder / name).is_file(), f"{latest} names {folder}, which lacks {name}"
+            assert file_sha256(folder / name) == meta["files"][name], f"{folder / name} differs from its sha256"
 
 
 def matrices(root: Path) -> dict[str, tuple]:

@@ -30,6 +30,13 @@ REVIEWED = {  # file -> writes allowed there, and why they are safe
     "clft/state_io.py": {"save_file("},  # safetensors into that temporary folder, then fsynced
     "clft/locks.py": {"os.write("},  # the lock file's owner line (for messages only)
     "clft/plots.py": {".savefig("},  # into an in-memory buffer, then atomic_write_bytes
+    "clft/testing/_checks.py": {".write_text("},  # a check's experiment YAML, in the check's own scratch folder
+    "clft/trackers.py": {'open(self.logging_dir / "metrics.csv", "a"'},  # a log appended and flushed row by row
+    # a converted model is written into a temporary folder, which is renamed into the cache when complete
+    "clft/backbones/packaged_llm.py": {"save_pretrained(", "write_text(", "os.replace("},
+    "clft/devices.py": {"CLEAR_REFS.write_text("},  # /proc/self/clear_refs: a kernel control, not a file
+    # a built stream is written into a temporary folder, which is renamed into the cache when complete
+    "clft/stream_cache.py": {'(tmp / "tasks.json").write_text(', "tmp.rename(folder)"},
 }
 
 

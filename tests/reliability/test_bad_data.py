@@ -31,7 +31,7 @@ from clft.data import check_disjoint_classes, check_labels, make_task
 from clft.errors import DataError
 from clft.types import Task
 
-TEXT_BACKBONE = {"name": "mlp"}  # never reached: the data fails first
+TEXT_BACKBONE = {"name": "hf-classifier", "model": "all-MiniLM-L6-v2"}  # never built: the data fails first
 
 
 def text_files(tmp_path: Path, train: bytes | None = None, ext: str = ".csv") -> dict:
@@ -111,7 +111,7 @@ def test_resume_refuses_the_checkpoint_of_another_experiment(killed_checkpoint, 
 
 
 @pytest.mark.parametrize("meta, fragment", [({"schema_version": 99}, "has schema_version 99, this clft needs 1"),
-                                            (None, "corrupt checkpoint")])
+                                            (None, "meta.json is damaged")])
 def test_resume_refuses_another_schema_or_a_corrupt_checkpoint(killed_checkpoint, capsys, meta, fragment):
     path = next((killed_checkpoint / "out" / ".checkpoints").rglob("meta.json"))
     original = path.read_text()

@@ -22,7 +22,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import clft.plugins  # noqa: F401  (registers the built-ins)
 from clft.config import apply_overrides, make_dataclass_instance, parse_yaml
 from clft.errors import ClftError
 from clft.experiment import ExperimentConfig, TrainConfig, load_experiment

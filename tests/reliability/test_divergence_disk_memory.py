@@ -42,7 +42,7 @@ class Faulty(Strategy):
         super().__init__(config)
         self.calls = {}
 
-    def extra_loss(self, backbone, batch, task):
+    def extra_loss(self, backbone, batch, outputs, task):
         self.calls[task.id] = self.calls.get(task.id, 0) + 1
         if task.id != self.config.task or self.calls[task.id] != 2 or self.config.fault == "eval-oom":
             return None
@@ -58,10 +58,8 @@ class Faulty(Strategy):
 
 @pytest.fixture
 def faulty():
-    strategies.names()  # load the built-ins and entry points first
-    strategies.add("faulty", Faulty, "tests")
-    yield "faulty"
-    del strategies._entries["faulty"]
+    with strategies.registered(Faulty, "faulty") as name:
+        yield name
 
 
 @pytest.mark.parametrize("fault", ["nan", "inf"])

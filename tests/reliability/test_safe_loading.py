@@ -5,10 +5,10 @@
   ``pickle``/``dill``/``joblib`` load.
 - ``trust_remote_code`` is False unless the experiment sets it; transformers receives
   exactly that value, and the run JSON's resolved config records it.
-- Plugins come from explicit imports of the built-ins and from installed entry points
-  (``tests/test_registry.py`` covers the entry points): no directory scanning, no
-  ``sys.path`` or ``chdir`` tricks; a plugin-looking file in the working, experiment or
-  results folder is never imported.
+- Plugins come from each registry's built-in package (a constant clft module name,
+  imported lazily) and from installed entry points (``tests/test_registry.py``): no
+  directory scanning, no ``sys.path`` or ``chdir`` tricks; a plugin-looking file in the
+  working, experiment or results folder is never imported.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from reliability_helpers import experiment, write_yaml
 import clft
 from clft.cli import main
 from clft.config import make_dataclass_instance
-from clft.registry import REGISTRIES, backbones
+from clft.registry import REGISTRIES, Registry, backbones
 from clft.sweep import RunPlan, resolved_config
 
 PACKAGE = Path(clft.__file__).parent
@@ -49,12 +49,16 @@ def test_nothing_is_unpickled():
 
 
 def test_no_directory_scanning_or_import_path_tricks():
-    patterns = [r"sys\.path", r"os\.chdir", r"\bpkgutil\b", r"import_module\(", r"spec_from_file_location",
-                r"\brunpy\b", r"\bexec\(", r"__import__\((?!\"collections\.abc\"\))"]
+    patterns = [r"sys\.path", r"os\.chdir", r"\bpkgutil\b", r"import_module\((?!self\.builtins\))",
+                r"spec_from_file_location", r"\brunpy\b", r"\bexec\(", r"__import__\((?!\"collections\.abc\"\))"]
     found = [f"{where}: {code.strip()}" for where, code in code_lines() for p in patterns if re.search(p, code)]
     assert not found, found
-    plugins = (PACKAGE / "plugins.py").read_text() + "".join(
-        (PACKAGE / kind / "__init__.py").read_text() for kind in ("strategies", "benchmarks", "backbones"))
+    # the one dynamic import: each registry's own built-in package, a constant clft module name
+    assert {r.builtins for r in REGISTRIES.values()} == {"clft.strategies", "clft.benchmarks", "clft.backbones"}
+    with pytest.raises(ValueError, match="not one of clft's own"):
+        Registry("strategies", "evil")
+    plugins = "".join((PACKAGE / kind / "__init__.py").read_text() for kind in ("strategies", "benchmarks",
+                                                                                "backbones"))
     assert "import" in plugins and not re.search(r"glob|listdir|iterdir|scandir|walk", plugins)
 
 

@@ -1,6 +1,6 @@
 """finetune, joint, replay and ewc: their contracts, checked on the tiny digits stream.
 
-``train_stream`` is the runner's loop in miniature (``strategy_helpers.train``, seeding
+``train_stream`` is the runner's loop in miniature (``clft.testing.train``, seeding
 included), so these tests do not depend on ``clft.runner``.
 """
 
@@ -12,7 +12,6 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from strategy_helpers import through_checkpoint, tiny, train
 
 import clft.backbones  # noqa: F401  (registers the built-ins)
 import clft.benchmarks  # noqa: F401
@@ -21,7 +20,8 @@ from clft.data import make_task
 from clft.errors import ConfigError
 from clft.registry import strategies
 from clft.strategies._memory import balanced_quotas
-from clft.types import Backbone
+from clft.testing import extra_loss, through_checkpoint, tiny, train
+from clft.types import Backbone, Outputs
 
 BUILT_INS = ["finetune", "joint", "replay", "ewc"]
 
@@ -31,7 +31,7 @@ def make(scenario: str = "class-il", hidden=(16,)):
 
 
 def train_stream(backbone, strats, tasks, start=0, stop=None, seed=0, steps=6, batch_size=32):
-    """The runner's loop in miniature (``strategy_helpers.train``) with this file's budget: SGD lr 0.1."""
+    """The runner's loop in miniature (``clft.testing.train``) with this file's budget: SGD lr 0.1."""
     train(backbone, strats, tasks, start, stop, steps=steps, batch_size=batch_size, lr=0.1, seed=seed)
 
 
@@ -67,7 +67,7 @@ def test_finetune_is_a_no_op():
     backbone, tasks = make()
     strategy = strategies.build({"name": "finetune"})
     assert strategy.train_data(tasks[1], tasks[:2]) is tasks[1].train
-    assert strategy.extra_loss(backbone, backbone.collate(tasks[0].train[:4]), tasks[0]) is None
+    assert extra_loss(strategy, backbone, backbone.collate(tasks[0].train[:4]), tasks[0]) is None
 
 
 def test_joint_trains_on_the_union_of_seen_tasks():
@@ -155,11 +155,11 @@ def test_replay_loss_is_a_finite_scalar_with_grad(replay_batch_size, expected):
     backbone, tasks = make()
     replay = strategies.build({"name": "replay", "memory_size": 50, "replay_batch_size": replay_batch_size})
     batch = backbone.collate(tasks[1].train[:32])
-    assert replay.extra_loss(backbone, batch, tasks[1]) is None  # empty buffer
+    assert extra_loss(replay, backbone, batch, tasks[1]) is None  # empty buffer
     train_stream(backbone, [replay], tasks, stop=1)
     backbone.label_space.mark_seen(tasks[1])
     sizes = record_collate(backbone)
-    loss = replay.extra_loss(backbone, batch, tasks[1])
+    loss = extra_loss(replay, backbone, batch, tasks[1])
     assert sizes == [expected] and loss.dim() == 0 and torch.isfinite(loss) and loss.requires_grad
     loss.backward()
     assert all(p.grad is not None for p in backbone.trainable_parameters())
@@ -171,7 +171,7 @@ def test_task_il_replay_masks_each_row_by_its_own_task():
     train_stream(backbone, [replay], tasks, stop=1)
     state = replay.memory.rng.bit_generator.state
     batch = backbone.collate(tasks[1].train[:32])
-    loss = replay.extra_loss(backbone, batch, tasks[1])
+    loss = extra_loss(replay, backbone, batch, tasks[1])
     replay.memory.rng.bit_generator.state = state
     rows = np.sort(replay.memory.rng.choice(20, size=5, replace=False)).tolist()
     replayed = backbone.collate({k: [v[i] for i in rows] for k, v in replay.memory.buffer.items()})
@@ -193,8 +193,9 @@ class TextBackbone(Backbone):
     def collate(self, examples):
         return {"length": torch.tensor(examples["length"]).unsqueeze(1), "label": torch.tensor(examples["label"])}
 
-    def loss(self, batch, task):
-        return torch.nn.functional.cross_entropy(self.model(batch["length"]), batch["label"])
+    def forward(self, batch, task):
+        logits = self.model(batch["length"])
+        return Outputs(torch.nn.functional.cross_entropy(logits, batch["label"], reduction="none"), logits)
 
 
 def test_replay_buffer_works_for_text_columns():
@@ -209,7 +210,7 @@ def test_replay_buffer_works_for_text_columns():
     copy.load_state_dict(through_checkpoint(replay.state_dict()))
     assert copy.memory.buffer == replay.memory.buffer
     batch = {"label": torch.zeros(2)}
-    assert torch.equal(replay.extra_loss(backbone, batch, task), copy.extra_loss(backbone, batch, task))
+    assert torch.equal(replay.extra_loss(backbone, batch, None, task), copy.extra_loss(backbone, batch, None, task))
 
 
 # ---------------------------------------------------------------- ewc
@@ -233,17 +234,17 @@ def test_ewc_fisher_and_penalty_match_the_formula_by_hand():
     backbone, tasks = make(hidden=())
     ewc = strategies.build({"name": "ewc", "lam": 7.0})
     batch = backbone.collate(tasks[1].train[:8])
-    assert ewc.extra_loss(backbone, batch, tasks[1]) is None
+    assert extra_loss(ewc, backbone, batch, tasks[1]) is None
     train_stream(backbone, [ewc], tasks, stop=1)
     expected = hand_fisher(backbone, tasks[0])
     for name, value in expected.items():
         np.testing.assert_allclose(ewc.terms[0]["fisher"][name].numpy(), value, rtol=1e-4, atol=1e-9)
-    assert ewc.extra_loss(backbone, batch, tasks[1]).item() == 0.0  # at the anchor
+    assert extra_loss(ewc, backbone, batch, tasks[1]).item() == 0.0  # at the anchor
     anchor = {n: p.detach().double().numpy().copy() for n, p in backbone.model.named_parameters()}
     with torch.no_grad():
         for p in backbone.model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
-    penalty = ewc.extra_loss(backbone, batch, tasks[1])
+    penalty = extra_loss(ewc, backbone, batch, tasks[1])
     moved = {n: p.detach().double().numpy() for n, p in backbone.model.named_parameters()}
     by_hand = 7.0 / 2 * sum((expected[n] * (moved[n] - anchor[n]) ** 2).sum() for n in moved)
     assert penalty.item() > 0 and penalty.requires_grad
@@ -279,7 +280,7 @@ def test_online_combines_fishers_and_keeps_one_anchor():
         sum((t["fisher"][n] * (p - t["anchor"][n]) ** 2).sum() for n, p in backbone.model.named_parameters())
         for t in separate.terms
     ]
-    assert torch.allclose(separate.extra_loss(backbone, batch, tasks[2]), 0.5 * (by_term[0] + by_term[1]))
+    assert torch.allclose(extra_loss(separate, backbone, batch, tasks[2]), 0.5 * (by_term[0] + by_term[1]))
     assert separate.extra_state_bytes() == 2 * online.extra_state_bytes() > 0
 
 

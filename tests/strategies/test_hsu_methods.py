@@ -10,12 +10,12 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from strategy_helpers import start_task, tiny, train
 
 from clft.errors import ConfigError
 from clft.registry import strategies
 from clft.strategies._memory import EpisodicMemory
 from clft.strategies.gem import project
+from clft.testing import extra_loss, start_task, tiny, train
 
 
 @pytest.mark.parametrize("spec", [
@@ -45,16 +45,16 @@ def nudge(backbone, scale=0.05) -> None:
 def test_l2_pulls_to_the_last_tasks_parameters_like_ewc_with_a_unit_fisher():
     backbone, tasks = tiny()
     l2 = strategies.build({"name": "l2", "lam": 3.0})
-    assert l2.extra_loss(backbone, backbone.collate(tasks[0].train[:4]), tasks[0]) is None
+    assert extra_loss(l2, backbone, backbone.collate(tasks[0].train[:4]), tasks[0]) is None
     train(backbone, [l2], tasks, stop=2)
     anchor = params(backbone)  # the anchor is the end of task 2, not task 1
     nudge(backbone)
     batch = backbone.collate(tasks[2].train[:4])
     by_hand = 1.5 * sum(((p - anchor[n]) ** 2).sum() for n, p in params(backbone).items())
-    torch.testing.assert_close(l2.extra_loss(backbone, batch, tasks[2]), by_hand)
+    torch.testing.assert_close(extra_loss(l2, backbone, batch, tasks[2]), by_hand)
     ewc = strategies.build({"name": "ewc", "lam": 3.0})
     ewc.terms = [{"fisher": {n: torch.ones_like(a) for n, a in anchor.items()}, "anchor": anchor}]
-    torch.testing.assert_close(l2.extra_loss(backbone, batch, tasks[2]), ewc.extra_loss(backbone, batch, tasks[2]))
+    torch.testing.assert_close(extra_loss(l2, backbone, batch, tasks[2]), extra_loss(ewc, backbone, batch, tasks[2]))
 
 
 # ---------------------------------------------------------------- gem's quadratic program
@@ -146,13 +146,13 @@ def test_gem_projects_a_gradient_that_hurts_a_past_task_and_keeps_one_that_does_
     G = memory_gradients(gem, backbone, tasks[2])
     conflicting = -G[0] + 0.1 * G[1]
     set_gradient(backbone, conflicting)
-    gem.after_backward(backbone, tasks[2])
+    gem.before_step(backbone, tasks[2])
     np.testing.assert_allclose(current_gradient(backbone), project(conflicting, G, 0.5, 1e-3), rtol=1e-4, atol=1e-6)
     assert (G @ conflicting)[0] < -1.0
     assert (G @ current_gradient(backbone) > -2e-3).all()  # ≥ −ε·v: the ridge ε lets a constraint miss by that
     agreeing = G[0] + G[1]
     set_gradient(backbone, agreeing)
-    gem.after_backward(backbone, tasks[2])
+    gem.before_step(backbone, tasks[2])
     np.testing.assert_array_equal(current_gradient(backbone), agreeing.astype(np.float32))
 
 
@@ -161,7 +161,7 @@ def test_gem_is_silent_before_any_memory():
     gem = strategies.build({"name": "gem"})
     start_task(backbone, [gem], tasks[0], tasks)
     set_gradient(backbone, np.ones(sum(p.numel() for p in backbone.trainable_parameters())))
-    gem.after_backward(backbone, tasks[0])
+    gem.before_step(backbone, tasks[0])
     assert (current_gradient(backbone) == 1).all()
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from strategy_helpers import assert_same, start_task, through_checkpoint, tiny, train
 
 from clft.errors import ConfigError
 from clft.registry import strategies
 from clft.strategies._memory import pad_to
+from clft.testing import assert_same, extra_loss, start_task, through_checkpoint, tiny, train
 
 
 @pytest.mark.parametrize("spec", [
@@ -56,7 +56,7 @@ def test_agem_projects_a_conflicting_gradient_by_hand():
         p.grad = -r + 0.1 * torch.randn_like(r)
     g = flat(p.grad for p in params)
     assert g @ flat(ref) < 0
-    agem.after_backward(backbone, tasks[1])
+    agem.before_step(backbone, tasks[1])
     expected = g - (g @ flat(ref)) / (flat(ref) @ flat(ref)) * flat(ref)
     torch.testing.assert_close(flat(p.grad for p in params), expected)
     assert abs(float(flat(p.grad for p in params) @ flat(ref))) < 1e-4  # no longer conflicts
@@ -68,7 +68,7 @@ def test_agem_leaves_an_agreeing_gradient_and_no_stray_gradients():
     params = backbone.trainable_parameters()
     for p, r in zip(params, ref):
         p.grad = r.clone() * 0.5
-    agem.after_backward(backbone, tasks[1])
+    agem.before_step(backbone, tasks[1])
     assert all(torch.equal(p.grad, r * 0.5) for p, r in zip(params, ref))
 
 
@@ -78,7 +78,7 @@ def test_agem_is_a_no_op_before_any_memory_and_keeps_past_tasks_only():
     start_task(backbone, [agem], tasks[0], tasks)
     for p in backbone.trainable_parameters():
         p.grad = torch.ones_like(p)
-    agem.after_backward(backbone, tasks[0])
+    agem.before_step(backbone, tasks[0])
     assert all(torch.equal(p.grad, torch.ones_like(p)) for p in backbone.trainable_parameters())
     train(backbone, [agem], tasks, stop=2)
     assert set(agem.memory.buffer["task"]) == {0, 1} and agem.memory.size == 30
@@ -106,13 +106,15 @@ def test_reservoir_matches_algorithm_r_with_the_same_draws():
     assert der.memory.buffer["label"].tolist() == kept
 
 
-def test_der_stores_logits_at_insertion_and_matches_its_loss_by_hand():
+def test_der_stores_the_steps_own_logits_after_the_step_and_matches_its_loss_by_hand():
     backbone, tasks = tiny()
     der = strategies.build({"name": "derpp", "alpha": 0.3, "beta": 0.7, "memory_size": 8, "buffer_batch_size": 4})
     start_task(backbone, [der], tasks[0], tasks)
     batch = backbone.collate(tasks[0].train[:8])
-    assert der.extra_loss(backbone, batch, tasks[0]) is None  # empty buffer: insert only
-    stored = backbone.logits(batch).detach()
+    outputs = backbone.forward(batch, tasks[0])
+    assert der.extra_loss(backbone, batch, outputs, tasks[0]) is None and der.memory.size == 0  # empty buffer
+    der.after_step(backbone, batch, outputs.detached(), tasks[0])  # no forward pass of its own
+    stored = outputs.logits.detach()
     assert torch.equal(der.memory.buffer["__logits__"], stored) and torch.equal(der.memory.buffer["x"], batch["x"])
     train(backbone, [], tasks, stop=1)  # the model moves on; the stored logits do not
     assert torch.equal(der.memory.buffer["__logits__"], stored)
@@ -123,7 +125,9 @@ def test_der_stores_logits_at_insertion_and_matches_its_loss_by_hand():
     rows = {k: v[second] for k, v in der.memory.buffer.items() if k != "__logits__"}
     by_hand = 0.3 * F.mse_loss(backbone.logits({"x": der.memory.buffer["x"][first]}), stored[first])
     by_hand = by_hand + 0.7 * backbone.loss(rows, tasks[0])
-    torch.testing.assert_close(der.extra_loss(backbone, new, tasks[0]), by_hand)
+    outputs = backbone.forward(new, tasks[0])
+    torch.testing.assert_close(der.extra_loss(backbone, new, outputs, tasks[0]), by_hand)
+    der.after_step(backbone, new, outputs.detached(), tasks[0])
     assert der.memory.n_seen == 16 and der.memory.size == 8
 
 
@@ -150,7 +154,7 @@ def test_der_plain_has_no_label_term():
     rows = np.sort(rng.choice(8, size=8, replace=False)).tolist()
     batch = backbone.collate(tasks[0].train[8:16])
     expected = F.mse_loss(backbone.logits({"x": der.memory.buffer["x"][rows]}), der.memory.buffer["__logits__"][rows])
-    torch.testing.assert_close(der.extra_loss(backbone, batch, tasks[0]), expected)
+    torch.testing.assert_close(extra_loss(der, backbone, batch, tasks[0]), expected)
 
 
 # ---------------------------------------------------------------- finite rows, online replay
@@ -163,7 +167,8 @@ def test_der_keeps_non_finite_rows_out_of_its_buffer(name):
     start_task(backbone, [der], tasks[0], tasks)
     batch = backbone.collate(tasks[0].train[:8])
     batch["x"][3, 0] = float("nan")  # one poisoned example: its logits are NaN too
-    der.extra_loss(backbone, batch, tasks[0])
+    outputs = backbone.forward(batch, tasks[0])
+    der.after_step(backbone, batch, outputs.detached(), tasks[0])
     assert der.memory.size == 7 and der.memory.n_seen == 7
     assert all(torch.isfinite(values[:7]).all() for values in der.memory.buffer.values() if values.is_floating_point())
     kept = der.memory.buffer["x"][:7]
@@ -176,8 +181,11 @@ def test_online_replay_fills_the_reservoir_every_step_and_replays_within_the_tas
     after_task = strategies.build({"name": "replay", "memory_size": 20})
     start_task(backbone, [online, after_task], tasks[0], tasks)
     first = backbone.collate(tasks[0].train[:8])
-    assert online.extra_loss(backbone, first, tasks[0]) is None
-    assert after_task.extra_loss(backbone, first, tasks[0]) is None
+    outputs = backbone.forward(first, tasks[0])
+    assert online.extra_loss(backbone, first, outputs, tasks[0]) is None
+    assert after_task.extra_loss(backbone, first, outputs, tasks[0]) is None
+    for strategy in (online, after_task):
+        strategy.after_step(backbone, first, outputs.detached(), tasks[0])
     assert online.memory.size == 8 and torch.equal(online.memory.buffer["x"][:8], first["x"])
     assert after_task.memory.size == 0  # the after-task memory holds past tasks only
 
@@ -185,7 +193,9 @@ def test_online_replay_fills_the_reservoir_every_step_and_replays_within_the_tas
     rows = np.sort(rng.choice(8, size=4, replace=False)).tolist()
     expected = backbone.loss({k: v[rows] for k, v in online.memory.buffer.items()}, tasks[0])
     second = backbone.collate(tasks[0].train[8:16])
-    torch.testing.assert_close(online.extra_loss(backbone, second, tasks[0]), expected)
+    torch.testing.assert_close(extra_loss(online, backbone, second, tasks[0]), expected)
+    assert online.memory.n_seen == 8  # the second batch enters after its step
+    online.after_step(backbone, second, backbone.forward(second, tasks[0]).detached(), tasks[0])
     assert online.memory.n_seen == 16
     with pytest.raises(ConfigError):
         strategies.build({"name": "replay", "online": True, "policy": "class-balanced"})

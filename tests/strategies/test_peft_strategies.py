@@ -123,7 +123,7 @@ def test_o_lora_penalty_is_the_sum_of_absolute_products():
     a_old, a_new = torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0, 1.0], [0.0, -1.0]])
     lora._pairs = [(a_new, [a_old])]
     task = type("T", (), {"id": 1})()
-    assert lora.extra_loss(None, {}, task).item() == pytest.approx(2.0 * (abs(3 - 2) + abs(0 + 2)))
+    assert lora.extra_loss(None, {}, None, task).item() == pytest.approx(2.0 * (abs(3 - 2) + abs(0 + 2)))
 
 
 # ---------------------------------------------------------------- progressive prompts
@@ -185,8 +185,8 @@ def test_l2p_selects_the_prompts_whose_keys_match_the_query_and_trains_them():
     assert torch.equal(prefix[0], l2p.pool.prompts[2]) and torch.equal(prefix[1], l2p.pool.prompts[3])
     before = copy.deepcopy(l2p.pool.state_dict())
     optimizer = torch.optim.SGD(backbone.trainable_parameters(), lr=0.1)
-    loss = backbone.loss(batch, tasks[0])
-    surrogate = l2p.extra_loss(backbone, batch, tasks[0])
+    outputs = backbone.forward(batch, tasks[0])  # the step's one forward pass records the chosen keys
+    loss, surrogate = outputs.main_loss(), l2p.extra_loss(backbone, batch, outputs, tasks[0])
     assert surrogate.item() == pytest.approx(0.0, abs=1e-5)  # chosen keys equal their queries: cos = 1
     (loss + surrogate).backward()
     optimizer.step()
@@ -271,14 +271,15 @@ def test_o_lora_runs_text_to_text_without_a_head(tmp_path, monkeypatch):
 
 def test_l2p_trains_only_the_current_tasks_classes_in_class_il():
     backbone, tasks = tiny_backbone()
-    backbone.model.eval()  # no dropout: the train-mask correction is then exact
+    backbone.model.eval()  # no dropout: the hand-computed loss below sees the same logits
     l2p = strategies.build({"name": "l2p", "pool_size": 4, "top_n": 1, "prompt_length": 2, "lam": 0.0})
     for task in tasks[:2]:
         backbone.label_space.mark_seen(task)
         l2p.before_task(backbone, task, tasks)
     backbone.model.eval()
     batch = backbone.collate(tasks[1].train[:8])
-    loss = backbone.loss(batch, tasks[1]) + l2p.extra_loss(backbone, batch, tasks[1])
+    outputs = backbone.forward(batch, tasks[1])
+    loss = l2p.loss(backbone, batch, outputs, tasks[1])  # replaces the main loss; no forward of its own
     head = backbone.base_model.classifier
     head.zero_grad()
     loss.backward()
@@ -289,4 +290,4 @@ def test_l2p_trains_only_the_current_tasks_classes_in_class_il():
         logits = backbone.logits(batch)
     by_hand = torch.nn.functional.cross_entropy(logits[:, new], batch["label"] - min(new))
     torch.testing.assert_close(loss.detach(), by_hand)
-    assert sum(l2p.use) == 8  # top_n 1 x 8 examples: the correction's forward is not counted
+    assert sum(l2p.use) == 8  # top_n 1 x 8 examples: one forward pass, the step's own

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from strategy_helpers import start_task, step, tiny, train
 
 from clft.errors import ConfigError
 from clft.registry import strategies
+from clft.testing import extra_loss, start_task, step, tiny, train
 
 
 @pytest.mark.parametrize("spec", [
@@ -59,7 +59,7 @@ def test_si_path_integral_and_penalty_match_a_hand_computed_run():
     nudge(backbone)
     batch = backbone.collate(tasks[1].train[:8])
     by_hand = 0.5 * sum((si.importance[n] * (p - end[n]) ** 2).sum() for n, p in params(backbone).items())
-    torch.testing.assert_close(si.extra_loss(backbone, batch, tasks[1]), by_hand)
+    torch.testing.assert_close(extra_loss(si, backbone, batch, tasks[1]), by_hand)
 
 
 def test_si_reads_the_gradient_without_its_own_penalty():
@@ -72,8 +72,8 @@ def test_si_reads_the_gradient_without_its_own_penalty():
     batch = backbone.collate(tasks[1].train[:16])
     task_loss = backbone.loss(batch, tasks[1])
     expected = torch.autograd.grad(task_loss, backbone.trainable_parameters(), retain_graph=True)
-    (task_loss + si.extra_loss(backbone, batch, tasks[1])).backward()
-    si.after_backward(backbone, tasks[1])
+    (task_loss + extra_loss(si, backbone, batch, tasks[1])).backward()
+    si.before_step(backbone, tasks[1])
     for (name, p), grad in zip(backbone.model.named_parameters(), expected):
         assert not torch.allclose(p.grad, grad)  # the penalty did contribute to .grad
         torch.testing.assert_close(si.prev_grad[name], grad, rtol=1e-4, atol=1e-6)
@@ -107,7 +107,7 @@ def test_mas_importance_accumulates_and_penalises_by_hand():
         assert torch.equal(mas.anchor[name], anchor[name])
     nudge(backbone)
     by_hand = 3.0 * sum(((first[n] + second[n]) * (p - anchor[n]) ** 2).sum() for n, p in params(backbone).items())
-    penalty = mas.extra_loss(backbone, backbone.collate(tasks[2].train[:4]), tasks[2])
+    penalty = extra_loss(mas, backbone, backbone.collate(tasks[2].train[:4]), tasks[2])
     torch.testing.assert_close(penalty, by_hand, rtol=1e-4, atol=1e-6)
 
 
@@ -144,14 +144,14 @@ def test_lwf_distils_the_old_model_over_the_old_classes(scenario, groups):
     start_task(backbone, [lwf], tasks[2], tasks)
     assert lwf.groups == groups
     batch = backbone.collate(tasks[2].train[:16])
-    assert lwf.extra_loss(backbone, batch, tasks[2]).item() == 0.0  # old model == current model
+    assert extra_loss(lwf, backbone, batch, tasks[2]).item() == 0.0  # old model == current model
     old = backbone.logits(batch).detach()
     nudge(backbone, 0.1)
     new_params = params(backbone)
-    loss = backbone.loss(batch, tasks[2])  # its graph must survive the swap inside extra_loss
-    term = lwf.extra_loss(backbone, batch, tasks[2])
+    outputs = backbone.forward(batch, tasks[2])  # its graph must survive the swap inside extra_loss
+    term = lwf.extra_loss(backbone, batch, outputs, tasks[2])
     torch.testing.assert_close(term, hand_lwf(backbone.logits(batch), old, groups, 2.0, 3.0))
-    (loss + term).backward()
+    (outputs.main_loss() + term).backward()
     for name, p in backbone.model.named_parameters():
         assert torch.equal(p.detach(), new_params[name]) and p.grad is not None
         assert torch.equal(lwf.old[name], old_model[name])
@@ -161,5 +161,5 @@ def test_lwf_is_silent_on_the_first_task():
     backbone, tasks = tiny()
     lwf = strategies.build({"name": "lwf"})
     start_task(backbone, [lwf], tasks[0], tasks)
-    assert lwf.extra_loss(backbone, backbone.collate(tasks[0].train[:4]), tasks[0]) is None
+    assert extra_loss(lwf, backbone, backbone.collate(tasks[0].train[:4]), tasks[0]) is None
     assert np.isclose(lwf.extra_state_bytes(), 0)

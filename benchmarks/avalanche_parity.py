@@ -1,0 +1,105 @@
+"""Split-MNIST through clft (finetune / ewc / replay) and Avalanche (Naive / EWC / Replay): final accuracies.
+
+Same stream (Avalanche's SplitMNIST, 5 experiences, classes in order 0..9, read by clft's
+``avalanche`` benchmark), same model (an MLP 784-H-10 with the same initial weights), seed,
+optimizer (SGD), learning rate, batch size and epochs. Prints the final average accuracy (ACC)
+of each pair and the difference in points. Needs ``clft[avalanche]`` and CLFT_DATA_DIR with mnist/.
+
+    CLFT_DATA_DIR=../shared/data python benchmarks/avalanche_parity.py --train-per-class 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import numpy as np
+import torch
+
+from clft.experiment import ExperimentConfig, TrainConfig
+from clft.runner import execute
+from clft.sweep import build_run, plan_runs
+
+ORDER = list(range(10))
+
+
+def clft_final_acc(spec: dict, args) -> tuple[float, torch.nn.Module]:
+    """(final ACC, the model's initial weights) of one clft run."""
+    cfg = ExperimentConfig(
+        name="parity", seeds=[args.seed], backbone={"name": "mlp", "hidden": [args.hidden]},
+        benchmark={"name": "avalanche", "benchmark": "SplitMNIST", "train_per_class": args.train_per_class,
+                   "kwargs": {"n_experiences": 5, "fixed_class_order": ORDER}},
+        strategies=[spec], train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                             optimizer="sgd", threads=1, bucket_by_length=False))
+    run = build_run(cfg, plan_runs(cfg)[0], None, progress=False)
+    initial = copy.deepcopy(run.backbone.model)
+    execute(run)
+    return float(np.mean(run.state.acc[-1])), initial
+
+
+def avalanche_final_acc(name: str, model: torch.nn.Module, args) -> float:
+    from avalanche.benchmarks.classic import SplitMNIST
+    from avalanche.training import EWC, Naive, Replay
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from clft.benchmarks.avalanche_stream import AvalancheStream, _dataset_root
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), model)  # Avalanche feeds [B, 1, 28, 28] images
+    root = _dataset_root(AvalancheStream.Config(benchmark="SplitMNIST"))
+    stream = SplitMNIST(5, seed=args.seed, fixed_class_order=ORDER, dataset_root=str(root),
+                        train_transform=None, eval_transform=None)
+    common = {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=args.lr),
+              "criterion": torch.nn.CrossEntropyLoss(), "train_mb_size": args.batch_size,
+              "train_epochs": args.epochs, "eval_mb_size": 512, "evaluator": EvaluationPlugin()}
+    strategy = {"naive": lambda: Naive(**common), "ewc": lambda: EWC(ewc_lambda=args.lam, **common),
+                "replay": lambda: Replay(mem_size=args.memory, **common)}[name]()
+    torch.manual_seed(args.seed)
+    for experience in stream.train_stream:
+        experience.dataset = _subsample(experience.dataset, args.train_per_class, args.seed)
+        strategy.train(experience)
+    return _accuracy(model, stream.test_stream)
+
+
+def _subsample(dataset, per_class, seed):
+    if per_class is None:
+        return dataset
+    from clft.benchmarks.text_common import subsample
+
+    labels = np.asarray([int(y) for y in dataset.targets])
+    rows, _ = subsample((list(range(len(labels))), labels), per_class, seed)
+    return dataset.subset(rows)
+
+
+@torch.inference_mode()
+def _accuracy(model, test_stream) -> float:
+    model.eval()
+    accs = []
+    for experience in test_stream:
+        loader = torch.utils.data.DataLoader(experience.dataset, batch_size=1024)
+        correct = total = 0
+        for x, y, *_ in loader:
+            correct += int((model(x).argmax(-1) == y).sum())
+            total += len(y)
+        accs.append(correct / total)
+    return float(np.mean(accs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag, kind, default in [("--seed", int, 0), ("--hidden", int, 100), ("--epochs", int, 1),
+                                ("--batch-size", int, 32), ("--lr", float, 0.05), ("--lam", float, 100.0),
+                                ("--memory", int, 500), ("--train-per-class", int, 500)]:
+        parser.add_argument(flag, type=kind, default=default)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pairs = [({"name": "finetune"}, "naive"), ({"name": "ewc", "lam": args.lam, "fisher_batch_size": args.batch_size},
+             "ewc"), ({"name": "replay", "memory_size": args.memory}, "replay")]
+    print(f"{'clft':<10} {'ACC':>6}   {'avalanche':<10} {'ACC':>6}   diff (points)")
+    for spec, name in pairs:
+        ours, initial = clft_final_acc(spec, args)
+        theirs = avalanche_final_acc(name, initial, args)
+        print(f"{spec['name']:<10} {ours:6.3f}   {name:<10} {theirs:6.3f}   {100 * (ours - theirs):+.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Is a planned run already done? done / stale / to-do / another config.
+
+A planned run's result file may hold:
+
+* nothing: **to-do**;
+* a run of another resolved config: **another config** (never overwritten without ``--overwrite``);
+* a run of the same config made by this code (same ``code.source_sha256``): **done**, skipped;
+* a run of the same config made by other code, or one that records no code identity
+  (results written before clft recorded it): **stale**, re-run only with ``--rerun-stale``.
+
+The config is compared by hashing the stored ``config`` again (:func:`config_hash`),
+so a result stays comparable when the hash's definition changes. ``published`` and
+``description`` are not part of the hash: adding the paper's numbers to an experiment
+does not invalidate its runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+from clft.errors import ConfigError, DataError
+from clft.provenance import describe
+from clft.result_check import read_result as verified_result
+
+DONE, STALE, TODO, OTHER_CONFIG = "done", "stale", "to do", "other config"
+#: Keys of a resolved config that do not change what a run computes.
+NOT_HASHED = ("published", "description")
+
+
+class StaleResultsError(ConfigError):
+    """Finished results were made by other code and ``--rerun-stale`` was not given."""
+
+
+def config_hash(resolved: dict) -> str:
+    """First 16 hex digits of sha256 over the resolved config (sorted-key JSON) without :data:`NOT_HASHED`."""
+    kept = {k: v for k, v in resolved.items() if k not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_result(path: Path) -> dict | None:
+    """The verified result at ``path`` (``clft.result_check``), None when absent; an unreadable or
+    malformed file is a one-line ConfigError."""
+    if not path.exists():
+        return None
+    try:
+        return verified_result(path)
+    except DataError as exc:
+        raise ConfigError(f"{exc}; move it away or pass --overwrite") from None
+
+
+def source_of(result: dict) -> str | None:
+    """The source hash of the code that made ``result`` (None: it records none)."""
+    code = result.get("code")
+    return code.get("source_sha256") if isinstance(code, dict) else None
+
+
+def status_of(result: dict | None, planned_hash: str, identity: dict) -> str:
+    """DONE, STALE, TODO or OTHER_CONFIG for a planned run (see the module docstring)."""
+    if result is None:
+        return TODO
+    config = result.get("config")
+    if not isinstance(config, dict) or config_hash(config) != planned_hash:
+        return OTHER_CONFIG
+    return DONE if source_of(result) == identity["source_sha256"] else STALE
+
+
+def plan_summary(statuses: list[str]) -> str:
+    """``16 planned runs: 10 done, 2 stale, 4 to do``."""
+    counts = Counter(statuses)
+    parts = [f"{counts[s]} {s.replace('-', ' ')}" for s in (DONE, STALE, TODO, OTHER_CONFIG) if counts[s]]
+    return f"{len(statuses)} planned run(s): " + ", ".join(parts)
+
+
+def stale_codes(results: list[dict]) -> str:
+    """Which code made the stale results: ``a1b2c3d4 (commit 1234567): 3 runs; no code identity: 1 run``."""
+    counts = Counter(describe(result.get("code")) for result in results)
+    return "; ".join(f"{name}: {n} run{'s' if n != 1 else ''}" for name, n in counts.most_common())
+
+
+def stale_error(results: list[dict], total: int, out_dir: Path, identity: dict) -> StaleResultsError:
+    """The one line ``clft run`` exits with (status 2) when stale results exist and ``--rerun-stale`` is absent."""
+    return StaleResultsError(
+        f"{len(results)} of {total} runs in {out_dir} were made by other code ({stale_codes(results)}; "
+        f"this code: {describe(identity)}); nothing was trained: pass --rerun-stale to re-run them, "
+        "or --out another folder")

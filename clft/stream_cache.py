@@ -1,0 +1,140 @@
+"""Built task streams cached on disk, so the second run of a sweep does not rebuild them.
+
+``cached_tasks(benchmark, seed)`` returns ``benchmark.tasks(seed)``, read back from
+``<cache>/streams/<key>/`` when present. The key is a SHA-256 of everything that
+decides the stream:
+
+- the benchmark's registered name, its resolved ``Config`` (plain JSON) and the seed;
+- the code that builds streams: the source of the benchmark's module, of every
+  module in ``clft/benchmarks/`` and of ``clft/data.py``/``clft/types.py``;
+- the input files: (path, size, mtime) of every file under the data directory
+  (``data_dir`` option or ``$CLFT_DATA_DIR``) and of every config string naming an
+  existing file or folder (YAML-only benchmarks' CSVs);
+- the ``datasets`` version (the on-disk format).
+
+Each split is written with ``Dataset.save_to_disk`` (Arrow, e.g. MNIST pixels as
+float32 arrays) into a temporary folder renamed into place, so a killed writer never
+leaves a half entry; reads are memory-mapped (``load_from_disk``). Tokenised copies
+made by the HF backbones land beside them (``clft.backbones.hf_common.cached_map``).
+
+``$CLFT_CACHE_DIR`` sets the cache root (default ``~/.cache/clft``); ``CLFT_STREAM_CACHE=0``
+turns the cache off. Deleting the folder is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from clft.config import to_plain
+from clft.types import Benchmark, Task
+
+SPLITS = ("train", "test", "val")
+PACKAGE = Path(__file__).resolve().parent
+BUILDER_SOURCES = (PACKAGE / "data.py", PACKAGE / "types.py", *sorted((PACKAGE / "benchmarks").glob("*.py")))
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CLFT_CACHE_DIR") or Path.home() / ".cache" / "clft").expanduser()
+
+
+def enabled() -> bool:
+    return os.environ.get("CLFT_STREAM_CACHE", "1") not in ("0", "false", "no", "")
+
+
+@lru_cache(maxsize=64)
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes (cached per path for the process)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def code_hash(benchmark: Benchmark) -> str:
+    """SHA-256 over the stream-building sources (module docstring) and the benchmark's own module."""
+    own = inspect.getsourcefile(type(benchmark))
+    paths = sorted({*BUILDER_SOURCES, *([Path(own).resolve()] if own else [])})
+    return hashlib.sha256("".join(file_hash(p) for p in paths).encode()).hexdigest()
+
+
+def _stats(path: Path) -> list:
+    """(path, size, mtime_ns) of ``path`` or of every file below it."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def _input_files(config: dict) -> list:
+    from clft.data import data_dir
+
+    roots = [data_dir(config.get("data_dir"))]
+    roots += [Path(v).expanduser() for v in _strings(config) if len(v) < 4096 and Path(v).expanduser().exists()]
+    return [stat for root in roots if root is not None and root.exists() for stat in _stats(root.resolve())]
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def stream_key(benchmark: Benchmark, seed: int) -> str:
+    """The cache key of ``benchmark.tasks(seed)`` (module docstring)."""
+    import datasets
+
+    config = to_plain(benchmark.config)
+    config = config if isinstance(config, dict) else {"config": repr(config)}
+    parts = {"name": benchmark.name, "config": config, "seed": seed, "code": code_hash(benchmark),
+             "inputs": _input_files(config), "datasets": datasets.__version__}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+
+
+def _save(tasks: list[Task], folder: Path) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        meta = []
+        for task in tasks:
+            for split in SPLITS:
+                if getattr(task, split) is not None:
+                    getattr(task, split).save_to_disk(str(tmp / f"task{task.id:03d}" / split))
+            meta.append({"id": task.id, "name": task.name, "classes": list(task.classes),
+                         "splits": [s for s in SPLITS if getattr(task, s) is not None]})
+        (tmp / "tasks.json").write_text(json.dumps(meta))
+        tmp.rename(folder)
+    except OSError:  # another process won the race, or the disk is full: the built stream is still fine
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load(folder: Path) -> list[Task]:
+    import datasets
+
+    tasks = []
+    for entry in json.loads((folder / "tasks.json").read_text()):
+        splits = {s: datasets.load_from_disk(str(folder / f"task{entry['id']:03d}" / s)) for s in entry["splits"]}
+        tasks.append(Task(entry["id"], entry["name"], tuple(entry["classes"]), splits["train"], splits["test"],
+                          splits.get("val")))
+    return tasks
+
+
+def cached_tasks(benchmark: Benchmark, seed: int) -> list[Task]:
+    """``benchmark.tasks(seed)``, from the disk cache when an entry with the same key exists."""
+    if not enabled():
+        return benchmark.tasks(seed)
+    folder = cache_root() / "streams" / stream_key(benchmark, seed)
+    if (folder / "tasks.json").is_file():
+        try:
+            return _load(folder)
+        except (OSError, ValueError, KeyError, FileNotFoundError):
+            shutil.rmtree(folder, ignore_errors=True)  # a damaged entry: rebuild it
+    tasks = benchmark.tasks(seed)
+    _save(tasks, folder)
+    # the saved copy, memory-mapped: what later runs read, and where tokenised copies go
+    return _load(folder) if (folder / "tasks.json").is_file() else tasks

@@ -1,0 +1,42 @@
+"""Lines printed under a table: footnotes for undefined metrics and statistics, provenance warnings."""
+
+from __future__ import annotations
+
+from clft.metrics import UNDEFINED_REASONS
+from clft.staleness import source_of, stale_codes
+from clft.stats import ALPHA, CONFIDENCE
+
+SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
+SIGNIFICANT_MARK = "†"
+
+
+def provenance_warnings(runs: list[dict]) -> list[str]:
+    """A warning when the runs come from more than one code identity (or record none), and one when any
+    was made from a dirty tree; empty when every run comes from one clean, recorded code identity."""
+    lines = []
+    identities = {source_of(run) for run in runs}
+    if identities == {None}:
+        lines.append(f"warning: none of these {len(runs)} runs records a code identity (made before clft recorded "
+                     "one); re-run them with `clft run EXP --rerun-stale` to tie them to code")
+    elif len(identities) > 1:
+        lines.append(f"warning: these runs come from {len(identities)} code identities ({stale_codes(runs)}); "
+                     "re-run the old ones with `clft run EXP --rerun-stale`")
+    dirty = [run for run in runs if isinstance(run.get("code"), dict) and run["code"].get("git_dirty")]
+    if dirty:
+        lines.append(f"warning: {len(dirty)} of {len(runs)} runs were made from a tree with uncommitted changes "
+                     "under clft/ (dirty); commit and re-run them to make them traceable")
+    return lines
+
+
+def undefined_footnotes(used: list[str]) -> list[str]:
+    """``n/d¹: <reason>`` for every key of :data:`clft.metrics.UNDEFINED_REASONS` used, in order."""
+    return [f"n/d{SUPERSCRIPTS[i]}: {UNDEFINED_REASONS[key]}." for i, key in enumerate(used)]
+
+
+def ci_footnote(has_reference: bool) -> str:
+    """What ``--ci`` adds: the interval, and (when a scenario has a finetune row) the significance mark."""
+    text = (f"[low, high]: {CONFIDENCE:.0%} confidence interval of the mean over seeds "
+            "(t distribution, n−1 degrees of freedom; blank for one seed)")
+    if not has_reference:
+        return text + "; no significance marks: no scenario has a finetune row with ≥ 2 seeds."
+    return text + f"; {SIGNIFICANT_MARK}: differs from the scenario's finetune row by Welch's t-test, p < {ALPHA}."

@@ -1,0 +1,88 @@
+"""Built streams cached on disk, keyed by config, seed, code and input files (issue 10)."""
+
+import os
+
+import pytest
+
+import clft.benchmarks  # noqa: F401  (registers the built-ins)
+from clft import stream_cache
+from clft.registry import benchmarks
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLFT_STREAM_CACHE", "1")
+    monkeypatch.setenv("CLFT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLFT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "file.txt").write_text("v1")
+    return tmp_path
+
+
+def counting(spec: dict):
+    bench = benchmarks.build(spec)
+    calls = []
+    build = bench.tasks
+    bench.tasks = lambda seed: calls.append(seed) or build(seed)
+    return bench, calls
+
+
+def test_second_build_reads_the_cache_and_returns_the_same_stream(cache):
+    first, calls = counting({"name": "split-digits", "n_tasks": 2})
+    built = stream_cache.cached_tasks(first, 3)
+    again, again_calls = counting({"name": "split-digits", "n_tasks": 2})
+    loaded = stream_cache.cached_tasks(again, 3)
+    assert calls == [3] and again_calls == []
+    assert [(t.id, t.name, t.classes) for t in loaded] == [(t.id, t.name, t.classes) for t in built]
+    for a, b in zip(built, loaded):
+        assert a.train.to_dict() == b.train.to_dict() and a.test.to_dict() == b.test.to_dict()
+        assert b.train.cache_files  # memory-mapped from the cache folder
+
+
+def test_key_follows_config_seed_code_and_data_files(cache, monkeypatch):
+    bench = benchmarks.build({"name": "split-digits", "n_tasks": 2})
+    key = stream_cache.stream_key(bench, 0)
+    assert stream_cache.stream_key(bench, 0) == key
+    assert stream_cache.stream_key(bench, 1) != key
+    assert stream_cache.stream_key(benchmarks.build({"name": "split-digits", "n_tasks": 5}), 0) != key
+    data_file = cache / "data" / "file.txt"
+    data_file.write_text("v2, longer")
+    os.utime(data_file, ns=(1, 1))
+    changed_data = stream_cache.stream_key(bench, 0)
+    assert changed_data != key
+    source = cache / "builder.py"
+    source.write_text("A = 1\n")
+    monkeypatch.setattr(stream_cache, "BUILDER_SOURCES", (*stream_cache.BUILDER_SOURCES, source))
+    with_source = stream_cache.stream_key(bench, 0)
+    source.write_text("A = 2\n")
+    stream_cache.file_hash.cache_clear()
+    assert stream_cache.stream_key(bench, 0) != with_source
+
+
+def test_cache_off_builds_every_time(cache, monkeypatch):
+    monkeypatch.setenv("CLFT_STREAM_CACHE", "0")
+    bench, calls = counting({"name": "split-digits", "n_tasks": 2})
+    stream_cache.cached_tasks(bench, 0)
+    stream_cache.cached_tasks(bench, 0)
+    assert calls == [0, 0] and not (cache / "cache").exists()
+
+
+def test_tokenised_splits_of_a_cached_stream_are_written_once_and_read_back(cache):
+    import clft.backbones  # noqa: F401
+    from clft.backbones.hf_common import clear_prepared_cache
+    from clft.registry import backbones
+    from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
+
+    bench = benchmarks.build(TINY_TEXT_BENCHMARK)
+    tasks = stream_cache.cached_tasks(bench, 0)
+    backbone = backbones.build(dict(TINY_TEXT_BACKBONE), bench, tasks)
+    calls = []
+    tokenize = backbone._tokenize
+    backbone._tokenize = lambda columns: calls.append(len(columns["text"])) or tokenize(columns)
+    first = backbone.prepare(tasks[0].train)
+    assert sum(calls) == len(tasks[0].train)
+    assert len(list((cache / "cache").rglob("prepared-*.arrow"))) == 1
+    clear_prepared_cache()
+    again = backbone.prepare(stream_cache.cached_tasks(bench, 0)[0].train)  # as a second process would
+    assert sum(calls) == len(tasks[0].train)  # read from disk, not tokenised again
+    assert again["input_ids"][:] == first["input_ids"][:]
