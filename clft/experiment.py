@@ -47,11 +47,14 @@ class TrainConfig:
     """Batch size under ``torch.inference_mode`` for evaluation."""
     lr: float = 1e-3
     """Learning rate of the optimizer (rebuilt at every task)."""
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    """Optimizer class."""
+    optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = "adam"
+    """Optimizer class (torch.optim.Adam / AdamW / SGD / Adagrad)."""
+    reset_optimizer: bool = True
+    """A fresh optimizer at every task (True), or one optimizer whose state (Adam's moments, Adagrad's sums)
+    carries over from task to task, as in Hsu et al. 2018's code (False; checkpointed with the run)."""
     weight_decay: float = 0.0
     momentum: float = 0.0
-    """SGD momentum (ignored by adam/adamw)."""
+    """SGD momentum (ignored by adam/adamw/adagrad)."""
     grad_clip: float | None = None
     """Clip the global gradient norm to this value; None = no clipping."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"

@@ -135,10 +135,13 @@ def intransigence(R: ArrayLike, joint_R: ArrayLike) -> float:
 
     I = (1/T) Σ_{k=1..T} (a*_k − R[k, k]),   a*_k = joint_R[k, k]
 
-    ``joint_R`` is the accuracy matrix of the joint reference run (the model
-    trained on the union of tasks 1..k at step k) on the same stream and seed;
-    it must have the same shape as ``R``. Positive values mean the continual
-    learner learns new tasks worse than the joint reference.
+    ``joint_R`` is the accuracy matrix of the reference run on the same stream
+    and seed (row k: a model trained on the union of tasks 1..k). Chaudhry et
+    al. train that model from scratch: the ``offline`` strategy; ``clft.tables``
+    uses it when the experiment has one, else the incremental ``joint`` run
+    (which reaches step k through steps 1..k−1). It must have the same shape
+    as ``R``. Positive values mean the continual learner learns new tasks worse
+    than the reference.
     """
     R = _matrix(R)
     joint = _matrix(joint_R, "joint accuracy matrix")

@@ -69,6 +69,10 @@ class Run:
     """Parameters trainable at any task end: what checkpoints keep."""
     parallel: Parallel = field(default_factory=Parallel)
     """This process's share of a data-parallel run (``clft.distributed``); one process by default."""
+    optimizer: object = None
+    """The optimizer of the last task (kept across tasks when ``train.reset_optimizer`` is false)."""
+    optimizer_state: dict | None = None
+    """A checkpointed optimizer state to load into the next task's optimizer (resume, reset_optimizer false)."""
     general_tasks: list[Task] = field(default_factory=list)
     """Held-out tasks never trained on, scored before training and after each task (general ability)."""
 
@@ -139,7 +143,7 @@ def train_task(run: Run, task: Task) -> None:
         strategy.before_task(backbone, task, run.tasks)
     prepared = backbone.prepare(training_data(run, task))
     data = columns(prepared)  # batches are slices of tensors read once per task (clft.columns)
-    optimizer = run.devices.prepare_optimizer(build_optimizer(backbone, cfg))
+    optimizer = task_optimizer(run)
     backbone.model.train()
     micro = 0
     pending: list[tuple[dict, Outputs]] = []  # the micro-batches of the coming optimizer step
@@ -272,12 +276,39 @@ def _non_finite(run: Run, task: Task, step: int, value: float) -> None:
     )
 
 
+def task_optimizer(run: Run):
+    """The optimizer for the next task: fresh, or (``reset_optimizer`` false) the run's last one while it
+    optimises the same parameters; a checkpointed state (``run.optimizer_state``) is loaded into a new one."""
+    params = run.backbone.trainable_parameters()
+    kept = run.optimizer
+    same = kept is not None and [id(p) for g in kept.param_groups for p in g["params"]] == [id(p) for p in params]
+    if run.train.reset_optimizer or not same:
+        run.optimizer = run.devices.prepare_optimizer(build_optimizer(run.backbone, run.train))
+        if not run.train.reset_optimizer and run.optimizer_state is not None:
+            run.optimizer.load_state_dict(run.optimizer_state)
+    run.optimizer_state = None
+    return run.optimizer
+
+
+def optimizer_checkpoint(optimizer) -> dict:
+    """``optimizer.state_dict()`` with string keys (checkpoints are JSON + tensors)."""
+    state = optimizer.state_dict()
+    return {"state": {str(k): v for k, v in state["state"].items()}, "param_groups": state["param_groups"]}
+
+
+def optimizer_from_checkpoint(state: dict) -> dict:
+    """Inverse of ``optimizer_checkpoint``: integer parameter keys, as torch's ``load_state_dict`` expects."""
+    return {"state": {int(k): v for k, v in state["state"].items()}, "param_groups": state["param_groups"]}
+
+
 def build_optimizer(backbone: Backbone, cfg) -> torch.optim.Optimizer:
     params = backbone.trainable_parameters()
     if not params:
         raise ConfigError("the backbone has no trainable parameters (check the peft block / strategies)")
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return optimizer_class(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 

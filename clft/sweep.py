@@ -41,7 +41,15 @@ from clft.registry import backbones, benchmarks, strategies
 from clft.result_check import with_checksum
 from clft.results import SCHEMA_VERSION, WriteError, atomic_write_json
 from clft.run_state import RunState
-from clft.runner import Run, check_composition, check_initial_states, execute, seed_everything
+from clft.runner import (
+    Run,
+    check_composition,
+    check_initial_states,
+    execute,
+    optimizer_checkpoint,
+    optimizer_from_checkpoint,
+    seed_everything,
+)
 from clft.staleness import (
     DONE,
     OTHER_CONFIG,
@@ -408,6 +416,8 @@ def _checkpoint(run: Run, root: Path, expected: dict) -> None:
     meta = {**expected, "run": run.run_id, "run_state": run.state.to_json(),
             "seen": sorted(run.backbone.label_space.seen), "trainable_names": sorted(run.trainable_names)}
     state = {"strategies": [s.state_dict() for s in run.strategies]}
+    if not run.train.reset_optimizer and run.optimizer is not None:  # checksummed with the rest of the state
+        state["optimizer"] = optimizer_checkpoint(run.optimizer)
     try:
         save_checkpoint(root, run.state.next_task - 1, meta, _trainable_state(run), state)
     except TypeError:  # a state_dict that changed type after the initial check: name strategy and key
@@ -438,6 +448,8 @@ def _restore(run: Run, root: Path, meta: dict, model_tensors: dict, state: dict)
         seen, trainable = set(meta["seen"]), set(meta["trainable_names"])
         if not 0 < run_state.next_task <= len(run.tasks) or len(run_state.baseline_acc) != len(run.tasks):
             raise ValueError(f"it finished {run_state.next_task} of {len(run.tasks)} tasks")
+        if "optimizer" in state:  # train.reset_optimizer false: the carried optimizer's verified state
+            run.optimizer_state = optimizer_from_checkpoint(state["optimizer"])
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {root} does not fit this run: {brief(str(exc))}") from None
     device = run.devices.device

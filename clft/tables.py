@@ -4,8 +4,11 @@ Runs are grouped by ``(scenario, label)`` (the compare entry's label; ``strategy
 for results that carry none). For each group every metric of
 ``clft.metrics.compute_all`` is reported as mean ± sample standard deviation
 over seeds (ddof = 1; 0 with one seed), with the seed count ``n``.
-Intransigence of a run uses the ``joint`` run of the same experiment, scenario
-and seed; it is the mean over the seeds that have one, and blank when none do.
+Intransigence of a run uses the reference run of the same experiment, scenario
+and seed: the ``offline`` run (re-initialised at every task, so a*_k is a model
+trained from scratch on tasks ≤ k, as Chaudhry et al. 2018 define it) when the
+experiment has one, else the incremental ``joint`` run; it is the mean over the
+seeds that have one, and blank when none do.
 A group's runs must share the task list (point the table at one experiment's
 results when several experiments share a scenario and strategy).
 
@@ -49,6 +52,9 @@ METRIC_HEADERS = {
     "aia": "AIA", "la": "LA", "intransigence": "Intransigence",
 }
 JOINT = "joint"
+OFFLINE = "offline"
+#: Strategies whose runs can be the intransigence reference, preferred first.
+REFERENCES = (OFFLINE, JOINT)
 FINETUNE = "finetune"
 
 
@@ -214,15 +220,19 @@ def summarize(runs: list[dict]) -> list[Row]:
     """One :class:`Row` per ``(scenario, strategy)``, sorted by scenario then strategy.
 
     ``runs`` are dicts as returned by ``clft.results.load_results``. The
-    ``joint`` strategy's own row is included (its intransigence is 0).
+    reference strategy's own row is included (its intransigence is 0).
     """
     groups = group_runs(runs)
-    joints = {_joint_key(r): r for (_, strategy), members in groups.items() if strategy == JOINT for r in members}
+    joints: dict[tuple, dict] = {}
+    for reference in reversed(REFERENCES):  # the preferred reference is written last, so it wins
+        for (_, strategy), members in groups.items():
+            if strategy == reference:
+                joints.update({_joint_key(r): r for r in members})
     return [_summarize_group(key, members, joints) for key, members in groups.items()]
 
 
 def _joint_key(run: dict) -> tuple:
-    """Which joint run is the reference of ``run``: same experiment, scenario and seed."""
+    """Which reference run (offline, else joint) belongs to ``run``: same experiment, scenario and seed."""
     return (run.get("experiment"), run["scenario"], run["seed"])
 
 

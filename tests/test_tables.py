@@ -213,3 +213,13 @@ def test_importing_plots_does_not_import_matplotlib():
     code = "import sys, clft.plots, clft.tables; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_intransigence_prefers_the_offline_reference_over_joint(results):
+    # offline diag seed 0 = [1.0, 1.0], seed 1 = [0.9, 0.9]; joint's (fixture) would give 0.05 and 0.075
+    write_run(results, "offline", 0, [[1.0, 0.1], [0.9, 1.0]])
+    write_run(results, "offline", 1, [[0.9, 0.1], [0.9, 0.9]])
+    rows = rows_by_key(results)
+    # ewc seed 0: ((1.0−0.9) + (1.0−0.8))/2 = 0.15 ; seed 1: ((0.9−0.8) + (0.9−0.9))/2 = 0.05
+    assert rows[("class-il", "ewc")].metrics["intransigence"].mean == pytest.approx(0.10)
+    assert rows[("class-il", "offline")].metrics["intransigence"].mean == pytest.approx(0.0)

@@ -5,8 +5,10 @@ Reads ``<data_dir>/mnist/`` (or ``data_dir`` itself): ``train-images-idx3-ubyte`
 each plain or ``.gz`` (LeCun et al. 1998; 60,000 training and 10,000 test images of
 28x28 pixels). The official train/test split is kept; ``train_per_class`` /
 ``test_per_class`` subsample each class (chosen by the run seed). Examples have the
-columns ``x`` (784 floats, pixel/255 in [0, 1]) and ``label``; the streams are cut
-exactly like the digits ones (``clft.benchmarks.vector_streams``):
+columns ``x`` (784 floats, pixel/255 in [0, 1], by default) and ``label``; the streams are cut
+exactly like the digits ones (``clft.benchmarks.vector_streams``). ``pad`` and
+``normalize`` reproduce other papers' preprocessing (Hsu et al. 2018: 32x32,
+(x − 0.1) / 0.2752).
 
 - ``split-mnist`` (Zenke et al. 2017): the ten digits in ``n_tasks`` groups, (0, 1),
   (2, 3), ... or a seed-shuffled order; labels are digits, or positions in domain-IL.
@@ -120,16 +122,42 @@ def load_mnist(root: Path | None) -> tuple[Split, Split]:
     return train, test
 
 
-MNISTConfig = LocalDataConfig  # options of both MNIST streams: data_dir (holding mnist/), per-class caps
+@dataclass
+class MNISTConfig(LocalDataConfig):
+    """Options of both MNIST streams: data_dir (holding mnist/), per-class caps, pixel preprocessing."""
+
+    pad: int = 0
+    """Zero pixels added on each side of every image (Hsu et al. 2018 pad 28x28 to 32x32: pad 2)."""
+    normalize: list[float] | None = None
+    """[mean, std]: pixels (in [0, 1], after padding) become (x - mean) / std; None = keep [0, 1]."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pad < 0:
+            raise ValueError(f"pad must be >= 0, got {self.pad}")
+        if self.normalize is not None and (len(self.normalize) != 2 or not self.normalize[1] > 0):
+            raise ValueError(f"normalize must be [mean, std] with std > 0, got {self.normalize}")
+
+
+def preprocess(images: np.ndarray, pad: int, normalize: list[float] | None) -> np.ndarray:
+    """uint8 [N, side*side] -> float32 [N, (side+2*pad)^2]: /255, zero-pad each image, then (x - mean)/std."""
+    pixels = images.astype(np.float32) / 255.0
+    if pad:
+        side = math.isqrt(pixels.shape[1])
+        square = pixels.reshape(len(pixels), side, side)
+        pixels = np.pad(square, ((0, 0), (pad, pad), (pad, pad))).reshape(len(pixels), -1)
+    if normalize is not None:
+        pixels = (pixels - np.float32(normalize[0])) / np.float32(normalize[1])
+    return pixels
 
 
 def mnist_splits(config: MNISTConfig, seed: int) -> tuple[Split, Split]:
-    """(train, test) with float32 pixels in [0, 1], subsampled per class as configured."""
+    """(train, test) float32 pixels (see ``preprocess``), subsampled per class as configured."""
     train, test = load_mnist(data_dir(config.data_dir))
     out = []
     for (images, labels), per_class in ((train, config.train_per_class), (test, config.test_per_class)):
         rows = np.asarray(subsample((np.arange(len(labels)), labels), per_class, seed)[0], dtype=np.int64)
-        out.append((images[rows].astype(np.float32) / 255.0, labels[rows]))
+        out.append((preprocess(images[rows], config.pad, config.normalize), labels[rows]))
     return out[0], out[1]
 
 

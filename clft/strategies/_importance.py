@@ -35,6 +35,7 @@ GRADIENT_BUDGET = 2**23
 MAX_CHUNK = 256
 PER_EXAMPLE = "per_example"
 """Key set (True) in the batch of one example that ``torch.func.vmap`` runs."""
+Relabel = Callable[[dict], dict] | None
 REDUCE = {"square": lambda g: g.float().pow(2), "abs": lambda g: g.float().abs()}
 
 
@@ -60,11 +61,13 @@ def _vmapped_sum(call: _Call, params: Tensors, batch: Batch, reduce) -> Tensors:
     return {name: reduce(g).sum(dim=0) for name, g in grads.items()}
 
 
-def _looped_sum(call: _Call, params: Tensors, backbone: Backbone, data, rows: Sequence[int], reduce) -> Tensors:
+def _looped_sum(call: _Call, params: Tensors, backbone: Backbone, data, rows: Sequence[int], reduce,
+                relabel: Relabel = None) -> Tensors:
     """The same sum, one backward pass per example (the fallback; ``params`` are the live parameters)."""
     sums = {"model." + name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     for row in rows:
-        value = call(backbone.collate(data[[row]]))
+        examples = data[[row]]
+        value = call(backbone.collate(examples if relabel is None else relabel(examples)))
         for name, g in zip(sums, torch.autograd.grad(value, list(params.values()), allow_unused=True)):
             if g is not None:
                 sums[name] += reduce(g.detach())
@@ -83,10 +86,12 @@ def by_length(backbone: Backbone, dataset, rows: Sequence[int]) -> list[int]:
 
 
 def per_example_mean(backbone: Backbone, dataset, rows: Sequence[int], fn: Callable[[Batch], torch.Tensor],
-                     reduce: str, vectorised: bool = True) -> Tensors:
+                     reduce: str, vectorised: bool = True, relabel: Relabel = None) -> Tensors:
     """(1/N) Σ_n reduce(∂ fn(example_n)/∂θ) over ``rows`` of ``dataset`` (prepared), per trainable parameter.
 
-    Keys are ``backbone.model.named_parameters()`` names of parameters that require grad.
+    Keys are ``backbone.model.named_parameters()`` names of parameters that require grad. ``relabel``
+    (optional) maps a chunk's columnar examples to the examples to differentiate (EWC's predicted labels),
+    outside vmap and in eval mode.
     """
     prefix = "model."
     params = {prefix + name: p.detach() for name, p in backbone.model.named_parameters() if p.requires_grad}
@@ -100,13 +105,14 @@ def per_example_mean(backbone: Backbone, dataset, rows: Sequence[int], fn: Calla
             part = list(rows[start : start + chunk])
             if vectorised:
                 try:
-                    batch = backbone.collate(data[part])
+                    examples = data[part]
+                    batch = backbone.collate(examples if relabel is None else relabel(examples))
                     parts = _vmapped_sum(call, params, batch, red)
                 except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
                     warnings.warn(f"per-example gradients by torch.func failed ({exc}); using a loop", stacklevel=2)
                     vectorised = False
             if not vectorised:
-                parts = _looped_sum(call, _live(backbone), backbone, data, part, red)
+                parts = _looped_sum(call, _live(backbone), backbone, data, part, red, relabel)
             for name, value in parts.items():
                 sums[name] += value
     finally:

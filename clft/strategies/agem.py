@@ -1,9 +1,9 @@
 """``agem``: Averaged Gradient Episodic Memory.
 
 Chaudhry, Ranzato, Rohrbach & Elhoseiny 2019, "Efficient Lifelong Learning
-with A-GEM", ICLR. An episodic memory of past training examples (``replay``'s
-buffer: a reservoir sample or, by default, equal slots per class, updated after
-each task, so it holds past tasks only). Before every optimizer step, with g
+with A-GEM", ICLR. An episodic memory of past training examples (``clft.strategies._memory``,
+shared with ``replay`` and ``gem``: by default equal slots per class, updated
+after each task, so it holds past tasks only). Before every optimizer step, with g
 the gradient of the training loss and g_ref the gradient of the loss on a
 random memory batch, both flattened over all trainable parameters:
 
@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import datasets
-import numpy as np
 import torch
 
-from clft.columns import columns
 from clft.registry import strategies
-from clft.strategies.replay import Replay
+from clft.strategies._memory import POLICIES, EpisodicMemory, Policy
 from clft.types import Backbone, Strategy, Task
 
 
@@ -40,24 +37,22 @@ class AGEM(Strategy):
     class Config:
         memory_size: int = 200
         """Episodic memory capacity M, in examples, over the whole stream."""
-        class_balanced: bool = True
-        """Equal slots per (task, label) group (True) or a reservoir sample (False)."""
+        policy: Policy = "class-balanced"
+        """Which examples stay: reservoir, class-balanced or task-balanced (clft.strategies._memory)."""
         memory_batch_size: int = 256
         """Memory examples drawn (without replacement) for each g_ref; the paper uses 256."""
 
         def __post_init__(self) -> None:
             if self.memory_size < 1:
                 raise ValueError(f"memory_size must be at least 1, got {self.memory_size}")
+            if self.policy not in POLICIES:
+                raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
             if self.memory_batch_size < 1:
                 raise ValueError(f"memory_batch_size must be at least 1, got {self.memory_batch_size}")
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.memory = Replay(Replay.Config(memory_size=config.memory_size, class_balanced=config.class_balanced))
-        self._prepared: tuple[Backbone, datasets.Dataset] | None = None
-
-    def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
-        self.memory.before_task(backbone, task, stream)
+        self.memory = EpisodicMemory(config.memory_size, config.policy)
 
     def before_step(self, backbone: Backbone, task: Task) -> None:
         if not self.memory.size:
@@ -74,22 +69,13 @@ class AGEM(Strategy):
 
     def reference_gradient(self, backbone: Backbone, task: Task, params: list) -> list[torch.Tensor]:
         """g_ref: the gradient of ``backbone.loss`` on a random memory batch (float32, zeros where unused)."""
-        memory = self.prepared_memory(backbone)
-        size = min(self.config.memory_batch_size, len(memory))
-        rows = np.sort(self.memory.rng.choice(len(memory), size=size, replace=False))
-        loss = backbone.loss(backbone.collate(columns(memory)[rows]), task)
+        rows = self.memory.sample(self.config.memory_batch_size)
+        loss = backbone.loss(backbone.collate(self.memory.batch(backbone, rows)), task)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return [torch.zeros_like(p, dtype=torch.float32) if g is None else g.float() for p, g in zip(params, grads)]
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
-        self.memory.after_task(backbone, task)
-        self._prepared = None
-
-    def prepared_memory(self, backbone: Backbone) -> datasets.Dataset:
-        """The memory rows through ``backbone.prepare`` (cached until the memory changes)."""
-        if self._prepared is None or self._prepared[0] is not backbone:
-            self._prepared = (backbone, backbone.prepare(datasets.Dataset.from_dict(self.memory.buffer)))
-        return self._prepared[1]
+        self.memory.add_task(task.train)
 
     def extra_state_bytes(self) -> int:
         return self.memory.extra_state_bytes()
@@ -99,4 +85,3 @@ class AGEM(Strategy):
 
     def load_state_dict(self, state: dict) -> None:
         self.memory.load_state_dict(state["memory"])
-        self._prepared = None

@@ -12,11 +12,16 @@ and adds to every later step the penalty
     separate:  (λ/2) Σ_{s<t} Σ_i F_s[i] (θ_i − θ*_s[i])²        (one pair per task)
     online:    (λ/2) Σ_i F[i] (θ_i − θ*[i])²,  F ← γ F + F_t, θ* ← θ after task t
 
+With ``fisher_labels: true`` (default, the empirical Fisher) y_n is the
+example's label; with ``predicted`` it is the model's own prediction
+argmax_y p(y | x_n; θ) over the allowed classes, as in Hsu et al. 2018's code
+(GT-RIPL ``agents/regularization.py::EWC``, ``empFI = False``).
 Gradients come from ``backbone.loss`` (mean cross-entropy = −log p, masked by
 the label space) in eval mode, so the training ``.grad`` buffers are untouched.
 With ``fisher_batch_size`` 1 (default) each example's squared gradient is exact,
 computed for 64 examples at a time by ``torch.func.vmap(grad)``
-(``clft.strategies._importance``); larger batches average squared *batch*
+(``clft.strategies._importance``; predicted labels are set on each chunk
+before the vmap call); larger batches average squared *batch*
 gradients, a cheaper estimate that is smaller by about 1/B. Parameters are
 matched by name (``backbone.model.named_parameters()`` that require grad);
 parameters added later (new adapters or heads) are not penalised.
@@ -65,6 +70,8 @@ class EWC(Strategy):
         """Training examples used for the Fisher, drawn at random; None = all of them."""
         fisher_batch_size: int = 1
         """Examples per gradient when estimating the Fisher; 1 = exact per-example squares."""
+        fisher_labels: Literal["true", "predicted"] = "true"
+        """y in log p(y | x): the true label (empirical Fisher) or the model's argmax prediction."""
 
         def __post_init__(self) -> None:
             if self.lam < 0:
@@ -75,6 +82,8 @@ class EWC(Strategy):
                 raise ValueError(f"fisher_samples must be at least 1 or null, got {self.fisher_samples}")
             if self.fisher_batch_size < 1:
                 raise ValueError(f"fisher_batch_size must be at least 1, got {self.fisher_batch_size}")
+            if self.fisher_labels not in ("true", "predicted"):
+                raise ValueError(f"fisher_labels must be 'true' or 'predicted', got {self.fisher_labels!r}")
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -120,8 +129,9 @@ class EWC(Strategy):
         data = backbone.prepare(task.train)
         rows = self.sample_rows(len(data))
         if self.config.fisher_batch_size == 1:
+            relabel = None if self.config.fisher_labels == "true" else lambda rows: self.predicted(backbone, rows, task)
             return per_example_mean(backbone, data, rows, lambda batch: backbone.loss(batch, task), "square",
-                                    vectorised=vectorised)
+                                    vectorised=vectorised, relabel=relabel)
         return self.batched_fisher(backbone, task, data, rows)
 
     def batched_fisher(self, backbone: Backbone, task: Task, data, rows: list[int]) -> Tensors:
@@ -135,7 +145,7 @@ class EWC(Strategy):
         try:
             chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
             for chunk in chunks:
-                loss = backbone.loss(backbone.collate(table[chunk]), task)
+                loss = backbone.loss(self.fisher_batch(backbone, table[chunk], task), task)
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
                 for name, grad in zip(params, grads):
                     if grad is not None:
@@ -143,6 +153,19 @@ class EWC(Strategy):
         finally:
             backbone.model.train(was_training)
         return {name: s / max(len(chunks), 1) for name, s in sums.items()}
+
+    def fisher_batch(self, backbone: Backbone, examples: dict, task: Task) -> Batch:
+        """The collated examples, labelled with the model's predictions when ``fisher_labels`` is predicted."""
+        if self.config.fisher_labels != "true":
+            examples = self.predicted(backbone, examples, task)
+        return backbone.collate(examples)
+
+    @staticmethod
+    def predicted(backbone: Backbone, examples: dict, task: Task) -> dict:
+        """``examples`` with ``label`` replaced by the model's prediction argmax_y p(y | x; θ)."""
+        with torch.no_grad():
+            labels = backbone.predict(backbone.collate(examples), task, backbone.label_space.scenario)
+        return {**examples, "label": labels.detach().cpu().long()}
 
     def sample_rows(self, n: int) -> list[int]:
         """All rows in order, or ``fisher_samples`` of them drawn without replacement (sorted)."""

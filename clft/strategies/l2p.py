@@ -14,8 +14,13 @@ pulling the chosen keys towards the queries that chose them. The pool, the
 keys and the head train on every task; the backbone is frozen (without a peft
 block every weight but the head; with one, peft decides, and the query then
 runs through the adapter too). No task id is used, so it runs in class-IL.
-Not implemented: the paper's optional prompt-frequency penalty and its
-masking of the logits to the current task's classes during training.
+
+``train_mask`` (default on, as in the reference code's ``train_mask``):
+while training task t the cross-entropy sees only task t's classes (the other
+logits masked out), so in class-IL the new classes are not trained against
+the old ones. With a classifier backbone (``allowed``/``logits``) the
+strategy's ``loss`` hook replaces the main loss with CE_t of the step's
+``outputs.logits`` (no second forward pass). Not implemented: the paper's optional prompt-frequency penalty.
 
 ``report()`` gives ``l2p_prompt_use``: how many times each prompt was chosen
 while training (all tasks).
@@ -64,6 +69,8 @@ class L2P(Strategy):
         """N, prompts chosen per example (≤ pool_size)."""
         lam: float = 0.1
         """λ, weight of the key-matching surrogate loss."""
+        train_mask: bool = True
+        """While training, the cross-entropy sees only the current task's classes (the reference code's)."""
 
         def __post_init__(self) -> None:
             if min(self.pool_size, self.prompt_length, self.top_n) < 1:
@@ -127,10 +134,26 @@ class L2P(Strategy):
         self.pool.requires_grad_(True)
 
     def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+        """λ · mean_x Σ (1 − cos(q, k)) over the chosen keys."""
         matched, self.matched = self.matched, None
         if matched is None or self.config.lam == 0:
             return None
         return self.config.lam * (1.0 - matched).sum(dim=1).mean()
+
+    def loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+        """``train_mask``: CE over task t's classes (∩ the allowed ones) of the step's logits; None (the
+        backbone's loss) where nothing is masked: first task, task-IL, domain-IL, or no class logits."""
+        if not self.config.train_mask or outputs.logits is None or not hasattr(backbone, "allowed"):
+            return None
+        allowed = backbone.allowed(batch, task)
+        current = torch.zeros_like(allowed)
+        current[:, list(task.classes)] = True
+        current &= allowed
+        if torch.equal(current, allowed):
+            return None
+        logits = outputs.logits.float()
+        low = torch.finfo(logits.dtype).min / 2  # finite, like the backbones' masks
+        return F.cross_entropy(logits.masked_fill(~current, low), batch["label"])
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
         self.n_trained = task.id + 1

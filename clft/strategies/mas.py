@@ -8,7 +8,11 @@ function's output over the task's training inputs, no labels needed:
     Ω_t[i] = (1/N) Σ_n | ∂ ‖f(x_n; θ)‖²₂ / ∂θ_i |
 
 with f = ``backbone.logits`` restricted to the classes the label space allows
-for task t (the function the model computes for that task). Importances add up
+for task t (the function the model computes for that task). With
+``output_reduction: mean`` the squared norm is divided by the number of those
+outputs K, ‖f‖²/K, as in Hsu et al. 2018's code (GT-RIPL
+``agents/regularization.py::MAS``: ``pred.pow_(2).mean()``), which in class-IL
+weights task t by 1/(2t). Importances add up
 over tasks, Ω ← Ω + Ω_t, the anchor is θ* ← θ after task t, and every later
 step adds  λ Σ_i Ω_i (θ_i − θ*_i)².
 
@@ -22,6 +26,7 @@ and smaller.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,6 +54,8 @@ class MAS(Strategy):
         """Training examples used for Ω, drawn at random; None = all of them."""
         batch_size: int = 1
         """Examples per gradient when estimating Ω; 1 = exact per-example |gradient|."""
+        output_reduction: Literal["sum", "mean"] = "sum"
+        """‖f(x)‖² summed over the allowed outputs (the paper) or averaged over them (GT-RIPL's code)."""
 
         def __post_init__(self) -> None:
             if self.lam < 0:
@@ -57,6 +64,8 @@ class MAS(Strategy):
                 raise ValueError(f"samples must be at least 1 or null, got {self.samples}")
             if self.batch_size < 1:
                 raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+            if self.output_reduction not in ("sum", "mean"):
+                raise ValueError(f"output_reduction must be 'sum' or 'mean', got {self.output_reduction!r}")
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -88,8 +97,10 @@ class MAS(Strategy):
         rows = self.sample_rows(len(data))
         allowed = list(backbone.label_space.allowed(task.id))
 
-        def squared_norm(batch):
-            return backbone.logits(batch)[:, allowed].float().pow(2).sum(dim=1).mean()
+        divisor = len(allowed) if self.config.output_reduction == "mean" else 1
+
+        def squared_norm(batch):  # ‖f‖² (sum) or ‖f‖²/K (mean), averaged over the batch
+            return backbone.logits(batch)[:, allowed].float().pow(2).sum(dim=1).mean() / divisor
 
         if self.config.batch_size == 1:
             return per_example_mean(backbone, data, rows, squared_norm, "abs", vectorised=vectorised)

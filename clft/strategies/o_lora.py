@@ -14,8 +14,20 @@ orthogonal to the old ones: the paper writes Σ_{j,k} O[j,k]² for O = A_iᵀA_t
 in its notation, the authors' code (cmnfriend/O-LoRA, ``uie_trainer_lora.py``)
 sums absolute values, which we follow; the second is that code's L2 term on
 the new LoRA (a sum of Frobenius norms, not squared; 0 by default as there).
-Prediction needs no task id: every LoRA is active. ``hf-classifier``'s head is
-shared and trains with every task (O-LoRA itself is text-to-text, no head).
+Prediction needs no task id: every LoRA is active.
+
+O-LoRA itself is text-to-text (``hf-seq2seq`` / ``hf-causal-lm``: no head).
+With ``hf-classifier`` the linear head is shared by every task; trained
+unconstrained in class-IL it learns to favour the newest classes and o-lora
+ends at finetune's level whatever the LoRAs do. With ``protect_head`` (default)
+the head rows of earlier tasks' classes (those not in the current task) are
+frozen: their gradient is zeroed before every step and their values restored
+after the task, so old classes' logits change only through the features,
+which the frozen old LoRAs and the orthogonal new one are there to protect:
+the head's analogue of the frozen old LoRAs. (Freezing rather than masking the
+old logits out of the loss: the new classes still have to beat the old ones in
+the shared softmax, as class-IL evaluation asks.) New rows and the current
+task's rows train.
 
 ``report()`` gives, for every pair i < j of tasks (key ``"i-j"``):
 ``olora_overlap`` = Σ_layers Σ|A_i A_jᵀ| (the penalty's measure) and
@@ -66,6 +78,8 @@ class OLoRA(Strategy):
         """LoRA scaling numerator (peft's lora_alpha)."""
         target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
         """Modules that get LoRA (BERT: query/value; T5: q/v)."""
+        protect_head: bool = True
+        """Freeze a shared classifier head's rows of earlier tasks' classes (see the module doc)."""
 
         def __post_init__(self) -> None:
             if self.lam1 < 0 or self.lam2 < 0:
@@ -83,6 +97,8 @@ class OLoRA(Strategy):
         self.overlap_cos: dict[str, float] = {}
         self._pairs: list[tuple[torch.Tensor, list[torch.Tensor]]] = []  # (new A, old As) per layer
         self._new: list[torch.nn.Parameter] = []
+        self._frozen_rows: list[int] = []  # head rows of earlier tasks' classes, frozen in this task
+        self._frozen_values: tuple[torch.Tensor, torch.Tensor] | None = None  # their weight and bias
 
     def block(self) -> dict:
         return {"peft_type": "LORA", "r": self.config.r, "lora_alpha": self.config.lora_alpha,
@@ -96,6 +112,26 @@ class OLoRA(Strategy):
         old = [lora_a_matrices(backbone, adapter_name(i)) for i in range(task.id)]
         self._pairs = [(a, [previous[layer] for previous in old]) for layer, a in new.items()]
         self._new = list(adapter_parameters(backbone, name).values())
+        self.freeze_old_rows(backbone, task, stream)
+
+    def freeze_old_rows(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
+        """Remember which head rows to keep still in this task (earlier tasks' classes) and their values."""
+        head = getattr(backbone.base_model, "classifier", None)
+        old = sorted({c for t in stream if t.id < task.id for c in t.classes} - set(task.classes))
+        if not self.config.protect_head or not isinstance(head, torch.nn.Linear) or not old:
+            self._frozen_rows, self._frozen_values = [], None
+            return
+        self._frozen_rows = old
+        self._frozen_values = (head.weight.detach()[old].clone(), head.bias.detach()[old].clone())
+
+    def before_step(self, backbone: Backbone, task: Task) -> None:
+        """Zero the gradient of the frozen head rows."""
+        if self._frozen_values is None:
+            return
+        head = backbone.base_model.classifier
+        for param in (head.weight, head.bias):
+            if param.grad is not None:
+                param.grad[self._frozen_rows] = 0
 
     def activate_all(self, backbone: Backbone, last: int) -> None:
         """LoRAs 0..last active, only ``last`` trainable (and the shared plain head, if any)."""
@@ -117,6 +153,11 @@ class OLoRA(Strategy):
         return sum(terms) if terms else None
 
     def after_task(self, backbone: Backbone, task: Task) -> None:
+        if self._frozen_values is not None:  # exact even where weight decay or carried momentum moved them
+            head = backbone.base_model.classifier
+            with torch.no_grad():
+                head.weight[self._frozen_rows] = self._frozen_values[0].to(head.weight.device)
+                head.bias[self._frozen_rows] = self._frozen_values[1].to(head.bias.device)
         self.adapter_bytes.append(parameter_bytes(adapter_parameters(backbone, adapter_name(task.id))))
         self.n_trained = task.id + 1
         new = lora_a_matrices(backbone, adapter_name(task.id))

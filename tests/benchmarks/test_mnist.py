@@ -75,6 +75,18 @@ def test_split_mnist_counts_labels_and_pixels(tmp_path, scenario):
     assert bench.label_names == (["first", "second"] if scenario == "domain-il" else [str(d) for d in range(10)])
 
 
+def test_padding_and_normalisation_as_hsu_et_al(tmp_path):
+    plain = build(write_mnist(tmp_path)).tasks(0)[0]
+    padded = build(tmp_path, pad=2, normalize=[0.1, 0.5]).tasks(0)[0]
+    raw, out = x_of(plain.train).reshape(-1, 4, 4), x_of(padded.train).reshape(-1, 8, 8)
+    np.testing.assert_allclose(out[:, 2:6, 2:6], (raw - 0.1) / 0.5, rtol=1e-6)
+    border = np.ones((8, 8), dtype=bool)
+    border[2:6, 2:6] = False
+    np.testing.assert_allclose(out[:, border], (0.0 - 0.1) / 0.5)
+    with pytest.raises(ConfigError):
+        build(tmp_path, normalize=[0.1, 0.0])
+
+
 def test_shuffled_order_and_other_task_counts(tmp_path):
     folder = write_mnist(tmp_path)
     a, b = build(folder, shuffle_classes=True).tasks(0), build(folder, shuffle_classes=True).tasks(1)

@@ -40,7 +40,22 @@ def test_finetune_ewc_and_replay_reproduce_the_committed_quickstart_matrices(tmp
         assert ours["acc"] == committed["acc"], result_path.parent.name
 
 
-def _common(ours: dict, committed: dict) -> dict:
-    """``ours`` restricted to the keys the committed config has (keys added since carry their defaults)."""
-    return {k: _common(ours[k], v) if isinstance(v, dict) and isinstance(ours.get(k), dict) else ours.get(k)
-            for k, v in committed.items()}
+RENAMED = {"class_balanced": ("policy", {False: "reservoir", True: "class-balanced"})}
+"""Keys renamed since the reference was made: old key -> (new key, {old value: new value})."""
+
+
+def _common(ours, committed):
+    """``ours`` restricted to the keys the committed config has (keys added since carry their defaults;
+    renamed keys, ``RENAMED``, are read under their new name and mapped back), lists element by element."""
+    if isinstance(committed, list) and isinstance(ours, list) and len(ours) == len(committed):
+        return [_common(a, b) for a, b in zip(ours, committed)]
+    if not (isinstance(committed, dict) and isinstance(ours, dict)):
+        return ours
+    common = {}
+    for key, value in committed.items():
+        if key not in ours and key in RENAMED:
+            new_key, values = RENAMED[key]
+            common[key] = {new: old for old, new in values.items()}.get(ours.get(new_key), ours.get(new_key))
+        else:
+            common[key] = _common(ours.get(key), value)
+    return common

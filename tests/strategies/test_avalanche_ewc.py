@@ -12,9 +12,9 @@ import torch
 
 pytest.importorskip("avalanche", reason="Avalanche is not installed (pip install 'clft[avalanche]')")
 from avalanche.training.plugins import EWCPlugin  # noqa: E402
-from strategy_helpers import tiny  # noqa: E402
 
 from clft.strategies.ewc import EWC  # noqa: E402
+from clft.testing import tiny  # noqa: E402
 
 
 @pytest.mark.parametrize("batch_size", [1, 16])

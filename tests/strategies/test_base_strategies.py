@@ -1,6 +1,6 @@
 """finetune, joint, replay and ewc: their contracts, checked on the tiny digits stream.
 
-``train_stream`` is the runner's loop in miniature (``strategy_helpers.train``, seeding
+``train_stream`` is the runner's loop in miniature (``clft.testing.train``, seeding
 included), so these tests do not depend on ``clft.runner``.
 """
 
@@ -19,7 +19,7 @@ import clft.strategies  # noqa: F401
 from clft.data import make_task
 from clft.errors import ConfigError
 from clft.registry import strategies
-from clft.strategies.replay import balanced_quotas
+from clft.strategies._memory import balanced_quotas
 from clft.testing import extra_loss, through_checkpoint, tiny, train
 from clft.types import Backbone, Outputs
 
@@ -31,7 +31,7 @@ def make(scenario: str = "class-il", hidden=(16,)):
 
 
 def train_stream(backbone, strats, tasks, start=0, stop=None, seed=0, steps=6, batch_size=32):
-    """The runner's loop in miniature (``strategy_helpers.train``) with this file's budget: SGD lr 0.1."""
+    """The runner's loop in miniature (``clft.testing.train``) with this file's budget: SGD lr 0.1."""
     train(backbone, strats, tasks, start, stop, steps=steps, batch_size=batch_size, lr=0.1, seed=seed)
 
 
@@ -91,21 +91,21 @@ def test_reservoir_is_capped_and_keeps_training_rows():
         replay.before_task(backbone, task, tasks)
         replay.after_task(backbone, task)
         seen += len(task.train)
-        assert replay.size == 100 and replay.n_seen == seen
-        assert set(replay.buffer) == set(task.train.column_names)
+        assert replay.memory.size == 100 and replay.memory.n_seen == seen
+        assert set(replay.memory.buffer) == set(task.train.column_names)
     assert replay.extra_state_bytes() > 100 * 64 * 4
     training_rows = {tuple(x) for t in tasks for x in t.train["x"]}
-    assert all(tuple(x) in training_rows for x in replay.buffer["x"])
+    assert all(tuple(x) in training_rows for x in replay.memory.buffer["x"])
 
 
 def test_reservoir_keeps_everything_until_full_then_spreads_over_tasks():
     backbone, tasks = make()
     replay = strategies.build({"name": "replay", "memory_size": 300})
     replay.after_task(backbone, tasks[0])
-    assert replay.buffer["x"] == tasks[0].train["x"]  # 269 < 300: every row, in order
+    assert replay.memory.buffer["x"] == tasks[0].train["x"]  # 269 < 300: every row, in order
     for task in tasks[1:]:
         replay.after_task(backbone, task)
-    per_task = Counter(replay.buffer["task"])
+    per_task = Counter(replay.memory.buffer["task"])
     assert sorted(per_task) == [0, 1, 2, 3, 4] and all(25 <= n <= 100 for n in per_task.values())
 
 
@@ -117,23 +117,23 @@ def test_balanced_quotas_round_robin():
 
 def test_class_balanced_buffer_has_equal_slots_per_seen_class():
     backbone, tasks = make()
-    replay = strategies.build({"name": "replay", "memory_size": 7, "class_balanced": True})
+    replay = strategies.build({"name": "replay", "memory_size": 7, "policy": "class-balanced"})
     replay.after_task(backbone, tasks[0])
-    assert Counter(replay.buffer["label"]) == {0: 4, 1: 3}
+    assert Counter(replay.memory.buffer["label"]) == {0: 4, 1: 3}
     replay.after_task(backbone, tasks[1])
-    assert Counter(replay.buffer["label"]) == {0: 2, 1: 2, 2: 2, 3: 1}
-    big = strategies.build({"name": "replay", "memory_size": 10, "class_balanced": True})
+    assert Counter(replay.memory.buffer["label"]) == {0: 2, 1: 2, 2: 2, 3: 1}
+    big = strategies.build({"name": "replay", "memory_size": 10, "policy": "class-balanced"})
     for task in tasks:
         big.after_task(backbone, task)
-    assert Counter(big.buffer["label"]) == dict.fromkeys(range(10), 1)
+    assert Counter(big.memory.buffer["label"]) == dict.fromkeys(range(10), 1)
 
 
 def test_class_balanced_domain_il_balances_task_and_label():
     backbone, tasks = make("domain-il")
-    replay = strategies.build({"name": "replay", "memory_size": 12, "class_balanced": True})
+    replay = strategies.build({"name": "replay", "memory_size": 12, "policy": "class-balanced"})
     for task in tasks[:3]:
         replay.after_task(backbone, task)
-    assert Counter(zip(replay.buffer["task"], replay.buffer["label"])) == {
+    assert Counter(zip(replay.memory.buffer["task"], replay.memory.buffer["label"])) == {
         (t, label): 2 for t in range(3) for label in (0, 1)
     }
 
@@ -169,12 +169,12 @@ def test_task_il_replay_masks_each_row_by_its_own_task():
     backbone, tasks = make("task-il")
     replay = strategies.build({"name": "replay", "memory_size": 20, "replay_batch_size": 5})
     train_stream(backbone, [replay], tasks, stop=1)
-    state = replay.rng.bit_generator.state
+    state = replay.memory.rng.bit_generator.state
     batch = backbone.collate(tasks[1].train[:32])
     loss = extra_loss(replay, backbone, batch, tasks[1])
-    replay.rng.bit_generator.state = state
-    rows = np.sort(replay.rng.choice(20, size=5, replace=False)).tolist()
-    replayed = backbone.collate({k: [v[i] for i in rows] for k, v in replay.buffer.items()})
+    replay.memory.rng.bit_generator.state = state
+    rows = np.sort(replay.memory.rng.choice(20, size=5, replace=False)).tolist()
+    replayed = backbone.collate({k: [v[i] for i in rows] for k, v in replay.memory.buffer.items()})
     assert replayed["task"].tolist() == [0] * 5
     assert torch.allclose(loss, backbone.loss(replayed, tasks[1]))
     assert set(backbone.predict(replayed, tasks[1], "task-il").tolist()) <= {0, 1}
@@ -205,10 +205,10 @@ def test_replay_buffer_works_for_text_columns():
     backbone = TextBackbone()
     replay = strategies.build({"name": "replay", "memory_size": 4, "replay_batch_size": 2})
     replay.after_task(backbone, task)
-    assert replay.size == 4 and all(text in words for text in replay.buffer["text"])
+    assert replay.memory.size == 4 and all(text in words for text in replay.memory.buffer["text"])
     copy = strategies.build({"name": "replay", "memory_size": 4, "replay_batch_size": 2})
     copy.load_state_dict(through_checkpoint(replay.state_dict()))
-    assert copy.buffer == replay.buffer
+    assert copy.memory.buffer == replay.memory.buffer
     batch = {"label": torch.zeros(2)}
     assert torch.equal(replay.extra_loss(backbone, batch, None, task), copy.extra_loss(backbone, batch, None, task))
 
@@ -295,7 +295,7 @@ def snapshot(backbone, strats):
 @pytest.mark.parametrize("scenario", ["class-il", "task-il"])
 def test_resumed_stream_is_identical_to_an_uninterrupted_one(scenario):
     specs = [
-        {"name": "replay", "memory_size": 40, "class_balanced": False},
+        {"name": "replay", "memory_size": 40, "policy": "reservoir"},
         {"name": "ewc", "lam": 5.0, "fisher_samples": 30, "mode": "online", "gamma": 0.9},
     ]
     backbone, tasks = make(scenario)
@@ -315,6 +315,7 @@ def test_resumed_stream_is_identical_to_an_uninterrupted_one(scenario):
 
     for (name, a), b in zip(backbone.model.state_dict().items(), resumed_backbone.model.state_dict().values()):
         assert torch.equal(a, b), name
-    assert straight[0].buffer == resumed[0].buffer and straight[0].n_seen == resumed[0].n_seen
+    assert straight[0].memory.buffer == resumed[0].memory.buffer
+    assert straight[0].memory.n_seen == resumed[0].memory.n_seen
     for name, f in straight[1].terms[0]["fisher"].items():
         assert torch.equal(f, resumed[1].terms[0]["fisher"][name])

@@ -73,6 +73,6 @@ def test_regularisers_and_memories_run_on_a_text_backbone(tmp_path):
     state = execute(run)
     assert len(state.acc) == 2 and all(len(row) == 2 for row in state.acc)
     derpp = run.strategies[-1]
-    assert {"input_ids", "attention_mask", "label", "task", "__logits__"} <= set(derpp.buffer)
-    assert derpp.size == 8 and set(derpp.buffer["task"].tolist()) == {0, 1}
+    assert {"input_ids", "attention_mask", "label", "task", "__logits__"} <= set(derpp.memory.buffer)
+    assert derpp.memory.size == 8 and set(derpp.memory.buffer["task"].tolist()) == {0, 1}
     assert all(s.extra_state_bytes() > 0 for s in run.strategies)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from clft.errors import ConfigError
 from clft.registry import strategies
-from clft.strategies.der import pad_to
+from clft.strategies._memory import pad_to
 from clft.testing import assert_same, extra_loss, start_task, through_checkpoint, tiny, train
 
 
@@ -90,20 +90,20 @@ def test_agem_is_a_no_op_before_any_memory_and_keeps_past_tasks_only():
 
 def test_reservoir_matches_algorithm_r_with_the_same_draws():
     der = strategies.build({"name": "der", "memory_size": 10})
-    der.rng = np.random.default_rng(7)
+    der.memory.rng = np.random.default_rng(7)
     kept = []  # reference buffer of global example ids
     for start in (0, 6, 40, 90):  # batches of 6, 34, 50, 3 examples
         stop = {0: 6, 6: 40, 40: 90, 90: 93}[start]
-        draws = copy.deepcopy(der.rng).integers(0, np.arange(start, stop) + 1)
+        draws = copy.deepcopy(der.memory.rng).integers(0, np.arange(start, stop) + 1)
         for k, j in zip(range(start, stop), draws):
             if k < 10:
                 kept.append(k)
             elif j < 10:
                 kept[j] = k
         ids = torch.arange(start, stop)
-        der.insert({"x": ids[:, None].float(), "label": ids})
-    assert der.size == 10 and der.n_seen == 93
-    assert der.buffer["label"].tolist() == kept
+        der.memory.add({"x": ids[:, None].float(), "label": ids})
+    assert der.memory.size == 10 and der.memory.n_seen == 93
+    assert der.memory.buffer["label"].tolist() == kept
 
 
 def test_der_stores_the_steps_own_logits_after_the_step_and_matches_its_loss_by_hand():
@@ -112,33 +112,33 @@ def test_der_stores_the_steps_own_logits_after_the_step_and_matches_its_loss_by_
     start_task(backbone, [der], tasks[0], tasks)
     batch = backbone.collate(tasks[0].train[:8])
     outputs = backbone.forward(batch, tasks[0])
-    assert der.extra_loss(backbone, batch, outputs, tasks[0]) is None and der.size == 0  # empty buffer
+    assert der.extra_loss(backbone, batch, outputs, tasks[0]) is None and der.memory.size == 0  # empty buffer
     der.after_step(backbone, batch, outputs.detached(), tasks[0])  # no forward pass of its own
     stored = outputs.logits.detach()
-    assert torch.equal(der.buffer["__logits__"], stored) and torch.equal(der.buffer["x"], batch["x"])
+    assert torch.equal(der.memory.buffer["__logits__"], stored) and torch.equal(der.memory.buffer["x"], batch["x"])
     train(backbone, [], tasks, stop=1)  # the model moves on; the stored logits do not
-    assert torch.equal(der.buffer["__logits__"], stored)
+    assert torch.equal(der.memory.buffer["__logits__"], stored)
 
-    rng = copy.deepcopy(der.rng)
+    rng = copy.deepcopy(der.memory.rng)
     first, second = (np.sort(rng.choice(8, size=4, replace=False)).tolist() for _ in range(2))
     new = backbone.collate(tasks[0].train[8:16])
-    rows = {k: v[second] for k, v in der.buffer.items() if k != "__logits__"}
-    by_hand = 0.3 * F.mse_loss(backbone.logits({"x": der.buffer["x"][first]}), stored[first])
+    rows = {k: v[second] for k, v in der.memory.buffer.items() if k != "__logits__"}
+    by_hand = 0.3 * F.mse_loss(backbone.logits({"x": der.memory.buffer["x"][first]}), stored[first])
     by_hand = by_hand + 0.7 * backbone.loss(rows, tasks[0])
     outputs = backbone.forward(new, tasks[0])
     torch.testing.assert_close(der.extra_loss(backbone, new, outputs, tasks[0]), by_hand)
     der.after_step(backbone, new, outputs.detached(), tasks[0])
-    assert der.n_seen == 16 and der.size == 8
+    assert der.memory.n_seen == 16 and der.memory.size == 8
 
 
 def test_der_buffer_pads_variable_length_columns_and_round_trips():
     der = strategies.build({"name": "der", "memory_size": 5})
-    der.rng = np.random.default_rng(0)
-    der.insert({"input_ids": torch.ones(2, 3, dtype=torch.long), "label": torch.tensor([0, 1])})
-    der.insert({"input_ids": torch.full((2, 5), 2), "label": torch.tensor([1, 0])})
-    der.insert({"input_ids": torch.full((1, 2), 3), "label": torch.tensor([1])})
-    assert der.buffer["input_ids"].shape == (5, 5)
-    assert der.buffer["input_ids"][:5].tolist() == [[1, 1, 1, 0, 0]] * 2 + [[2] * 5] * 2 + [[3, 3, 0, 0, 0]]
+    der.memory.rng = np.random.default_rng(0)
+    der.memory.add({"input_ids": torch.ones(2, 3, dtype=torch.long), "label": torch.tensor([0, 1])})
+    der.memory.add({"input_ids": torch.full((2, 5), 2), "label": torch.tensor([1, 0])})
+    der.memory.add({"input_ids": torch.full((1, 2), 3), "label": torch.tensor([1])})
+    assert der.memory.buffer["input_ids"].shape == (5, 5)
+    assert der.memory.buffer["input_ids"][:5].tolist() == [[1, 1, 1, 0, 0]] * 2 + [[2] * 5] * 2 + [[3, 3, 0, 0, 0]]
     copy_ = strategies.build({"name": "der", "memory_size": 5})
     copy_.load_state_dict(through_checkpoint(der.state_dict()))
     assert_same(through_checkpoint(copy_.state_dict()), through_checkpoint(der.state_dict()))
@@ -150,8 +150,52 @@ def test_der_plain_has_no_label_term():
     backbone, tasks = tiny()
     der = strategies.build({"name": "der", "alpha": 1.0, "memory_size": 8})
     train(backbone, [der], tasks, stop=1, steps=1, batch_size=8)
-    rng = copy.deepcopy(der.rng)
+    rng = copy.deepcopy(der.memory.rng)
     rows = np.sort(rng.choice(8, size=8, replace=False)).tolist()
     batch = backbone.collate(tasks[0].train[8:16])
-    expected = F.mse_loss(backbone.logits({"x": der.buffer["x"][rows]}), der.buffer["__logits__"][rows])
+    expected = F.mse_loss(backbone.logits({"x": der.memory.buffer["x"][rows]}), der.memory.buffer["__logits__"][rows])
     torch.testing.assert_close(extra_loss(der, backbone, batch, tasks[0]), expected)
+
+
+# ---------------------------------------------------------------- finite rows, online replay
+
+
+@pytest.mark.parametrize("name", ["der", "derpp"])
+def test_der_keeps_non_finite_rows_out_of_its_buffer(name):
+    backbone, tasks = tiny()
+    der = strategies.build({"name": name, "memory_size": 50})
+    start_task(backbone, [der], tasks[0], tasks)
+    batch = backbone.collate(tasks[0].train[:8])
+    batch["x"][3, 0] = float("nan")  # one poisoned example: its logits are NaN too
+    outputs = backbone.forward(batch, tasks[0])
+    der.after_step(backbone, batch, outputs.detached(), tasks[0])
+    assert der.memory.size == 7 and der.memory.n_seen == 7
+    assert all(torch.isfinite(values[:7]).all() for values in der.memory.buffer.values() if values.is_floating_point())
+    kept = der.memory.buffer["x"][:7]
+    assert torch.equal(kept, torch.cat([batch["x"][:3], batch["x"][4:]]))
+
+
+def test_online_replay_fills_the_reservoir_every_step_and_replays_within_the_task():
+    backbone, tasks = tiny()
+    online = strategies.build({"name": "replay", "memory_size": 20, "online": True, "replay_batch_size": 4})
+    after_task = strategies.build({"name": "replay", "memory_size": 20})
+    start_task(backbone, [online, after_task], tasks[0], tasks)
+    first = backbone.collate(tasks[0].train[:8])
+    outputs = backbone.forward(first, tasks[0])
+    assert online.extra_loss(backbone, first, outputs, tasks[0]) is None
+    assert after_task.extra_loss(backbone, first, outputs, tasks[0]) is None
+    for strategy in (online, after_task):
+        strategy.after_step(backbone, first, outputs.detached(), tasks[0])
+    assert online.memory.size == 8 and torch.equal(online.memory.buffer["x"][:8], first["x"])
+    assert after_task.memory.size == 0  # the after-task memory holds past tasks only
+
+    rng = copy.deepcopy(online.memory.rng)
+    rows = np.sort(rng.choice(8, size=4, replace=False)).tolist()
+    expected = backbone.loss({k: v[rows] for k, v in online.memory.buffer.items()}, tasks[0])
+    second = backbone.collate(tasks[0].train[8:16])
+    torch.testing.assert_close(extra_loss(online, backbone, second, tasks[0]), expected)
+    assert online.memory.n_seen == 8  # the second batch enters after its step
+    online.after_step(backbone, second, backbone.forward(second, tasks[0]).detached(), tasks[0])
+    assert online.memory.n_seen == 16
+    with pytest.raises(ConfigError):
+        strategies.build({"name": "replay", "online": True, "policy": "class-balanced"})

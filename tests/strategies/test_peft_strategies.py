@@ -239,3 +239,55 @@ def test_killed_in_task_one_then_resumed_gives_the_same_matrix(name, scenario, t
     result = json.loads(result_path.read_text())
     assert result["acc"] == straight["acc"]
     assert result["extra"] == straight["extra"]
+
+
+def test_o_lora_freezes_the_head_rows_of_earlier_classes_in_class_il(tmp_path, monkeypatch):
+    heads: list[torch.Tensor] = []
+    record = lambda r, task: heads.append(r.backbone.base_model.classifier.weight.detach().clone())  # noqa: E731
+    run_, _ = run(tmp_path, monkeypatch, {"name": "o-lora"}, "class-il", n_tasks=3, on_task_end=record)
+    tasks = run_.tasks
+    for t in (1, 2):
+        old = sorted(c for task in tasks[:t] for c in task.classes)
+        new = list(tasks[t].classes)
+        assert torch.equal(heads[t][old], heads[t - 1][old]), t
+        assert not torch.equal(heads[t][new], heads[t - 1][new]), t
+    free_heads: list[torch.Tensor] = []
+    record = lambda r, task: free_heads.append(r.backbone.base_model.classifier.weight.detach().clone())  # noqa: E731
+    free, _ = run(tmp_path, monkeypatch, {"name": "o-lora", "protect_head": False}, "class-il", n_tasks=2,
+                  on_task_end=record, name="free")
+    old = list(free.tasks[0].classes)
+    assert not torch.equal(free_heads[-1][old], free_heads[0][old])  # unprotected, the old rows move
+
+
+def test_o_lora_runs_text_to_text_without_a_head(tmp_path, monkeypatch):
+    seen: list[dict] = []
+    record = lambda r, task: seen.append(snapshot(adapter_parameters(r.backbone, "task0")))  # noqa: E731
+    spec = {"name": "o-lora", "target_modules": ["q", "v"]}
+    run_, result = run(tmp_path, monkeypatch, spec, "class-il", backbone=TINY_T5, on_task_end=record)
+    assert len(result["acc"]) == 2 and run_.backbone.model.active_adapters == ["task0", "task1"]
+    assert_equal(seen[1], seen[0])
+    assert result["extra"]["olora_overlap"]["0-1"] > 0
+
+
+def test_l2p_trains_only_the_current_tasks_classes_in_class_il():
+    backbone, tasks = tiny_backbone()
+    backbone.model.eval()  # no dropout: the hand-computed loss below sees the same logits
+    l2p = strategies.build({"name": "l2p", "pool_size": 4, "top_n": 1, "prompt_length": 2, "lam": 0.0})
+    for task in tasks[:2]:
+        backbone.label_space.mark_seen(task)
+        l2p.before_task(backbone, task, tasks)
+    backbone.model.eval()
+    batch = backbone.collate(tasks[1].train[:8])
+    outputs = backbone.forward(batch, tasks[1])
+    loss = l2p.loss(backbone, batch, outputs, tasks[1])  # replaces the main loss; no forward of its own
+    head = backbone.base_model.classifier
+    head.zero_grad()
+    loss.backward()
+    old, new = list(tasks[0].classes), list(tasks[1].classes)
+    assert head.weight.grad[old].abs().sum() == 0 and head.bias.grad[old].abs().sum() == 0
+    assert head.weight.grad[new].abs().sum() > 0
+    with torch.no_grad():
+        logits = backbone.logits(batch)
+    by_hand = torch.nn.functional.cross_entropy(logits[:, new], batch["label"] - min(new))
+    torch.testing.assert_close(loss.detach(), by_hand)
+    assert sum(l2p.use) == 8  # top_n 1 x 8 examples: one forward pass, the step's own

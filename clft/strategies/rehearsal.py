@@ -1,0 +1,70 @@
+"""``rehearsal``: naive rehearsal, the old tasks' memory mixed into the training data.
+
+Hsu, Liu, Ramasamy & Kira 2018, "Re-evaluating Continual Learning Scenarios"
+(GT-RIPL ``agents/exp_replay.py::Naive_Rehearsal``). The memory
+(``clft.strategies._memory``, by default ``task-balanced``: after t tasks
+each past task keeps ⌊M/t⌋ random examples) is concatenated into the task's
+training set, repeated r = max(⌊N_t / M⌋, 1) times so old and new data are
+about 1:1 (N_t the task's training examples, M the capacity):
+
+    train on  D_t ∪ r × memory        (shuffled into ordinary batches)
+
+so a task trains for about (N_t + r·|memory|) / batch steps per epoch. Unlike
+``replay`` (a separate replay batch added to every step's loss), the old rows
+share each batch with the new ones. Memory rows keep their ``task`` column, so
+the backbone masks each with its own task's label space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+
+from clft.registry import strategies
+from clft.strategies._memory import POLICIES, EpisodicMemory, Policy
+from clft.types import Backbone, Strategy, Task
+
+
+@strategies.register()
+class Rehearsal(Strategy):
+    """Train each task on its data plus the memory of past tasks, repeated to about 1:1."""
+
+    name = "rehearsal"
+
+    @dataclass
+    class Config:
+        memory_size: int = 200
+        """Memory capacity M, in examples, over the whole stream."""
+        policy: Policy = "task-balanced"
+        """Which examples stay: reservoir, class-balanced or task-balanced (clft.strategies._memory)."""
+
+        def __post_init__(self) -> None:
+            if self.memory_size < 1:
+                raise ValueError(f"memory_size must be at least 1, got {self.memory_size}")
+            if self.policy not in POLICIES:
+                raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.memory = EpisodicMemory(config.memory_size, config.policy)
+
+    def train_data(self, task: Task, seen_tasks: list[Task]) -> datasets.Dataset:
+        """``task.train`` followed by max(⌊N_t / M⌋, 1) copies of the memory (none before task 2)."""
+        if not self.memory.size:
+            return task.train
+        memory = datasets.Dataset.from_dict(self.memory.buffer, features=task.train.features)
+        repeats = max(len(task.train) // self.config.memory_size, 1)
+        return datasets.concatenate_datasets([task.train] + [memory] * repeats)
+
+    def after_task(self, backbone: Backbone, task: Task) -> None:
+        self.memory.add_task(task.train)
+
+    def extra_state_bytes(self) -> int:
+        return self.memory.extra_state_bytes()
+
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state["memory"])
