@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Regenerate one committed results folder from a clean commit: its runs, table.md and README.md.
+#
+#   results/regenerate.sh FOLDER PRESET [clft run options and overrides...]
+#   e.g. results/regenerate.sh quickstart-reference quickstart --jobs 2 train.log_with=[tensorboard]
+#
+# Refuses a tree whose code or presets differ from HEAD (a result must name the commit that made it).
+# The README records the command, the wall time, the commit and the table command that
+# tests/test_committed_results.py renders again (docs/architecture.md, "Committed results").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+folder=$1 preset=$2
+shift 2
+if [ -n "$(git status --porcelain -- clft experiments benchmarks)" ]; then
+  echo "regenerate.sh: clft/, experiments/ or benchmarks/ differ from HEAD; commit first" >&2
+  exit 2
+fi
+clft=${CLFT:-.venv/bin/clft}
+out=results/$folder
+rm -rf "$out"
+started=$(date +%s)
+OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$clft" run "$preset" --out "$out" --quiet "$@"
+seconds=$(( $(date +%s) - started ))
+"$clft" table "$out" --output "$out/table.md"
+cat > "$out/README.md" <<EOF
+# $folder
+
+Made from commit $(git rev-parse HEAD) (clean tree) on $(nproc) CPU cores, $(date -u +%Y-%m-%d).
+
+    clft run $preset --out $out --quiet $*
+
+Wall time: ${seconds} s (the whole sweep, including start-up and evaluation).
+
+Table: \`clft table $out --output $out/table.md\`
+
+Regenerate: \`results/regenerate.sh $folder $preset $*\`
+EOF
+echo "regenerated $out in ${seconds} s"
