@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from clft.columns import columns as column_slices
 from clft.strategies._random import generator_from_state, generator_state, new_generator
-from clft.types import Backbone, Batch
+from clft.types import Backbone, Batch, Strategy, Task
 
 Policy = Literal["reservoir", "class-balanced", "task-balanced"]
 POLICIES = ("reservoir", "class-balanced", "task-balanced")
@@ -261,3 +261,27 @@ class TensorReservoir:
             self.buffer[column] = values.new_zeros((self.capacity, *values.shape[1:]))
             self.buffer[column][: self.size] = values
         self.rng = generator_from_state(state["rng"])
+
+
+class MemoryStrategy(Strategy):
+    """Base of strategies whose state is one :class:`EpisodicMemory` (A-GEM, GEM, naive rehearsal).
+
+    ``self.memory`` holds at most ``config.memory_size`` rows chosen by ``config.policy``; each
+    task's training data is offered to it after the task. The memory is the whole checkpointed state.
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.memory = EpisodicMemory(config.memory_size, config.policy)
+
+    def after_task(self, backbone: Backbone, task: Task) -> None:
+        self.memory.add_task(task.train)
+
+    def extra_state_bytes(self) -> int:
+        return self.memory.extra_state_bytes()
+
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state["memory"])

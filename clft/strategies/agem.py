@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import torch
 
 from clft.registry import strategies
-from clft.strategies._memory import POLICIES, EpisodicMemory, Policy
-from clft.types import Backbone, Strategy, Task
+from clft.strategies._memory import POLICIES, MemoryStrategy, Policy
+from clft.types import Backbone, Task
 
 
 @strategies.register()
-class AGEM(Strategy):
+class AGEM(MemoryStrategy):
     """Project the gradient so the memory loss does not increase."""
 
     name = "agem"
@@ -50,10 +50,6 @@ class AGEM(Strategy):
             if self.memory_batch_size < 1:
                 raise ValueError(f"memory_batch_size must be at least 1, got {self.memory_batch_size}")
 
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.memory = EpisodicMemory(config.memory_size, config.policy)
-
     def before_step(self, backbone: Backbone, task: Task) -> None:
         if not self.memory.size:
             return
@@ -73,15 +69,3 @@ class AGEM(Strategy):
         loss = backbone.loss(backbone.collate(self.memory.batch(backbone, rows)), task)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return [torch.zeros_like(p, dtype=torch.float32) if g is None else g.float() for p, g in zip(params, grads)]
-
-    def after_task(self, backbone: Backbone, task: Task) -> None:
-        self.memory.add_task(task.train)
-
-    def extra_state_bytes(self) -> int:
-        return self.memory.extra_state_bytes()
-
-    def state_dict(self) -> dict:
-        return {"memory": self.memory.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.memory.load_state_dict(state["memory"])

@@ -34,8 +34,8 @@ import scipy.optimize
 import torch
 
 from clft.registry import strategies
-from clft.strategies._memory import POLICIES, EpisodicMemory, Policy
-from clft.types import Backbone, Strategy, Task
+from clft.strategies._memory import POLICIES, MemoryStrategy, Policy
+from clft.types import Backbone, Task
 
 
 def project(gradient: np.ndarray, memories: np.ndarray, margin: float = 0.5, eps: float = 1e-3) -> np.ndarray:
@@ -54,7 +54,7 @@ def flat(tensors: list[torch.Tensor | None], params: list[torch.nn.Parameter]) -
 
 
 @strategies.register()
-class GEM(Strategy):
+class GEM(MemoryStrategy):
     """Project the gradient so that no past task's memory loss increases (to first order)."""
 
     name = "gem"
@@ -80,10 +80,6 @@ class GEM(Strategy):
             if not self.eps > 0:
                 raise ValueError(f"eps must be positive, got {self.eps}")
 
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.memory = EpisodicMemory(config.memory_size, config.policy)
-
     def before_step(self, backbone: Backbone, task: Task) -> None:
         if not self.memory.size:
             return
@@ -107,15 +103,3 @@ class GEM(Strategy):
             loss = backbone.loss(backbone.collate(self.memory.batch(backbone, rows)), task)
             grads.append(flat(torch.autograd.grad(loss, params, allow_unused=True), params))
         return grads
-
-    def after_task(self, backbone: Backbone, task: Task) -> None:
-        self.memory.add_task(task.train)
-
-    def extra_state_bytes(self) -> int:
-        return self.memory.extra_state_bytes()
-
-    def state_dict(self) -> dict:
-        return {"memory": self.memory.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.memory.load_state_dict(state["memory"])

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import datasets
 
 from clft.registry import strategies
-from clft.strategies._memory import POLICIES, EpisodicMemory, Policy
-from clft.types import Backbone, Strategy, Task
+from clft.strategies._memory import POLICIES, MemoryStrategy, Policy
+from clft.types import Task
 
 
 @strategies.register()
-class Rehearsal(Strategy):
+class Rehearsal(MemoryStrategy):
     """Train each task on its data plus the memory of past tasks, repeated to about 1:1."""
 
     name = "rehearsal"
@@ -45,10 +45,6 @@ class Rehearsal(Strategy):
             if self.policy not in POLICIES:
                 raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
 
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.memory = EpisodicMemory(config.memory_size, config.policy)
-
     def train_data(self, task: Task, seen_tasks: list[Task]) -> datasets.Dataset:
         """``task.train`` followed by max(⌊N_t / M⌋, 1) copies of the memory (none before task 2)."""
         if not self.memory.size:
@@ -56,15 +52,3 @@ class Rehearsal(Strategy):
         memory = datasets.Dataset.from_dict(self.memory.buffer, features=task.train.features)
         repeats = max(len(task.train) // self.config.memory_size, 1)
         return datasets.concatenate_datasets([task.train] + [memory] * repeats)
-
-    def after_task(self, backbone: Backbone, task: Task) -> None:
-        self.memory.add_task(task.train)
-
-    def extra_state_bytes(self) -> int:
-        return self.memory.extra_state_bytes()
-
-    def state_dict(self) -> dict:
-        return {"memory": self.memory.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.memory.load_state_dict(state["memory"])

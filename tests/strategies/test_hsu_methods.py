@@ -10,6 +10,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from weights import nudge, params
 
 from clft.errors import ConfigError
 from clft.registry import strategies
@@ -27,16 +28,6 @@ from clft.testing import extra_loss, start_task, tiny, train
 def test_invalid_options(spec):
     with pytest.raises(ConfigError):
         strategies.build(spec)
-
-
-def params(backbone) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in backbone.model.named_parameters()}
-
-
-def nudge(backbone, scale=0.05) -> None:
-    with torch.no_grad():
-        for p in backbone.model.parameters():
-            p.add_(torch.randn_like(p) * scale)
 
 
 # ---------------------------------------------------------------- l2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from weights import nudge, params
 
 from clft.errors import ConfigError
 from clft.registry import strategies
@@ -20,16 +21,6 @@ from clft.testing import extra_loss, start_task, step, tiny, train
 def test_invalid_options(spec):
     with pytest.raises(ConfigError):
         strategies.build(spec)
-
-
-def params(backbone) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in backbone.model.named_parameters()}
-
-
-def nudge(backbone, scale=0.05) -> None:
-    with torch.no_grad():
-        for p in backbone.model.parameters():
-            p.add_(torch.randn_like(p) * scale)
 
 
 # ---------------------------------------------------------------- si
