@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerate one committed results folder from a clean commit: its runs, table.md and README.md.
 #
-#   results/regenerate.sh FOLDER PRESET [clft run options and overrides...]
+#   results/regenerate.sh FOLDER PRESET[,PRESET...] [clft run options and overrides...]
 #   e.g. results/regenerate.sh quickstart-reference quickstart --jobs 2 train.log_with=[tensorboard]
+# Several presets (comma-separated, sharing one experiment name) run in turn into the one folder.
+# TABLE_OPTIONS (e.g. "--reference --ci") go to the table command, which the README records.
 #
 # Refuses a tree whose code or presets differ from HEAD (a result must name the commit that made it).
 # The README records the command, the wall time, the commit and the table command that
@@ -19,19 +21,25 @@ clft=${CLFT:-.venv/bin/clft}
 out=results/$folder
 rm -rf "$out"
 started=$(date +%s)
-OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$clft" run "$preset" --out "$out" --quiet "$@"
+IFS=, read -r -a presets <<< "$preset"
+commands=""
+for one in "${presets[@]}"; do
+  OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$clft" run "$one" --out "$out" --quiet "$@"
+  commands+="    clft run $one --out $out --quiet $*"$'\n'
+done
 seconds=$(( $(date +%s) - started ))
-"$clft" table "$out" --output "$out/table.md"
+table_options=${TABLE_OPTIONS:-}
+# shellcheck disable=SC2086  # the options are words
+"$clft" table "$out" $table_options --output "$out/table.md"
 cat > "$out/README.md" <<EOF
 # $folder
 
 Made from commit $(git rev-parse HEAD) (clean tree) on $(nproc) CPU cores, $(date -u +%Y-%m-%d).
 
-    clft run $preset --out $out --quiet $*
-
+$commands
 Wall time: ${seconds} s (the whole sweep, including start-up and evaluation).
 
-Table: \`clft table $out --output $out/table.md\`
+Table: \`clft table $out ${table_options:+$table_options }--output $out/table.md\`
 
 Regenerate: \`results/regenerate.sh $folder $preset $*\`
 EOF
