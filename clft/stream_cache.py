@@ -6,16 +6,19 @@ decides the stream:
 
 - the benchmark's registered name, its resolved ``Config`` (plain JSON) and the seed;
 - the code that builds streams: the source of the benchmark's module, of every
-  module in ``clft/benchmarks/`` and of ``clft/data.py``/``clft/types.py``;
+  module in ``clft/benchmarks/``, of ``clft/data.py``/``clft/types.py`` and of this
+  module (the entry's format);
 - the input files: (path, size, mtime) of every file under the data directory
   (``data_dir`` option or ``$CLFT_DATA_DIR``) and of every config string naming an
   existing file or folder (YAML-only benchmarks' CSVs);
 - the ``datasets`` version (the on-disk format).
 
-Each split is written with ``Dataset.save_to_disk`` (Arrow, e.g. MNIST pixels as
-float32 arrays) into a temporary folder renamed into place, so a killed writer never
-leaves a half entry; reads are memory-mapped (``load_from_disk``). Tokenised copies
-made by the HF backbones land beside them (``clft.backbones.hf_common.cached_map``).
+Every field of each ``Task`` is kept: its splits as datasets, the others (id, name,
+classes, metric, max_new_tokens) in ``tasks.json``. Each split is written with
+``Dataset.save_to_disk`` (Arrow, e.g. MNIST pixels as float32 arrays) into a temporary
+folder renamed into place, so a killed writer never leaves a half entry; reads are
+memory-mapped (``load_from_disk``). Tokenised copies made by the HF backbones land
+beside them (``clft.backbones.hf_common.cached_map``).
 
 ``$CLFT_CACHE_DIR`` sets the cache root (default ``~/.cache/clft``); ``CLFT_STREAM_CACHE=0``
 turns the cache off. Deleting the folder is always safe.
@@ -29,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,7 +41,10 @@ from clft.types import Benchmark, Task
 
 SPLITS = ("train", "test", "val")
 PACKAGE = Path(__file__).resolve().parent
-BUILDER_SOURCES = (PACKAGE / "data.py", PACKAGE / "types.py", *sorted((PACKAGE / "benchmarks").glob("*.py")))
+BUILDER_SOURCES = (PACKAGE / "data.py", PACKAGE / "types.py", Path(__file__).resolve(),
+                   *sorted((PACKAGE / "benchmarks").glob("*.py")))
+#: The Task fields stored in tasks.json (everything but the splits).
+TASK_FIELDS = tuple(f.name for f in fields(Task) if f.name not in SPLITS)
 
 
 def cache_root() -> Path:
@@ -105,7 +112,7 @@ def _save(tasks: list[Task], folder: Path) -> None:
             for split in SPLITS:
                 if getattr(task, split) is not None:
                     getattr(task, split).save_to_disk(str(tmp / f"task{task.id:03d}" / split))
-            meta.append({"id": task.id, "name": task.name, "classes": list(task.classes),
+            meta.append({**{name: getattr(task, name) for name in TASK_FIELDS},
                          "splits": [s for s in SPLITS if getattr(task, s) is not None]})
         (tmp / "tasks.json").write_text(json.dumps(meta))
         tmp.rename(folder)
@@ -119,8 +126,9 @@ def _load(folder: Path) -> list[Task]:
     tasks = []
     for entry in json.loads((folder / "tasks.json").read_text()):
         splits = {s: datasets.load_from_disk(str(folder / f"task{entry['id']:03d}" / s)) for s in entry["splits"]}
-        tasks.append(Task(entry["id"], entry["name"], tuple(entry["classes"]), splits["train"], splits["test"],
-                          splits.get("val")))
+        kept = {name: entry[name] for name in TASK_FIELDS}
+        tasks.append(Task(**{**kept, "classes": tuple(kept["classes"])}, train=splits["train"], test=splits["test"],
+                          val=splits.get("val")))
     return tasks
 
 

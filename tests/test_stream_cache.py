@@ -86,3 +86,15 @@ def test_tokenised_splits_of_a_cached_stream_are_written_once_and_read_back(cach
     again = backbone.prepare(stream_cache.cached_tasks(bench, 0)[0].train)  # as a second process would
     assert sum(calls) == len(tasks[0].train)  # read from disk, not tokenised again
     assert again["input_ids"][:] == first["input_ids"][:]
+
+
+def test_a_cached_generation_stream_keeps_each_tasks_metric_and_generation_cap(cache):
+    from tests.llm_helpers import write_instruction_files
+
+    spec = {"name": "instruction-tuning", "files": write_instruction_files(cache / "files"), "max_new_tokens": 7}
+    built = stream_cache.cached_tasks(benchmarks.build(spec), 0)
+    bench, calls = counting(spec)
+    loaded = stream_cache.cached_tasks(bench, 0)
+    assert calls == []  # read back from the cache, not rebuilt
+    assert [(t.metric, t.max_new_tokens) for t in loaded] == [(t.metric, t.max_new_tokens) for t in built]
+    assert all(t.generative and t.max_new_tokens == 7 for t in loaded)
