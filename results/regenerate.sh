@@ -4,6 +4,8 @@
 #   results/regenerate.sh FOLDER PRESET[,PRESET...] [clft run options and overrides...]
 #   e.g. results/regenerate.sh quickstart-reference quickstart --jobs 2 train.log_with=[tensorboard]
 # Several presets (comma-separated, sharing one experiment name) run in turn into the one folder.
+# KEEP=1 keeps the folder's finished runs (they are skipped when this code made them; a run
+# made by other code stops the sweep): for continuing an interrupted regeneration.
 # TABLE_OPTIONS (e.g. "--reference --ci") go to the table command, which the README records.
 #
 # Refuses a tree whose code or presets differ from HEAD (a result must name the commit that made it).
@@ -19,7 +21,7 @@ if [ -n "$(git status --porcelain -- clft experiments benchmarks)" ]; then
 fi
 clft=${CLFT:-.venv/bin/clft}
 out=results/$folder
-rm -rf "$out"
+[ "${KEEP:-0}" = 1 ] || rm -rf "$out"
 started=$(date +%s)
 IFS=, read -r -a presets <<< "$preset"
 commands=""
