@@ -3,9 +3,19 @@
 Same stream (Avalanche's SplitMNIST, 5 experiences, classes in order 0..9, read by clft's
 ``avalanche`` benchmark), same model (an MLP 784-H-10 with the same initial weights), seed,
 optimizer (SGD), learning rate, batch size and epochs. Prints the final average accuracy (ACC)
-of each pair and the difference in points. Needs ``clft[avalanche]`` and CLFT_DATA_DIR with mnist/.
+of each pair and the difference in points, per seed and as a mean over ``--seeds``. Needs
+``clft[avalanche]`` and CLFT_DATA_DIR with mnist/.
 
-    CLFT_DATA_DIR=../shared/data python benchmarks/avalanche_parity.py --train-per-class 500
+    CLFT_DATA_DIR=../shared/data python benchmarks/avalanche_parity.py --train-per-class 500 --seeds 0 1 2
+
+Two protocol choices are aligned on the Avalanche side unless ``--avalanche-defaults``:
+
+- clft's class-IL trains on the logits of the classes seen so far (unseen ones masked out of the
+  softmax); Avalanche's strategies use all 10 outputs. ``SeenClassesMask`` (an Avalanche plugin,
+  ``after_forward``) applies clft's mask, so both minimise the same loss.
+- Avalanche's Replay keeps an experience-balanced buffer and draws one memory mini-batch of
+  ``train_mb_size`` per step: clft's replay runs with ``policy: task-balanced`` and
+  ``replay_batch_size`` = the batch size.
 """
 
 from __future__ import annotations
@@ -37,6 +47,26 @@ def clft_final_acc(spec: dict, args) -> tuple[float, torch.nn.Module]:
     return float(np.mean(run.state.acc[-1])), initial
 
 
+def seen_classes_mask():
+    """An Avalanche plugin masking the logits of classes not yet seen (clft's class-IL training loss)."""
+    from avalanche.core import SupervisedPlugin
+
+    class SeenClassesMask(SupervisedPlugin):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: set[int] = set()
+
+        def before_training_exp(self, strategy, **kwargs) -> None:
+            self.seen.update(int(c) for c in strategy.experience.classes_in_this_experience)
+
+        def after_forward(self, strategy, **kwargs) -> None:
+            unseen = torch.ones(strategy.mb_output.shape[-1], dtype=torch.bool)
+            unseen[sorted(self.seen)] = False
+            strategy.mb_output = strategy.mb_output.masked_fill(unseen, float("-inf"))
+
+    return SeenClassesMask()
+
+
 def avalanche_final_acc(name: str, model: torch.nn.Module, args) -> float:
     from avalanche.benchmarks.classic import SplitMNIST
     from avalanche.training import EWC, Naive, Replay
@@ -50,7 +80,8 @@ def avalanche_final_acc(name: str, model: torch.nn.Module, args) -> float:
                         train_transform=None, eval_transform=None)
     common = {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=args.lr),
               "criterion": torch.nn.CrossEntropyLoss(), "train_mb_size": args.batch_size,
-              "train_epochs": args.epochs, "eval_mb_size": 512, "evaluator": EvaluationPlugin()}
+              "train_epochs": args.epochs, "eval_mb_size": 512, "evaluator": EvaluationPlugin(),
+              "plugins": [] if args.avalanche_defaults else [seen_classes_mask()]}
     strategy = {"naive": lambda: Naive(**common), "ewc": lambda: EWC(ewc_lambda=args.lam, **common),
                 "replay": lambda: Replay(mem_size=args.memory, **common)}[name]()
     torch.manual_seed(args.seed)
@@ -86,19 +117,33 @@ def _accuracy(model, test_stream) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag, kind, default in [("--seed", int, 0), ("--hidden", int, 100), ("--epochs", int, 1),
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--avalanche-defaults", action="store_true",
+                        help="Avalanche unmasked and clft's default replay (the protocols differ)")
+    for flag, kind, default in [("--hidden", int, 100), ("--epochs", int, 1),
                                 ("--batch-size", int, 32), ("--lr", float, 0.05), ("--lam", float, 100.0),
                                 ("--memory", int, 500), ("--train-per-class", int, 500)]:
         parser.add_argument(flag, type=kind, default=default)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    replay = {"name": "replay", "memory_size": args.memory}
+    if not args.avalanche_defaults:
+        replay.update(policy="task-balanced", replay_batch_size=args.batch_size)
     pairs = [({"name": "finetune"}, "naive"), ({"name": "ewc", "lam": args.lam, "fisher_batch_size": args.batch_size},
-             "ewc"), ({"name": "replay", "memory_size": args.memory}, "replay")]
-    print(f"{'clft':<10} {'ACC':>6}   {'avalanche':<10} {'ACC':>6}   diff (points)")
-    for spec, name in pairs:
-        ours, initial = clft_final_acc(spec, args)
-        theirs = avalanche_final_acc(name, initial, args)
-        print(f"{spec['name']:<10} {ours:6.3f}   {name:<10} {theirs:6.3f}   {100 * (ours - theirs):+.1f}")
+             "ewc"), (replay, "replay")]
+    print(f"{'seed':<5} {'clft':<10} {'ACC':>6}   {'avalanche':<10} {'ACC':>6}   diff (points)")
+    diffs: dict[str, list[float]] = {}
+    for seed in args.seeds:
+        args.seed = seed
+        for spec, name in pairs:
+            ours, initial = clft_final_acc(spec, args)
+            theirs = avalanche_final_acc(name, initial, args)
+            diff = 100 * (ours - theirs)
+            diffs.setdefault(spec["name"], []).append(diff)
+            print(f"{seed:<5} {spec['name']:<10} {ours:6.3f}   {name:<10} {theirs:6.3f}   {diff:+.1f}")
+    for method, values in diffs.items():
+        print(f"mean difference {method:<10} {np.mean(values):+.1f} points over {len(values)} seeds "
+              f"(std {np.std(values, ddof=1) if len(values) > 1 else 0.0:.1f})")
 
 
 if __name__ == "__main__":
