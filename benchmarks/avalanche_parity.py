@@ -13,6 +13,9 @@ Two protocol choices are aligned on the Avalanche side unless ``--avalanche-defa
 - clft's class-IL trains on the logits of the classes seen so far (unseen ones masked out of the
   softmax); Avalanche's strategies use all 10 outputs. ``SeenClassesMask`` (an Avalanche plugin,
   ``after_forward``) applies clft's mask, so both minimise the same loss.
+- Avalanche's EWC adds ``ewc_lambda · Σ F (θ − θ*)²``, clft's ``(lam / 2) · Σ F (θ − θ*)²``: clft runs with
+  ``lam = 2 · --lam`` (both estimate F as the mean over the experience's mini-batches of the squared
+  gradient of the batch-mean loss, ``fisher_batch_size`` = the batch size).
 - Avalanche's Replay keeps an experience-balanced buffer and draws one memory mini-batch of
   ``train_mb_size`` per step: clft's replay runs with ``policy: task-balanced`` and
   ``replay_batch_size`` = the batch size.
@@ -129,8 +132,8 @@ def main() -> None:
     replay = {"name": "replay", "memory_size": args.memory}
     if not args.avalanche_defaults:
         replay.update(policy="task-balanced", replay_batch_size=args.batch_size)
-    pairs = [({"name": "finetune"}, "naive"), ({"name": "ewc", "lam": args.lam, "fisher_batch_size": args.batch_size},
-             "ewc"), (replay, "replay")]
+    ewc = {"name": "ewc", "lam": 2 * args.lam, "fisher_batch_size": args.batch_size}
+    pairs = [({"name": "finetune"}, "naive"), (ewc, "ewc"), (replay, "replay")]
     print(f"{'seed':<5} {'clft':<10} {'ACC':>6}   {'avalanche':<10} {'ACC':>6}   diff (points)")
     diffs: dict[str, list[float]] = {}
     for seed in args.seeds:
