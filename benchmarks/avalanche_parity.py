@@ -11,8 +11,9 @@ of each pair and the difference in points, per seed and as a mean over ``--seeds
 Two protocol choices are aligned on the Avalanche side unless ``--avalanche-defaults``:
 
 - clft's class-IL trains on the logits of the classes seen so far (unseen ones masked out of the
-  softmax); Avalanche's strategies use all 10 outputs. ``SeenClassesMask`` (an Avalanche plugin,
-  ``after_forward``) applies clft's mask, so both minimise the same loss.
+  softmax, in the loss and in EWC's Fisher); Avalanche's strategies use all 10 outputs. On the
+  Avalanche side the model is wrapped in ``SeenClassesOnly`` (the same mask in every forward pass), so
+  both minimise the same loss and estimate the same Fisher.
 - Avalanche's EWC adds ``ewc_lambda · Σ F (θ − θ*)²``, clft's ``(lam / 2) · Σ F (θ − θ*)²``: clft runs with
   ``lam = 2 · --lam`` (both estimate F as the mean over the experience's mini-batches of the squared
   gradient of the batch-mean loss, ``fisher_batch_size`` = the batch size).
@@ -50,24 +51,28 @@ def clft_final_acc(spec: dict, args) -> tuple[float, torch.nn.Module]:
     return float(np.mean(run.state.acc[-1])), initial
 
 
-def seen_classes_mask():
-    """An Avalanche plugin masking the logits of classes not yet seen (clft's class-IL training loss)."""
+class SeenClassesOnly(torch.nn.Module):
+    """The model with the logits of classes not yet seen masked out (clft's class-IL label space), in every
+    forward pass: training loss, EWC's Fisher and evaluation alike."""
+
+    def __init__(self, model: torch.nn.Module, n_classes: int = 10) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("unseen", torch.ones(n_classes, dtype=torch.bool))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).masked_fill(self.unseen, float("-inf"))
+
+
+def mark_seen_plugin(masked: SeenClassesOnly):
+    """An Avalanche plugin that unmasks an experience's classes before training on it."""
     from avalanche.core import SupervisedPlugin
 
-    class SeenClassesMask(SupervisedPlugin):
-        def __init__(self) -> None:
-            super().__init__()
-            self.seen: set[int] = set()
-
+    class MarkSeen(SupervisedPlugin):
         def before_training_exp(self, strategy, **kwargs) -> None:
-            self.seen.update(int(c) for c in strategy.experience.classes_in_this_experience)
+            masked.unseen[list(strategy.experience.classes_in_this_experience)] = False
 
-        def after_forward(self, strategy, **kwargs) -> None:
-            unseen = torch.ones(strategy.mb_output.shape[-1], dtype=torch.bool)
-            unseen[sorted(self.seen)] = False
-            strategy.mb_output = strategy.mb_output.masked_fill(unseen, float("-inf"))
-
-    return SeenClassesMask()
+    return MarkSeen()
 
 
 def avalanche_final_acc(name: str, model: torch.nn.Module, args) -> float:
@@ -78,13 +83,17 @@ def avalanche_final_acc(name: str, model: torch.nn.Module, args) -> float:
     from clft.benchmarks.avalanche_stream import AvalancheStream, _dataset_root
 
     model = torch.nn.Sequential(torch.nn.Flatten(), model)  # Avalanche feeds [B, 1, 28, 28] images
+    plugins = []
+    if not args.avalanche_defaults:
+        model = SeenClassesOnly(model)
+        plugins.append(mark_seen_plugin(model))
     root = _dataset_root(AvalancheStream.Config(benchmark="SplitMNIST"))
     stream = SplitMNIST(5, seed=args.seed, fixed_class_order=ORDER, dataset_root=str(root),
                         train_transform=None, eval_transform=None)
     common = {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=args.lr),
               "criterion": torch.nn.CrossEntropyLoss(), "train_mb_size": args.batch_size,
               "train_epochs": args.epochs, "eval_mb_size": 512, "evaluator": EvaluationPlugin(),
-              "plugins": [] if args.avalanche_defaults else [seen_classes_mask()]}
+              "plugins": plugins}
     strategy = {"naive": lambda: Naive(**common), "ewc": lambda: EWC(ewc_lambda=args.lam, **common),
                 "replay": lambda: Replay(mem_size=args.memory, **common)}[name]()
     torch.manual_seed(args.seed)
