@@ -17,6 +17,10 @@ Two protocol choices are aligned on the Avalanche side unless ``--avalanche-defa
 - Avalanche's EWC adds ``ewc_lambda · Σ F (θ − θ*)²``, clft's ``(lam / 2) · Σ F (θ − θ*)²``: clft runs with
   ``lam = 2 · --lam`` (both estimate F as the mean over the experience's mini-batches of the squared
   gradient of the batch-mean loss, ``fisher_batch_size`` = the batch size).
+- clft's replay adds the memory batch's mean loss to the current batch's (``loss + extra_loss``);
+  Avalanche's Replay averages over the concatenated batch, half that gradient. With plain SGD the two
+  updates are equal when Avalanche's learning rate is doubled once the memory holds examples
+  (``DoubleLrWithMemory``, from the second experience on).
 - Avalanche's Replay keeps an experience-balanced buffer and draws one memory mini-batch of
   ``train_mb_size`` per step: clft's replay runs with ``policy: task-balanced`` and
   ``replay_batch_size`` = the batch size.
@@ -75,6 +79,19 @@ def mark_seen_plugin(masked: SeenClassesOnly):
     return MarkSeen()
 
 
+def double_lr_with_memory_plugin(lr: float):
+    """An Avalanche plugin: learning rate 2·lr from the second experience on (replay's loss convention)."""
+    from avalanche.core import SupervisedPlugin
+
+    class DoubleLrWithMemory(SupervisedPlugin):
+        def before_training_epoch(self, strategy, **kwargs) -> None:
+            if strategy.clock.train_exp_counter > 0:
+                for group in strategy.optimizer.param_groups:
+                    group["lr"] = 2 * lr
+
+    return DoubleLrWithMemory()
+
+
 def avalanche_final_acc(name: str, model: torch.nn.Module, args) -> float:
     from avalanche.benchmarks.classic import SplitMNIST
     from avalanche.training import EWC, Naive, Replay
@@ -87,6 +104,8 @@ def avalanche_final_acc(name: str, model: torch.nn.Module, args) -> float:
     if not args.avalanche_defaults:
         model = SeenClassesOnly(model)
         plugins.append(mark_seen_plugin(model))
+        if name == "replay":
+            plugins.append(double_lr_with_memory_plugin(args.lr))
     root = _dataset_root(AvalancheStream.Config(benchmark="SplitMNIST"))
     stream = SplitMNIST(5, seed=args.seed, fixed_class_order=ORDER, dataset_root=str(root),
                         train_transform=None, eval_transform=None)
