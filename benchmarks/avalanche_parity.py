@@ -6,9 +6,13 @@ optimizer (SGD), learning rate, batch size and epochs. Prints the final average 
 of each pair and the difference in points, per seed and as a mean over ``--seeds``. Needs
 ``clft[avalanche]`` and CLFT_DATA_DIR with mnist/.
 
-    CLFT_DATA_DIR=../shared/data python benchmarks/avalanche_parity.py --train-per-class 500 --seeds 0 1 2
+    CLFT_DATA_DIR=../shared/data python benchmarks/avalanche_parity.py --seeds 0 1 2 3 4   # ~4 min on one core
 
-Two protocol choices are aligned on the Avalanche side unless ``--avalanche-defaults``:
+Measured (2026-11-29, 2000 images per class, 1 epoch, SGD 0.05, batch 32, seeds 0-4): clft - Avalanche
+= -0.0 ± 0.0 points (finetune/Naive), +0.1 ± 0.2 (EWC), +0.1 ± 1.4 (replay). With 500 per class the
+replay pair varies by ±7 points from seed to seed (few steps per experience), so its mean says little.
+
+Protocol choices aligned on the Avalanche side unless ``--avalanche-defaults``:
 
 - clft's class-IL trains on the logits of the classes seen so far (unseen ones masked out of the
   softmax, in the loss and in EWC's Fisher); Avalanche's strategies use all 10 outputs. On the
@@ -153,7 +157,7 @@ def main() -> None:
                         help="Avalanche unmasked and clft's default replay (the protocols differ)")
     for flag, kind, default in [("--hidden", int, 100), ("--epochs", int, 1),
                                 ("--batch-size", int, 32), ("--lr", float, 0.05), ("--lam", float, 100.0),
-                                ("--memory", int, 500), ("--train-per-class", int, 500)]:
+                                ("--memory", int, 500), ("--train-per-class", int, 2000)]:
         parser.add_argument(flag, type=kind, default=default)
     args = parser.parse_args()
     torch.set_num_threads(1)
