@@ -27,16 +27,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed_hand import load_tasks  # noqa: E402
 
 
+class Tensors(torch.utils.data.TensorDataset):
+    """(x, y) tensors with the ``targets`` list Avalanche's generators read (0.6 dropped its tensor helper)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        super().__init__(x, y)
+        self.targets = y.tolist()
+
+
 def main(method: str) -> None:
-    from avalanche.benchmarks.generators import nc_benchmark
-    from avalanche.benchmarks.utils import make_tensor_classification_dataset
+    from avalanche.benchmarks import nc_benchmark  # avalanche 0.6 (benchmarks.generators before)
     from avalanche.training import EWC, Naive, Replay
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     tasks = load_tasks(Path(os.environ["CLFT_DATA_DIR"]) / "mnist")
-    train = make_tensor_classification_dataset(torch.cat([t[1] for t in tasks]), torch.cat([t[2] for t in tasks]))
-    test = make_tensor_classification_dataset(torch.cat([t[3] for t in tasks]), torch.cat([t[4] for t in tasks]))
+    train = Tensors(torch.cat([t[1] for t in tasks]), torch.cat([t[2] for t in tasks]))
+    test = Tensors(torch.cat([t[3] for t in tasks]), torch.cat([t[4] for t in tasks]))
     bench = nc_benchmark(train, test, n_experiences=5, task_labels=False, fixed_class_order=list(range(10)))
     model = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 10))
     common = {"optimizer": torch.optim.Adam(model.parameters(), lr=1e-3), "criterion": nn.CrossEntropyLoss(),
