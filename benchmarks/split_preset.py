@@ -18,9 +18,12 @@ from pathlib import Path
 
 import yaml
 
+from clft.entries import parse_entry
+
 
 def entry_name(entry) -> str:
-    return entry if isinstance(entry, str) else entry.get("label") or entry.get("name") or str(entry)
+    """The entry's label as clft names its row and folder (``clft.entries``: its label, else its strategies)."""
+    return parse_entry(entry, "compare").label
 
 
 def cut(raw: dict, keep: list[str]) -> dict:
