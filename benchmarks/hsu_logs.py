@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from clft.published import parse_published
+
 # (scenario, label) -> (mean, std) of the committed GT-RIPL log, 10 repeats
 GT_RIPL_LOGS = {
     ("class-il", "adam"): (19.72, 0.03), ("class-il", "sgd"): (18.99, 0.06), ("class-il", "adagrad"): (19.52, 0.07),
@@ -44,10 +46,11 @@ def our_cells(folder: Path) -> dict[tuple[str, str], list[float]]:
 
 
 def published(experiments: Path) -> dict[tuple[str, str], tuple[float, float]]:
+    """(scenario, label) -> (mean, std) of the three presets' ``published:`` blocks, validated by clft."""
     cells = {}
     for path in sorted(experiments.glob("hsu2018-split-mnist-*-il.yaml")):
-        block = yaml.safe_load(path.read_text())["published"]["cells"]
-        cells.update({(s, label): (c["mean"], c["std"]) for s, row in block.items() for label, c in row.items()})
+        block = parse_published(yaml.safe_load(path.read_text())["published"])
+        cells.update({(s, label): (c.mean, c.std) for s, row in block.cells.items() for label, c in row.items()})
     return cells
 
 
