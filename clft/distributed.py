@@ -22,6 +22,8 @@ seeded run, and then:
   summed, so each cell of the matrix is the single-process one.
 - **Files.** Only the main process takes the run's lock, writes checkpoints and the
   result; its decisions (skip / train / error) are broadcast to the others.
+- **Exit.** After the last run every process meets at a barrier and destroys the
+  process group (``close``), so none exits with gloo's threads still running.
 
 Hand-written instead of DDP: DDP fixes a module's parameter set when it wraps it,
 but strategies add and freeze adapters per task (``before_task``), and the weighting
@@ -100,6 +102,18 @@ class Parallel:
         holder = [value]
         torch.distributed.broadcast_object_list(holder, src=0)
         return holder[0]
+
+    def close(self) -> None:
+        """Wait for every process, then tear the process group down (no-op without one).
+
+        Without ``destroy_process_group`` a gloo process can abort at interpreter exit
+        ("terminate called without an active exception", pytorch/pytorch#190489), which
+        fails the launch after every result is written.
+        """
+        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
     def _device(self) -> torch.device:
         backend = torch.distributed.get_backend()

@@ -175,7 +175,9 @@ def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: 
                           "drop --jobs/--executor")
     with SweepProgress(out_dir, len(plans), enabled=progress, silent=not parallel.is_main) as bar:
         if parallel.active:
-            return Driver(_inline(cfg, out_dir, parallel), lambda exc: False, bar).run(plans, options)
+            outcomes = Driver(_inline(cfg, out_dir, parallel), lambda exc: False, bar).run(plans, options)
+            parallel.close()
+            return outcomes
         if executor == "ray":
             from clft.ray_executor import ray_backend
 

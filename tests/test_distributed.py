@@ -33,6 +33,16 @@ def test_one_process_is_a_no_op():
     assert not one.active and one.is_main and one.sum(3) == 3 and one.broadcast("x") == "x"
 
 
+def test_close_tears_the_process_group_down(tmp_path):
+    # a leftover gloo group can abort the process at exit (pytorch/pytorch#190489)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    Parallel().close()
+    assert not dist.is_initialized()
+    Parallel().close()  # without a group: nothing to do
+
+
 def matrices(root) -> dict:
     return {str(p.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.rglob("seed*.json"))}
 
@@ -48,6 +58,7 @@ def test_two_gloo_processes_give_the_single_process_matrix(write_experiment, tmp
     launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "clft",
                                *common, str(two)], capture_output=True, text=True, timeout=600)
     assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "terminate called" not in launched.stderr and "destroyed" not in launched.stderr
     assert launched.stderr.count("on 2 processes") == len(STRATEGIES)  # really two processes, main logging once
     single, parallel = matrices(one), matrices(two)
     assert sorted(single) == sorted(parallel) and len(single) == len(STRATEGIES)
