@@ -4,8 +4,9 @@ For each published cell (scenario × entry label, ``clft.published``): ours (mea
 sample std over seeds, in the block's unit, with the seed count), the paper's mean ±
 std, Δ = ours − paper, and a flag ✗ when |Δ| > max(2 · std_paper, 1 point)
 (1 point: 1.0 in percent, 0.01 in fractions; without a published std the tolerance is
-1 point). The block comes from the runs' stored config (the most recently finished run
-that has cells), or from an experiment file given to ``--reference``.
+1 point). The block comes from an experiment file given to ``--reference``, or else from
+the runs' stored configs, merged (``merge_published``): a folder filled by several presets
+(one per scenario, as the Hsu reproduction) gets every preset's cells.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clft.errors import DataError
@@ -22,6 +23,7 @@ from clft.published import Published, PublishedCell, parse_published
 from clft.results import load_results
 from clft.table_notes import provenance_warnings
 from clft.tables import FORMATS, Row, summarize
+from clft.types import SCENARIOS
 
 FLAG = "✗"
 HEADERS = ["scenario", "entry", "ours", "n", "paper", "Δ", "flag", "source"]
@@ -60,7 +62,7 @@ class Comparison:
 
 
 def published_of(runs: list[dict], experiment: str | Path | None = None) -> Published:
-    """The block of ``experiment`` (a YAML file) if given, else of the latest finished run that has cells."""
+    """The block of ``experiment`` (a YAML file) if given, else the runs' blocks merged (``merge_published``)."""
     if experiment is not None:
         cfg, _ = load_experiment(str(experiment))
         return parse_published(cfg.published)
@@ -68,8 +70,38 @@ def published_of(runs: list[dict], experiment: str | Path | None = None) -> Publ
     if not with_cells:
         raise DataError("no run here records a published block with cells; add `published: {cells: ...}` to the "
                         "experiment and pass its file: clft table DIR --reference EXP.yaml")
-    latest = max(with_cells, key=lambda r: str(r.get("finished_at", "")))
-    return parse_published(latest["config"]["published"])
+    latest_first = sorted(with_cells, key=lambda r: str(r.get("finished_at", "")), reverse=True)
+    return merge_published([parse_published(r["config"]["published"]) for r in latest_first])
+
+
+def merge_published(blocks: list[Published]) -> Published:
+    """One block holding every cell of ``blocks`` (given latest first: a cell of an earlier block wins).
+
+    Each cell keeps its own source and table (the block's defaults are filled in); scenarios
+    come in ``SCENARIOS`` order, a scenario's labels in the order of the block with the most
+    cells there (a run made before cells were added records fewer). Blocks
+    that disagree on metric or unit cannot be merged (a one-line error naming both).
+    """
+    first = blocks[0]
+    cells: dict[str, dict[str, PublishedCell]] = {}
+    for block in blocks:
+        if (block.metric, block.unit) != (first.metric, first.unit):
+            raise DataError(f"the runs' published blocks disagree: metric {first.metric!r} in {first.unit} vs "
+                            f"{block.metric!r} in {block.unit}; pass one block: clft table DIR --reference EXP.yaml")
+        for scenario, by_label in block.cells.items():
+            for label, cell in by_label.items():
+                cells.setdefault(scenario, {}).setdefault(label, replace(
+                    cell, source=cell.source or block.source, table=cell.table or block.table))
+    notes = list(dict.fromkeys(b.note for b in blocks if b.note))
+    ordered = {scenario: _in_fullest_order(cells[scenario], [b.cells.get(scenario, {}) for b in blocks])
+               for scenario in SCENARIOS if scenario in cells}
+    return Published(first.source, first.table, first.metric, first.unit, "\n".join(notes), ordered)
+
+
+def _in_fullest_order(cells: dict[str, PublishedCell], blocks: list[dict]) -> dict[str, PublishedCell]:
+    fullest = max(blocks, key=len)  # the first (latest) on ties
+    order = [label for label in fullest if label in cells] + [label for label in cells if label not in fullest]
+    return {label: cells[label] for label in order}
 
 
 def compare(runs: list[dict], published: Published) -> list[Comparison]:

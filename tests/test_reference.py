@@ -5,7 +5,7 @@ import json
 import pytest
 
 from clft.config import make_dataclass_instance
-from clft.errors import ConfigError
+from clft.errors import ConfigError, DataError
 from clft.experiment import ExperimentConfig
 from clft.reference import render_reference
 
@@ -66,3 +66,23 @@ def test_reference_without_a_block_is_a_one_line_error(cli, tmp_path):
     write(tmp_path, "ewc", "task-il", 0, [0.9, 0.9], published={})
     done = cli("table", str(tmp_path), "--reference")
     assert done.returncode == 2 and done.stderr.startswith("clft: error: no run here records a published block")
+
+
+def test_blocks_of_several_presets_are_merged(tmp_path):
+    # one preset per scenario (as the Hsu folder): each run records only its own scenario's cells
+    task_block = {"source": "Hsu et al. 2018", "table": "Table 2", "cells": {"task-il": BLOCK["cells"]["task-il"]}}
+    class_block = {"source": "Other 2020", "table": "Table 9", "cells": {"class-il": BLOCK["cells"]["class-il"]}}
+    write(tmp_path, "finetune", "task-il", 0, [0.90, 0.96], published=task_block)
+    write(tmp_path, "ewc", "task-il", 0, [0.94, 0.98], published=task_block)
+    write(tmp_path, "ewc", "class-il", 1, [0.0, 0.40], published=class_block)  # the latest run
+    lines = render_reference(tmp_path, "md").splitlines()
+    assert [line.split(" | ")[:2] for line in lines[2:5]] == [["| task-il", "finetune"], ["| task-il", "ewc"],
+                                                              ["| class-il", "ewc"]]
+    assert lines[2].endswith("| Hsu et al. 2018, Table 2 |") and lines[4].endswith("| Other 2020, Table 3 |")
+
+
+def test_blocks_in_different_units_are_not_merged(tmp_path):
+    write(tmp_path, "ewc", "task-il", 0, [0.9, 0.9])
+    write(tmp_path, "ewc", "class-il", 1, [0.9, 0.9], published={**BLOCK, "unit": "fraction"})
+    with pytest.raises(DataError, match="published blocks disagree: metric 'acc' in fraction vs 'acc' in percent"):
+        render_reference(tmp_path, "md")
