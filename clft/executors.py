@@ -22,6 +22,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -41,6 +42,8 @@ RETRIES = 2
 """Times a run whose worker died is submitted again (resuming from its checkpoint)."""
 
 EXECUTORS = ("local", "ray")
+PARENT_POLL_SECONDS = 0.5
+"""How often a ``--jobs`` worker checks that its sweep is still alive (``exit_with_parent``)."""
 
 
 @dataclass
@@ -239,10 +242,24 @@ def threads_per_job(jobs: int) -> int:
 
 
 def _init_worker(slots) -> None:
-    """Runs first in each spawned worker: take a slot, and with it a GPU (before torch touches CUDA)."""
+    """Runs first in each spawned worker: take a slot, and with it a GPU (before torch touches CUDA);
+    start the watch that ends the worker with its sweep."""
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True, name="clft-parent-watch").start()
+
+
+def exit_with_parent(parent: int, poll_seconds: float = PARENT_POLL_SECONDS) -> None:
+    """Return never; ``os._exit(1)`` once this process's parent is no longer ``parent``.
+
+    A sweep killed by SIGTERM/SIGKILL (a scheduler, ``timeout``) cannot shut its pool
+    down, and the workers would finish their runs unseen, with the code of that moment.
+    Ending them keeps the sweep's finished runs and task checkpoints (``--resume``).
+    """
+    while os.getppid() == parent:
+        time.sleep(poll_seconds)
+    os._exit(1)
 
 
 class ProcessBackend:

@@ -153,3 +153,30 @@ def test_the_command_line_answers_bad_executor_flags_in_one_line(flags, message,
     code = main(["run", str(exp), "--out", str(tmp_path / "out"), "--quiet", "--no-plots", *flags])
     assert one_line_error(capsys, code, 2) == message
     assert not (tmp_path / "out").exists()  # refused before any run started
+
+
+@pytest.mark.slow
+def test_workers_end_when_the_sweep_is_killed(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    long = {**FOUR_RUNS, "train": {**STATEFUL["train"], "max_steps_per_task": None, "epochs": 500}}
+    yaml_path = tmp_path / "exp.yaml"
+    yaml_path.write_text(yaml.safe_dump({**STATEFUL, **long}))
+    out = tmp_path / "out"
+    sweep = subprocess.Popen([sys.executable, "-m", "clft", "run", str(yaml_path), "--out", str(out), "--quiet",
+                              "--no-plots", "--jobs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers, deadline = [], time.monotonic() + 120
+    while len(workers) < 2 and time.monotonic() < deadline:  # both workers hold a run
+        workers = [pid for lock in out.rglob("*.lock") if (pid := lock_holder(lock)) is not None]
+        time.sleep(0.05)
+    assert len(workers) == 2 and sweep.pid not in workers
+    sweep.kill()
+    sweep.wait()
+    deadline = time.monotonic() + 30
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in workers if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "workers outlived their killed sweep"
+    assert not list(out.rglob("seed*.json"))  # 500 epochs: no run finished, none written after the kill
