@@ -9,7 +9,14 @@ replaces ``input_ids`` by ``inputs_embeds`` = [prefix; token embeddings] and
 prepends ones to ``attention_mask``. An encoder-decoder model also gets a
 pre-hook that lengthens the mask it passes to the decoder's cross-attention.
 ``hf-classifier``'s pooling counts the prefix positions as tokens (mean) or
-skips them (cls). Decoder-only models are not supported.
+skips them (cls). A decoder-only model (``hf-causal-lm``) gets the same
+pre-hook (and ``labels``, when passed, get -100 over the prefix) plus a forward
+hook that drops the prefix positions' logits, so the backbone's loss sees
+logits aligned with its tokens; its ``generate`` is wrapped to pass
+``inputs_embeds`` = [prefix; prompt embeddings] (transformers then returns only
+the new tokens; the wrapper puts the prompt ids back in front, as
+``generate(input_ids=...)`` returns them), with the forward hooks paused, since
+the cached decoding steps must not get the prefix again.
 
 The prompt parameters are a submodule of the transformers model (named by the
 strategy), so the runner's optimizer, checkpoints and ``.to(device)`` see them.
@@ -22,7 +29,6 @@ from contextlib import contextmanager
 
 import torch
 
-from clft.errors import ConfigError
 from clft.types import Backbone
 
 Prefix = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # (input_ids, mask) -> [B, P, H]
@@ -39,11 +45,15 @@ class PrefixHook:
             self.target = model.get_encoder()
             self.handles = [self.target.register_forward_pre_hook(self._before, with_kwargs=True),
                             model.register_forward_pre_hook(self._decoder_mask, with_kwargs=True)]
-        elif model.can_generate():
-            raise ConfigError(f"soft prompts support encoder and encoder-decoder models, not {type(model).__name__}")
         else:
             self.target = model
             self.handles = [model.register_forward_pre_hook(self._before, with_kwargs=True)]
+            if model.can_generate():  # decoder-only
+                self.handles.append(model.register_forward_hook(self._drop_prefix_logits))
+                self.original_generate = model.generate
+                model.generate = self._generate
+        self.decoder_only = "generate" in vars(model)
+        self.added = 0  # prefix positions the last forward pass got (their logits are dropped)
 
     def attached_to(self, backbone: Backbone) -> bool:
         return self.model is backbone.base_model
@@ -51,6 +61,8 @@ class PrefixHook:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+        if "generate" in vars(self.model):
+            del self.model.generate
 
     @contextmanager
     def paused(self):
@@ -73,7 +85,30 @@ class PrefixHook:
         kwargs = {**kwargs, "input_ids": None, "inputs_embeds": torch.cat([prefix, embeds], dim=1)}
         if mask is not None and not extended:
             kwargs["attention_mask"] = extend_mask(mask, prefix.shape[1])
+        if kwargs.get("labels") is not None:
+            kwargs["labels"] = torch.cat([kwargs["labels"].new_full((ids.shape[0], prefix.shape[1]), -100),
+                                          kwargs["labels"]], dim=1)
+        self.added = prefix.shape[1]
         return args, kwargs
+
+    def _drop_prefix_logits(self, module, args, output):
+        """Decoder-only: logits [B, P + L, V] -> [B, L, V], aligned with the input tokens again."""
+        added, self.added = self.added, 0
+        if added and getattr(output, "logits", None) is not None:
+            output.logits = output.logits[:, added:]
+        return output
+
+    def _generate(self, *args, input_ids=None, attention_mask=None, **kwargs):
+        """Decoder-only ``generate``: the prefix goes in front of the prompt's embeddings."""
+        if not self.enabled or input_ids is None or args or "inputs_embeds" in kwargs:
+            return self.original_generate(*args, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        embeds = self.embeddings(input_ids)
+        prefix = self.prefix(input_ids, mask).to(embeds.dtype)
+        with self.paused():
+            new = self.original_generate(inputs_embeds=torch.cat([prefix, embeds], dim=1),
+                                         attention_mask=extend_mask(mask, prefix.shape[1]), **kwargs)
+        return torch.cat([input_ids, new], dim=1)
 
     def _decoder_mask(self, module, args, kwargs):
         """Encoder-decoder: the mask the decoder cross-attends with must cover the prefix too."""

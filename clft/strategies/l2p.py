@@ -101,13 +101,15 @@ class L2P(Strategy):
         self.hook = PrefixHook(backbone, self.prefix, lambda: self.config.top_n * self.config.prompt_length)
 
     def query(self, input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """q(x) [B, H]: unit-length mean feature of the model without prompts, in eval mode, no grad."""
-        target = self.hook.target
+        """q(x) [B, H]: unit-length mean feature of the model without prompts (a decoder-only model: its
+        last hidden states), in eval mode, no grad."""
+        target, decoder_only = self.hook.target, self.hook.decoder_only
         was_training = target.training
         target.eval()
         try:
             with torch.no_grad(), self.hook.paused():
-                hidden = target(input_ids=input_ids, attention_mask=mask)[0]
+                out = target(input_ids=input_ids, attention_mask=mask, output_hidden_states=decoder_only)
+                hidden = out.hidden_states[-1] if decoder_only else out[0]
         finally:
             target.train(was_training)
         return F.normalize(mean_pool(hidden, mask).float(), dim=-1)

@@ -12,8 +12,9 @@ import torch
 import yaml
 
 import clft.sweep
+from clft.config import make_dataclass_instance
 from clft.errors import ConfigError
-from clft.experiment import load_experiment
+from clft.experiment import ExperimentConfig, load_experiment
 from clft.metrics import backward_transfer
 from clft.registry import backbones, benchmarks, strategies
 from clft.strategies._peft import adapter_name, adapter_parameters
@@ -291,3 +292,39 @@ def test_l2p_trains_only_the_current_tasks_classes_in_class_il():
     by_hand = torch.nn.functional.cross_entropy(logits[:, new], batch["label"] - min(new))
     torch.testing.assert_close(loss.detach(), by_hand)
     assert sum(l2p.use) == 8  # top_n 1 x 8 examples: one forward pass, the step's own
+
+
+def test_prompt_strategies_run_on_a_decoder_only_llm(tmp_path):
+    from llm_helpers import save_tokenizer, tiny_llama_backbone, write_instruction_files
+
+    size = save_tokenizer(tmp_path / "tok", chat=True)
+    specs = [{"name": "progressive-prompts", "prompt_length": 3},
+             {"name": "l2p", "pool_size": 4, "top_n": 2, "prompt_length": 2}]
+    raw = {"name": "tiny-llm-prompts", "seeds": [0],
+           "benchmark": {"name": "instruction-tuning", "files": write_instruction_files(tmp_path / "data"),
+                         "general_tasks": ["general"]},
+           "backbone": tiny_llama_backbone(tmp_path / "tok", size, max_new_tokens=4), "compare": specs,
+           "train": {"epochs": 4, "batch_size": 4, "lr": 0.3, "eval_batch_size": 8, "threads": 1}}
+    cfg = make_dataclass_instance(ExperimentConfig, raw, where="experiment")
+    built, build = [], clft.sweep.build_run
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(clft.sweep, "build_run", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+        paths = clft.sweep.run_experiment(cfg, tmp_path / "out", progress=False, log=lambda message: None)
+    progressive, l2p = (json.loads(path.read_text()) for path in paths)
+    assert progressive["acc"][0][0] > progressive["baseline_acc"][0]  # the first prompt alone learned task 1
+    assert progressive["acc"][1][0] == progressive["acc"][0][0]  # task 1's prefix and the frozen LM are unchanged
+    assert len(l2p["acc"]) == 2 and len(l2p["general"]["scores"]) == 3
+    for run_ in built:
+        backbone, strategy = run_.backbone, run_.strategies[0]
+        batch = backbone.collate(run_.tasks[0].test[:3])
+        plain = backbone.base_model.get_input_embeddings()  # logits stay aligned with the tokens
+        logits = backbone.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        assert logits.shape[1] == batch["input_ids"].shape[1] and plain.weight.shape[0] == logits.shape[2]
+        prompts = batch["prompt_ids"]
+        generated = backbone.model.generate(input_ids=prompts, attention_mask=batch["prompt_mask"],
+                                            max_new_tokens=2, do_sample=False)
+        assert torch.equal(generated[:, : prompts.shape[1]], prompts) and generated.shape[1] == prompts.shape[1] + 2
+        with strategy.hook.paused():
+            unprompted = backbone.model.generate(input_ids=prompts, attention_mask=batch["prompt_mask"],
+                                                 max_new_tokens=2, do_sample=False)
+        assert unprompted.shape == generated.shape
