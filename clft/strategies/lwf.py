@@ -134,3 +134,32 @@ class LwF(Strategy):
     def load_state_dict(self, state: dict) -> None:
         self.old = to_cpu(state["old"])
         self.groups = [[int(c) for c in g] for g in state["groups"]]
+
+
+@strategies.register()
+class LwFVanDeVen(LwF):
+    """LwF as in van de Ven & Tolias's code (GMvandeVen/continual-learning, behind their "three scenarios" tables).
+
+    Two differences from ``lwf``: (1) in class-IL the student's softmax covers every class
+    seen so far (the new task's too) and the target is softmax(z_old[old] / T) with zeros on
+    the new classes, so the term also pushes the new classes down on the new data (task-IL
+    and domain-IL groups hold no new class: the same as ``lwf``); (2) their loss at task t
+    (1-based) is (1/t)·CE + (1 − 1/t)·D with D = λ·T²·mean_G KL_G; it is applied as
+    CE + (t − 1)·D, t times theirs: the same Adam updates (up to Adam's ε), an SGD
+    learning rate t times larger.
+    """
+
+    name = "lwf-vandeven"
+
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+        if backbone.label_space.scenario != "class-il" or outputs.logits is None:
+            term = super().extra_loss(backbone, batch, outputs, task)
+            return None if term is None else term / len(self.groups) * task.id  # task.id = t - 1
+        if not self.old or not self.groups or self.config.lam == 0:
+            return None
+        new, old, t = outputs.logits.float(), self.old_logits(backbone, batch), self.config.temperature
+        seen, (group,) = sorted(backbone.label_space.seen), self.groups
+        target = new.new_zeros(new.shape[0], len(seen))
+        target[:, [seen.index(c) for c in group]] = F.softmax(old[:, group] / t, dim=1)
+        divergence = F.kl_div(F.log_softmax(new[:, seen] / t, dim=1), target, reduction="batchmean")
+        return self.config.lam * t * t * divergence * task.id

@@ -16,7 +16,7 @@ from clft.testing import extra_loss, start_task, step, tiny, train
 @pytest.mark.parametrize("spec", [
     {"name": "si", "c": -1.0}, {"name": "si", "xi": 0.0},
     {"name": "mas", "lam": -1.0}, {"name": "mas", "samples": 0}, {"name": "mas", "batch_size": 0},
-    {"name": "lwf", "lam": -0.5}, {"name": "lwf", "temperature": 0.0},
+    {"name": "lwf", "lam": -0.5}, {"name": "lwf", "temperature": 0.0}, {"name": "lwf-vandeven", "lam": -1.0},
 ])
 def test_invalid_options(spec):
     with pytest.raises(ConfigError):
@@ -154,3 +154,37 @@ def test_lwf_is_silent_on_the_first_task():
     start_task(backbone, [lwf], tasks[0], tasks)
     assert extra_loss(lwf, backbone, backbone.collate(tasks[0].train[:4]), tasks[0]) is None
     assert np.isclose(lwf.extra_state_bytes(), 0)
+
+
+def hand_van_de_ven(new, old, old_classes, seen, t):
+    """van de Ven & Tolias's distillation: targets over ``seen`` with zeros on the new classes."""
+    target = torch.zeros(len(new), len(seen))
+    target[:, [seen.index(c) for c in old_classes]] = F.softmax(old[:, old_classes] / t, dim=1)
+    return -(target * F.log_softmax(new[:, seen] / t, dim=1)).sum(1).mean() * t * t
+
+
+@pytest.mark.parametrize("scenario, targets_differ", [("class-il", True), ("task-il", False), ("domain-il", False)])
+def test_lwf_vandeven_pads_the_targets_and_balances_by_task(scenario, targets_differ):
+    # class-IL: the student's softmax covers every seen class (the new task's too), the targets are 0 there;
+    # (1/t)·CE + (1 − 1/t)·mean_G D is applied as CE + (t − 1)·mean_G D (t = 3 here: task id 2)
+    backbone, tasks = tiny(scenario)
+    plain, vdv = (strategies.build({"name": "lwf", "lam": 1.0, "temperature": 2.0, **more})
+                  for more in ({}, {"name": "lwf-vandeven"}))
+    train(backbone, [plain], tasks, stop=2)
+    vdv.load_state_dict(plain.state_dict())
+    start_task(backbone, [plain, vdv], tasks[2], tasks)
+    batch = backbone.collate(tasks[2].train[:16])
+    old = backbone.logits(batch).detach()
+    nudge(backbone, 0.1)
+    new = backbone.logits(batch).detach()
+    outputs = backbone.forward(batch, tasks[2])
+    ours, theirs = (lwf.extra_loss(backbone, batch, outputs, tasks[2]) for lwf in (plain, vdv))
+    groups = plain.groups
+    if targets_differ:
+        seen = sorted(backbone.label_space.seen)
+        expected = 2 * hand_van_de_ven(new, old, groups[0], seen, 2.0)  # cross-entropy and KL differ by H(target)
+        entropy = -(F.softmax(old[:, groups[0]] / 2, 1) * F.log_softmax(old[:, groups[0]] / 2, 1)).sum(1).mean() * 4
+        torch.testing.assert_close(theirs, expected - 2 * entropy)
+        assert seen == [0, 1, 2, 3, 4, 5] and not torch.isclose(theirs, 2 * ours)
+    else:
+        torch.testing.assert_close(theirs, ours / len(groups) * 2)
