@@ -17,7 +17,7 @@ import numpy as np
 from clft.errors import DataError
 from clft.metrics import accuracy_curve
 from clft.results import atomic_write_bytes, load_results
-from clft.tables import group_runs, task_names
+from clft.tables import group_runs, group_task_names
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure
@@ -83,7 +83,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def _heatmap(scenario: str, strategy: str, members: list[dict]) -> Figure:
     """The mean accuracy matrix of one group, numbers in the cells."""
     mean = np.mean([np.asarray(run["acc"], dtype=float) for run in members], axis=0)
-    names = task_names(members[0])
+    names = group_task_names(members)
     t = len(names)
     side = 2.5 + 0.55 * t
     fig = _new_figure(side + 1.0, side)

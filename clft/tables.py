@@ -144,7 +144,7 @@ def task_names(run: dict) -> list[str]:
 def group_runs(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
     """Runs keyed by ``(scenario, strategy)``, keys sorted, each group sorted by seed.
 
-    Raises DataError when a group mixes task lists or repeats a seed.
+    Raises DataError when a group mixes numbers of tasks or repeats a seed.
     """
     groups: dict[tuple[str, str], list[dict]] = {}
     for run in runs:
@@ -155,12 +155,21 @@ def group_runs(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return dict(sorted(groups.items()))
 
 
+def group_task_names(members: list[dict]) -> list[str]:
+    """The task names the seeds of a group share; ``task 1`` .. ``task T`` (by position) when the seeds
+    ran the same number of tasks under different names (``shuffle_classes``: a class order per seed)."""
+    names = [task_names(run) for run in members]
+    if all(n == names[0] for n in names):
+        return names[0]
+    return [f"task {i + 1}" for i in range(len(names[0]))]
+
+
 def _check_group(key: tuple[str, str], members: list[dict]) -> None:
     first = members[0]
     for run in members:
-        if task_names(run) != task_names(first):
-            raise DataError(f"{key[0]}/{key[1]}: {_where(run)} and {_where(first)} have different tasks; "
-                            "make one table per experiment")
+        if len(task_names(run)) != len(task_names(first)):
+            raise DataError(f"{key[0]}/{key[1]}: {_where(run)} and {_where(first)} have different numbers of "
+                            "tasks; make one table per experiment")
     for a, b in zip(members, members[1:]):
         if a["seed"] == b["seed"]:
             raise DataError(f"{key[0]}/{key[1]}: seed {a['seed']} appears twice ({_where(a)}, {_where(b)}); "
@@ -180,7 +189,7 @@ def _summarize_group(key: tuple[str, str], members: list[dict], joints: dict[tup
     per_run = [_run_metrics(run, joints) for run in members]
     costs = [run.get("cost") or {} for run in members]
     finals = np.asarray([np.asarray(run["acc"], dtype=float)[-1] for run in members])
-    names = task_names(members[0])
+    names = group_task_names(members)
     extra_keys = sorted({k for run in members for k, v in (run.get("extra") or {}).items() if _is_number(v)})
     return Row(
         scenario=key[0],

@@ -176,9 +176,21 @@ def test_group_with_repeated_seed_or_other_tasks_is_an_error(tmp_path):
     write_run(tmp_path / "other", "ewc", 0, [[0.9, 0.1], [0.5, 0.8]], experiment="other")
     with pytest.raises(DataError, match="seed 0 appears twice"):
         render_table(tmp_path)
-    write_run(tmp_path / "other", "ewc", 0, [[0.9, 0.1], [0.5, 0.8]], tasks=["x", "y"])
-    with pytest.raises(DataError, match="different tasks"):
+    write_run(tmp_path / "other", "ewc", 1, [[0.9, 0.1, 0.1], [0.5, 0.8, 0.1], [0.5, 0.8, 0.7]],
+              baseline=(0.1, 0.1, 0.1), tasks=["x", "y", "z"])
+    with pytest.raises(DataError, match="different numbers of tasks"):
         render_table(tmp_path)
+
+
+def test_seeds_with_their_own_class_orders_share_columns_by_position(tmp_path):
+    # shuffle_classes: every seed cuts the classes into tasks in its own order, so task names differ
+    write_run(tmp_path, "ewc", 0, [[0.9, 0.1], [0.5, 0.8]], tasks=["digits-3-7", "digits-0-5"])
+    write_run(tmp_path, "ewc", 1, [[0.9, 0.1], [0.7, 0.6]], tasks=["digits-1-2", "digits-4-9"])
+    text = render_table(tmp_path, "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 1 and math.isclose(float(rows[0]["acc_mean"]), (0.65 + 0.65) / 2)
+    finals = (float(rows[0][f"final_acc:task {i}_mean"]) for i in (1, 2))
+    assert [round(x, 9) for x in finals] == [0.6, 0.7]
 
 
 def test_malformed_matrix_is_a_data_error(tmp_path):
