@@ -19,6 +19,7 @@ if [ -n "$(git status --porcelain -- clft experiments benchmarks)" ]; then
   echo "regenerate.sh: clft/, experiments/ or benchmarks/ differ from HEAD; commit first" >&2
   exit 2
 fi
+commit=$(git rev-parse HEAD)  # the code that makes the runs (HEAD may move while they run)
 clft=${CLFT:-.venv/bin/clft}
 out=results/$folder
 [ "${KEEP:-0}" = 1 ] || rm -rf "$out"
@@ -36,7 +37,7 @@ table_options=${TABLE_OPTIONS:-}
 cat > "$out/README.md" <<EOF
 # $folder
 
-Made from commit $(git rev-parse HEAD) (clean tree) on $(nproc) CPU cores, $(date -u +%Y-%m-%d).
+Made from commit $commit (clean tree) on $(nproc) CPU cores, $(date -u +%Y-%m-%d).
 
 $commands
 Wall time: ${seconds} s (the whole sweep, including start-up and evaluation).
