@@ -8,7 +8,6 @@ launch (``accelerate launch``) needs no rewrite of the loop.
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import sys
 from pathlib import Path
@@ -19,13 +18,7 @@ _ACCELERATORS: dict[tuple, object] = {}
 
 
 class Devices:
-    """A thin holder of one ``accelerate.Accelerator`` per (device, precision) in a process.
-
-    One CPU process (always fp32) needs nothing from accelerate: no Accelerator is built and
-    accelerate is not imported (about 2 s of imports on this project's machine, more than
-    an MLP run's training), and the loop calls torch's ``backward`` and optimizer directly.
-    GPUs, mixed precision and multi-process launches go through accelerate.
-    """
+    """A thin holder of one ``accelerate.Accelerator`` per (device, precision) in a process."""
 
     def __init__(self, device: str = "auto", mixed_precision: str = "no") -> None:
         cuda = torch.cuda.is_available() and device != "cpu"
@@ -34,13 +27,12 @@ class Devices:
 
             raise ConfigError("train.device is 'cuda' but no CUDA device is available; valid here: auto, cpu")
         precision = mixed_precision if cuda else "no"  # CPU runs stay fp32 (exact, reproducible)
-        one_cpu_process = not cuda and int(os.environ.get("WORLD_SIZE", "1")) <= 1
-        self.accelerator = None if one_cpu_process else _accelerator(not cuda, precision)
+        self.accelerator = _accelerator(not cuda, precision)
         self.mixed_precision = precision
 
     @property
     def device(self) -> torch.device:
-        return torch.device("cpu") if self.accelerator is None else self.accelerator.device
+        return self.accelerator.device
 
     @property
     def kind(self) -> str:
@@ -56,7 +48,7 @@ class Devices:
         """fp32 in one process: accelerate's ``backward`` and optimizer wrapper would only add checks
         (two importlib ``find_spec`` calls and an ``inspect.signature`` per step), so the loop calls
         torch directly; the numbers are the same (accelerate's division by 1 is exact)."""
-        return self.mixed_precision == "no" and (self.accelerator is None or self.accelerator.num_processes == 1)
+        return self.mixed_precision == "no" and self.accelerator.num_processes == 1
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.plain:

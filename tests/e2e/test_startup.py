@@ -1,12 +1,12 @@
-"""Start-up cost: an MLP run on a CPU imports neither the HF stack, nor accelerate, nor plotting, nor more of
-torch's compiler than a plain PyTorch loop does (torch.optim's first ``Optimizer`` imports ``torch._dynamo``)."""
+"""Start-up cost: an MLP run imports neither the HF stack, nor plotting, nor more of torch's compiler
+than a plain PyTorch loop does (torch.optim's first ``Optimizer`` imports ``torch._dynamo`` itself)."""
 
 import json
 import subprocess
 import sys
 import textwrap
 
-HEAVY = ("transformers", "peft", "matplotlib", "accelerate")
+HEAVY = ("transformers", "peft", "matplotlib")
 COMPILER = ("torch._dynamo", "torch._inductor")
 
 RUN = textwrap.dedent("""
