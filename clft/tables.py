@@ -165,9 +165,9 @@ def group_task_names(members: list[dict]) -> list[str]:
 
 
 def _check_group(key: tuple[str, str], members: list[dict]) -> None:
-    first = members[0]
+    first, count = members[0], len(task_names(members[0]))
     for run in members:
-        if len(task_names(run)) != len(task_names(first)):
+        if len(task_names(run)) != count:
             raise DataError(f"{key[0]}/{key[1]}: {_where(run)} and {_where(first)} have different numbers of "
                             "tasks; make one table per experiment")
     for a, b in zip(members, members[1:]):
