@@ -41,18 +41,19 @@ class PrefixHook:
         model = backbone.base_model
         self.model, self.prefix, self.length, self.enabled = model, prefix, length, True
         self.embeddings = model.get_input_embeddings()
-        if getattr(model.config, "is_encoder_decoder", False):
+        encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
+        self.decoder_only = not encoder_decoder and model.can_generate()
+        if encoder_decoder:
             self.target = model.get_encoder()
             self.handles = [self.target.register_forward_pre_hook(self._before, with_kwargs=True),
                             model.register_forward_pre_hook(self._decoder_mask, with_kwargs=True)]
         else:
             self.target = model
             self.handles = [model.register_forward_pre_hook(self._before, with_kwargs=True)]
-            if model.can_generate():  # decoder-only
-                self.handles.append(model.register_forward_hook(self._drop_prefix_logits))
-                self.original_generate = model.generate
-                model.generate = self._generate
-        self.decoder_only = "generate" in vars(model)
+        if self.decoder_only:
+            self.handles.append(model.register_forward_hook(self._drop_prefix_logits))
+            self.original_generate = model.generate
+            model.generate = self._generate
         self.added = 0  # prefix positions the last forward pass got (their logits are dropped)
 
     def attached_to(self, backbone: Backbone) -> bool:
@@ -61,7 +62,7 @@ class PrefixHook:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
-        if "generate" in vars(self.model):
+        if self.decoder_only:
             del self.model.generate
 
     @contextmanager
