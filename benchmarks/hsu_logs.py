@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from clft.metrics import average_accuracy
 from clft.published import parse_published
 
 # (scenario, label) -> (mean, std) of the committed GT-RIPL log, 10 repeats
@@ -40,8 +41,8 @@ def our_cells(folder: Path) -> dict[tuple[str, str], list[float]]:
     cells: dict[tuple[str, str], list[float]] = {}
     for path in sorted(folder.glob("*/*/seed*.json")):
         run = json.loads(path.read_text())
-        last = run["acc"][-1]
-        cells.setdefault((run["scenario"], run.get("label") or run["strategy"]), []).append(100 * sum(last) / len(last))
+        cells.setdefault((run["scenario"], run.get("label") or run["strategy"]), []).append(
+            100 * average_accuracy(run["acc"]))
     return cells
 
 
