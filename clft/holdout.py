@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from clft.data import label_array
 from clft.errors import DataError
@@ -23,7 +22,12 @@ from clft.types import Task
 
 
 def holdout_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train indices, held-out indices), stratified by label, both sorted; deterministic for ``seed``."""
+    """(train indices, held-out indices), stratified by label, both sorted; deterministic for ``seed``.
+
+    scikit-learn is imported here, not at module level: it costs about 1 s of start-up that a run
+    without a hold-out (every ``clft run`` that is not tuning) does not need."""
+    from sklearn.model_selection import train_test_split
+
     indices = np.arange(len(labels))
     try:
         kept, held = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)

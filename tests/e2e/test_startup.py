@@ -2,6 +2,7 @@
 than a plain PyTorch loop does (torch.optim's first ``Optimizer`` imports ``torch._dynamo`` itself)."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -25,8 +26,9 @@ PLAIN = textwrap.dedent("""
 """)
 
 
-def imported(script: str, *args: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
+def imported(script: str, *args: str, env: dict | None = None) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300,
+                          env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["code"] == 0
@@ -45,3 +47,19 @@ def test_mlp_run_imports_no_hf_stack_no_plotting_and_no_extra_compiler_modules(t
     assert sorted(m for m in HEAVY if m in clft_modules) == []
     compiler = {m for m in clft_modules if m.startswith(COMPILER)}
     assert compiler - {m for m in imported(PLAIN) if m.startswith(COMPILER)} == set()
+
+
+def test_a_run_on_a_cached_stream_imports_no_scikit_learn(tmp_path):
+    """split-digits is built with scikit-learn (load_digits); once the stream is cached, a run that
+    holds nothing out (no ``eval_split: val``) needs no scikit-learn, about 1 s of imports."""
+    experiment = tmp_path / "mlp.yaml"
+    experiment.write_text(
+        "name: startup\nseeds: [0]\nbenchmark: {name: split-digits, n_tasks: 2}\n"
+        "backbone: {name: mlp, hidden: [8]}\ncompare: [finetune]\n"
+        "train: {epochs: 1, max_steps_per_task: 2, threads: 1}\n"
+    )
+    env = {**os.environ, "CLFT_CACHE_DIR": str(tmp_path / "cache"), "CLFT_STREAM_CACHE": "1"}
+    first = imported(RUN, str(experiment), str(tmp_path / "first"), env=env)
+    second = imported(RUN, str(experiment), str(tmp_path / "second"), env=env)
+    assert "sklearn" in first  # the stream was built, with scikit-learn
+    assert "sklearn" not in second
