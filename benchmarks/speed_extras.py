@@ -2,11 +2,13 @@
 
 Usage: ``CLFT_DATA_DIR=../shared/data .venv/bin/python benchmarks/speed_extras.py [--before PATH]``
 
-1. Per-example importances: EWC's Fisher and MAS's Ω by ``torch.func.vmap(grad)``
-   against the per-example loop (``vectorised=False``, batches read from the same
-   pre-extracted columns), on the MLP over Split-MNIST task 0 (1,000 examples) and
+1. Per-example importances: EWC's Fisher and MAS's Ω three ways (``how=``): the
+   per-example loop, ``torch.func.vmap(grad)``, and the nn.Linear pieces of one
+   batched backward pass (``clft.strategies._linear_importance``, what "auto" takes
+   for these models), batches read from the same pre-extracted columns, on the MLP
+   over Split-MNIST task 0 (1,000 examples) and
    on MiniLM + LoRA r=8 over CLINC150 task 0 (all its training examples); the
-   faster of two timings each, and the largest absolute difference.
+   faster of two timings each, and the largest absolute difference from the loop.
 2. Checkpoint size: the per-task checkpoint's model tensors (``clft.sweep``'s
    trainable + buffers selection) against the full model's state dict, MiniLM +
    LoRA r=8, both written as safetensors.
@@ -54,11 +56,38 @@ def build(benchmark: dict, backbone: dict):
     return model, tasks
 
 
+def batch_gradient_seconds(model, task, strategy, method: str) -> float:
+    """Seconds for the plain gradient of Σ_n f_n over the same rows, in the same length-sorted chunks:
+    the batched forward and backward every per-example way has to do at least once (its floor)."""
+    from clft.columns import columns
+    from clft.strategies._importance import by_length, linear_chunk
+
+    data = model.prepare(task.train)
+    state = strategy.rng.bit_generator.state
+    rows = by_length(model, data, strategy.sample_rows(len(data)))
+    strategy.rng.bit_generator.state = state
+    params, table, allowed = model.trainable_parameters(), columns(data), list(model.label_space.allowed(task.id))
+    model.model.eval()
+    started = time.perf_counter()
+    chunk = linear_chunk(model, data)
+    for start in range(0, len(rows), chunk):
+        batch = model.collate(table[rows[start : start + chunk]])
+        if method == "fisher":
+            values = model.forward(batch, task).example_loss
+        else:
+            values = model.logits(batch)[:, allowed].pow(2).sum(1)
+        torch.autograd.grad(values.sum(), params, allow_unused=True)
+    seconds = time.perf_counter() - started
+    model.model.train()
+    return seconds
+
+
 def importances() -> list[str]:
     from clft.registry import strategies
 
-    lines = ["| model | importance | examples | loop (s) | vmap (s) | speed-up | max abs diff |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| model | importance | examples | loop (s) | vmap (s) | nn.Linear pieces (s) | vmap speed-up | "
+             "pieces speed-up | batch gradient (s) | loop / batch gradient | max abs diff vmap / pieces |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     cases = [("MLP 784-400-400-10", {"name": "split-mnist"}, {"name": "mlp", "hidden": [400, 400]}, 1000),
              ("MiniLM + LoRA r=8", CLINC, MINILM_LORA, None)]
     for label, bench, backbone, samples in cases:
@@ -66,17 +95,23 @@ def importances() -> list[str]:
         for name, method, key in (("ewc", "fisher", "fisher_samples"), ("mas", "sensitivity", "samples")):
             strategy = strategies.build({"name": name, key: samples})
             strategy.before_task(model, tasks[0], tasks)
-            times, values = {True: [], False: []}, {}
-            for vectorised in (True, False, True, False):
+            times, values = {"loop": [], "vmap": [], "linear": []}, {}
+            for how in ("linear", "vmap", "loop") * 2:
                 state = strategy.rng.bit_generator.state
                 started = time.perf_counter()
-                values[vectorised] = getattr(strategy, method)(model, tasks[0], vectorised=vectorised)
-                times[vectorised].append(time.perf_counter() - started)
+                values[how] = getattr(strategy, method)(model, tasks[0], how=how)
+                times[how].append(time.perf_counter() - started)
                 strategy.rng.bit_generator.state = state
-            diff = max(float((values[True][k] - values[False][k]).abs().max()) for k in values[True])
+            diff = {how: max(float((values[how][k] - values["loop"][k]).abs().max()) for k in values["loop"])
+                    for how in ("vmap", "linear")}
+            best = {how: min(t) for how, t in times.items()}
+            best["floor"] = min(batch_gradient_seconds(model, tasks[0], strategy, method) for _ in range(2))
             n = min(samples or len(tasks[0].train), len(tasks[0].train))
-            lines.append(f"| {label} | {name} | {n} | {min(times[False]):.2f} | {min(times[True]):.2f} | "
-                         f"{min(times[False]) / min(times[True]):.1f}x | {diff:.1e} |")
+            lines.append(f"| {label} | {name} | {n} | {best['loop']:.2f} | {best['vmap']:.2f} | {best['linear']:.2f} | "
+                         f"{best['loop'] / best['vmap']:.1f}x | {best['loop'] / best['linear']:.1f}x | "
+                         f"{best['floor']:.2f} | "
+                         f"{best['loop'] / best['floor']:.1f}x | "
+                         f"{diff['vmap']:.1e} / {diff['linear']:.1e} |")
     return lines
 
 
@@ -142,7 +177,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(clinc_run()))
         return
-    print("\nPer-example importances, torch.func vmap(grad) vs the per-example loop (1 thread)\n")
+    print("\nPer-example importances: the per-example loop, torch.func vmap(grad), nn.Linear pieces (1 thread)\n")
     print("\n".join(importances()))
     print("\n" + "\n".join(checkpoint_bytes()))
     print("\nCLINC150 by domain, 10 tasks, MiniLM + LoRA r=8, 5 steps x 32 per task, 10 test examples per intent\n")

@@ -2,8 +2,12 @@
 
     importance[i] = (1/N) Σ_n r(∂ f(x_n; θ) / ∂θ_i)        r = square (EWC) or abs (MAS)
 
-where ``f(batch)`` is a scalar of a batch of one example. The gradients of a
-chunk of examples come from one ``torch.func.vmap(torch.func.grad(f))`` call
+where ``f(batch)`` is a scalar of a batch of one example. When every trainable
+parameter is the weight or bias of an ``nn.Linear`` (MLPs, LoRA, heads) and the
+caller gives ``per_example`` (f of each example of a batch), a chunk's sum comes
+from one batched backward pass and the layers' inputs (``_linear_importance``:
+no per-example gradient is formed for a feature-vector input). Otherwise the
+gradients of a chunk of examples come from one ``torch.func.vmap(torch.func.grad(f))`` call
 (per-example gradients, Opacus-style; chunks of up to 256 examples of
 similar length), not from a Python loop of N backward
 passes. Only trainable parameters are differentiated; the model's other
@@ -27,12 +31,16 @@ import torch
 from torch import nn
 
 from clft.columns import columns
+from clft.strategies._linear_importance import NotLinear, linear_owners, linear_sums
 from clft.types import Backbone, Batch
 
 Tensors = dict[str, torch.Tensor]
 GRADIENT_BUDGET = 2**23
 """Floats of per-example gradients held at once (32 MB; larger chunks were slower on the CPU, memory-bound)."""
 MAX_CHUNK = 256
+SEQUENCE_CHUNK = 64
+"""Examples of token sequences per batched backward pass of the nn.Linear path (length-sorted: a larger
+chunk spans more lengths and pads more; 64 was fastest for MiniLM on CLINC150, 256 was 35% slower)."""
 PER_EXAMPLE = "per_example"
 """Key set (True) in the batch of one example that ``torch.func.vmap`` runs."""
 Relabel = Callable[[dict], dict] | None
@@ -79,45 +87,89 @@ def chunk_size(params: Tensors) -> int:
     return max(1, min(MAX_CHUNK, GRADIENT_BUDGET // max(1, sum(p.numel() for p in params.values()))))
 
 
+def linear_chunk(backbone: Backbone, dataset) -> int:
+    """Examples per batched pass of the nn.Linear path: ``SEQUENCE_CHUNK`` for token sequences, else ``MAX_CHUNK``."""
+    return SEQUENCE_CHUNK if backbone.lengths(dataset) is not None else MAX_CHUNK
+
+
 def by_length(backbone: Backbone, dataset, rows: Sequence[int]) -> list[int]:
     """``rows`` shortest first when the backbone knows lengths (less padding per chunk); else as given."""
     lengths = backbone.lengths(dataset)
     return list(rows) if lengths is None else sorted(rows, key=lambda row: lengths[row])
 
 
+HOWS = ("auto", "linear", "vmap", "loop")
+
+
 def per_example_mean(backbone: Backbone, dataset, rows: Sequence[int], fn: Callable[[Batch], torch.Tensor],
-                     reduce: str, vectorised: bool = True, relabel: Relabel = None) -> Tensors:
+                     reduce: str, how: str = "auto", relabel: Relabel = None,
+                     per_example: Callable[[Batch], torch.Tensor] | None = None) -> Tensors:
     """(1/N) Σ_n reduce(∂ fn(example_n)/∂θ) over ``rows`` of ``dataset`` (prepared), per trainable parameter.
 
     Keys are ``backbone.model.named_parameters()`` names of parameters that require grad. ``relabel``
     (optional) maps a chunk's columnar examples to the examples to differentiate (EWC's predicted labels),
-    outside vmap and in eval mode.
+    outside vmap and in eval mode. ``per_example`` (optional) returns the [B] values whose n-th entry is
+    ``fn`` of example n alone; it enables the ``nn.Linear`` path (``_linear_importance``).
+
+    ``how``: "auto" takes that path when every trainable parameter is an nn.Linear's, else vmap
+    (the per-example loop when vmap cannot run the model); "linear", "vmap", "loop" force one
+    (benchmarks and tests compare them).
     """
-    prefix = "model."
-    params = {prefix + name: p.detach() for name, p in backbone.model.named_parameters() if p.requires_grad}
-    chunk, rows = chunk_size(params), by_length(backbone, dataset, rows)
-    call, data, red = _Call(backbone.model, fn), columns(dataset), REDUCE[reduce]
-    sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+    if how not in HOWS:
+        raise ValueError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
+    owners = linear_owners(backbone.model) if per_example is not None and how in ("auto", "linear") else None
+    if how == "linear" and owners is None:
+        raise ValueError("how='linear' needs per_example and every trainable parameter an nn.Linear's")
+    job = _Job(backbone, columns(dataset), fn, reduce, relabel, owners, per_example)
+    how = "linear" if owners is not None else "vmap" if how in ("auto", "vmap") else "loop"
+    chunk = linear_chunk(backbone, dataset) if how == "linear" else chunk_size(job.params)
+    rows = by_length(backbone, dataset, rows)
+    sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in job.params.items()}
     was_training = backbone.model.training
     backbone.model.eval()
     try:
         for start in range(0, len(rows), chunk):
-            part = list(rows[start : start + chunk])
-            if vectorised:
-                try:
-                    examples = data[part]
-                    batch = backbone.collate(examples if relabel is None else relabel(examples))
-                    parts = _vmapped_sum(call, params, batch, red)
-                except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
-                    warnings.warn(f"per-example gradients by torch.func failed ({exc}); using a loop", stacklevel=2)
-                    vectorised = False
-            if not vectorised:
-                parts = _looped_sum(call, _live(backbone), backbone, data, part, red, relabel)
+            parts, how = job.chunk_sum(list(rows[start : start + chunk]), how)
             for name, value in parts.items():
                 sums[name] += value
     finally:
         backbone.model.train(was_training)
-    return {name[len(prefix):]: s / max(len(rows), 1) for name, s in sums.items()}
+    return {name[len(PREFIX):]: s / max(len(rows), 1) for name, s in sums.items()}
+
+
+PREFIX = "model."
+
+
+class _Job:
+    """What every chunk of one ``per_example_mean`` call shares (keys of sums carry ``PREFIX``)."""
+
+    def __init__(self, backbone: Backbone, data, fn, reduce: str, relabel: Relabel, owners, per_example) -> None:
+        self.backbone, self.data, self.reduce, self.relabel = backbone, data, reduce, relabel
+        self.owners, self.per_example = owners, per_example
+        self.call = _Call(backbone.model, fn)
+        self.params = {PREFIX + name: p.detach() for name, p in _live(backbone).items()}
+
+    def chunk_sum(self, part: list[int], how: str) -> tuple[Tensors, str]:
+        """(Σ over ``part`` of reduce(per-example gradient), the way used): linear, else vmap, else the
+        loop; a way that fails on a chunk is dropped for the rest of the call, with a warning naming why."""
+        if how in ("linear", "vmap"):
+            examples = self.data[part]
+            batch = self.backbone.collate(examples if self.relabel is None else self.relabel(examples))
+            try:
+                if how == "linear":
+                    sums = linear_sums(self.owners, self.per_example, batch, self.reduce)
+                    return {PREFIX + name: value for name, value in sums.items()}, how
+                return _vmapped_sum(self.call, self.params, batch, REDUCE[self.reduce]), how
+            except NotLinear as exc:
+                warnings.warn(f"per-example importances by nn.Linear pieces failed ({exc}); using vmap", stacklevel=3)
+                return self.chunk_sum(part, "vmap")
+            except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
+                if how == "linear":
+                    raise
+                warnings.warn(f"per-example gradients by torch.func failed ({exc}); using a loop", stacklevel=3)
+        sums = _looped_sum(self.call, _live(self.backbone), self.backbone, self.data, part, REDUCE[self.reduce],
+                           self.relabel)
+        return sums, "loop"
 
 
 def _live(backbone: Backbone) -> dict[str, nn.Parameter]:

@@ -17,8 +17,9 @@ over tasks, Ω ← Ω + Ω_t, the anchor is θ* ← θ after task t, and every l
 step adds  λ Σ_i Ω_i (θ_i − θ*_i)².
 
 Gradients are taken in eval mode (training ``.grad`` buffers untouched).
-``batch_size`` 1 (default) gives the exact per-example |gradient|, 64 examples
-at a time through ``torch.func.vmap(grad)`` (``clft.strategies._importance``);
+``batch_size`` 1 (default) gives the exact per-example |gradient|, a chunk of
+examples at a time (``clft.strategies._importance``: one batched backward pass
+when every trainable parameter is an nn.Linear's, else ``torch.func.vmap(grad)``);
 larger batches take |∂ mean_n ‖f(x_n)‖² / ∂θ| per batch, cheaper
 and smaller.
 """
@@ -87,11 +88,12 @@ class MAS(Strategy):
             self.importance[name] = old.to(omega.device) + omega if keep else omega
         self.anchor = snapshot(backbone)
 
-    def sensitivity(self, backbone: Backbone, task: Task, vectorised: bool = True) -> Tensors:
+    def sensitivity(self, backbone: Backbone, task: Task, how: str = "auto") -> Tensors:
         """Ω_t: mean |∂‖f(x)‖²/∂θ| over (a sample of) ``task.train`` (see module doc).
 
-        ``batch_size`` 1: exact per-example values via ``torch.func`` (``_importance``);
-        ``vectorised=False`` computes the same with a loop (tests compare the two).
+        ``batch_size`` 1: exact per-example values (``_importance``: from nn.Linear pieces where
+        every trainable parameter is an nn.Linear's, else ``torch.func``); ``how`` = "linear",
+        "vmap" or "loop" forces one way (tests and benchmarks compare them).
         """
         data = backbone.prepare(task.train)
         rows = self.sample_rows(len(data))
@@ -102,8 +104,11 @@ class MAS(Strategy):
         def squared_norm(batch):  # ‖f‖² (sum) or ‖f‖²/K (mean), averaged over the batch
             return backbone.logits(batch)[:, allowed].float().pow(2).sum(dim=1).mean() / divisor
 
+        def each_squared_norm(batch):  # the same, one value per example
+            return backbone.logits(batch)[:, allowed].float().pow(2).sum(dim=1) / divisor
+
         if self.config.batch_size == 1:
-            return per_example_mean(backbone, data, rows, squared_norm, "abs", vectorised=vectorised)
+            return per_example_mean(backbone, data, rows, squared_norm, "abs", how=how, per_example=each_squared_norm)
         params = trainable(backbone)
         size, table = self.config.batch_size, columns(data)
         chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
