@@ -4,8 +4,9 @@ Usage: ``CLFT_DATA_DIR=../shared/data .venv/bin/python benchmarks/speed_extras.p
 
 1. Per-example importances: EWC's Fisher and MAS's Ω three ways (``how=``): the
    per-example loop, ``torch.func.vmap(grad)``, and the nn.Linear pieces of one
-   batched backward pass (``clft.strategies._linear_importance``, what "auto" takes
-   for these models), batches read from the same pre-extracted columns, on the MLP
+   batched backward pass (``clft.strategies._linear_importance``, ``how="linear"``),
+   and the plain batch gradient of the same chunks (the floor of any per-example way),
+   batches read from the same pre-extracted columns, on the MLP
    over Split-MNIST task 0 (1,000 examples) and
    on MiniLM + LoRA r=8 over CLINC150 task 0 (all its training examples); the
    faster of two timings each, and the largest absolute difference from the loop.

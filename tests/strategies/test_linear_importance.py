@@ -79,7 +79,7 @@ def test_only_models_whose_trainable_parameters_are_all_linear_qualify():
 
 @pytest.mark.parametrize("spec, method", [({"name": "ewc", "fisher_samples": 40}, "fisher"),
                                           ({"name": "mas", "samples": 40}, "sensitivity")])
-def test_auto_takes_the_linear_path_for_an_mlp(spec, method, monkeypatch):
+def test_the_linear_path_runs_neither_vmap_nor_the_loop_and_equals_the_loop(spec, method, monkeypatch):
     from clft.registry import strategies
 
     backbone, task = trained_backbone("mlp")
@@ -90,16 +90,16 @@ def test_auto_takes_the_linear_path_for_an_mlp(spec, method, monkeypatch):
     strategy.rng.bit_generator.state = state
 
     def refuse(*args, **kwargs):
-        raise AssertionError("auto should not take this way for an MLP")
+        raise AssertionError("how='linear' should not take this way for an MLP")
 
     monkeypatch.setattr(importance, "_vmapped_sum", refuse)
     monkeypatch.setattr(importance, "_looped_sum", refuse)
-    fast = getattr(strategy, method)(backbone, task)
+    fast = getattr(strategy, method)(backbone, task, how="linear")
     for name in slow:
         torch.testing.assert_close(fast[name], slow[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
-def test_auto_falls_back_to_vmap_with_a_warning_when_the_pieces_do_not_add_up():
+def test_the_linear_path_falls_back_to_vmap_with_a_warning_when_the_pieces_do_not_add_up():
     from clft.registry import strategies
 
     backbone, task = trained_backbone("mlp")
@@ -111,9 +111,20 @@ def test_auto_falls_back_to_vmap_with_a_warning_when_the_pieces_do_not_add_up():
     state = strategy.rng.bit_generator.state
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fast = strategy.fisher(backbone, task)
+        fast = strategy.fisher(backbone, task, how="linear")
     assert any("nn.Linear pieces failed" in str(w.message) for w in caught)
     strategy.rng.bit_generator.state = state
     slow = strategy.fisher(backbone, task, how="loop")
     for name in slow:
         torch.testing.assert_close(fast[name], slow[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_the_linear_path_needs_linear_parameters():
+    from clft.registry import strategies
+
+    backbone, task = trained_backbone("mlp")
+    backbone.model.append(nn.LayerNorm(backbone.model[-1].out_features))
+    strategy = strategies.build({"name": "mas", "samples": 8})
+    strategy.before_task(backbone, task, [task])
+    with pytest.raises(ValueError, match="every trainable parameter an nn.Linear's"):
+        strategy.sensitivity(backbone, task, how="linear")
