@@ -164,13 +164,31 @@ class EpisodicMemory:
         return datasets.Dataset.from_dict(self.buffer).data.nbytes if self.size else 0
 
     def state_dict(self) -> dict:
-        return {"buffer": copy.deepcopy(self.buffer), "n_seen": self.n_seen, "rng": generator_state(self.rng)}
+        """The memory with its numeric columns as numpy arrays (``packed``): a checkpoint stores those as
+        tensors, where a list of 500 MNIST rows was 392,000 JSON numbers (seconds per task checkpoint)."""
+        buffer = {column: packed(values) for column, values in self.buffer.items()}
+        return {"buffer": buffer, "n_seen": self.n_seen, "rng": generator_state(self.rng)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.buffer = copy.deepcopy(dict(state["buffer"]))
+        self.buffer = {column: unpacked(values) for column, values in dict(state["buffer"]).items()}
         self.n_seen = int(state["n_seen"])
         self.rng = generator_from_state(state["rng"])
         self._prepared = None
+
+
+def packed(values: list) -> np.ndarray | list:
+    """A column of numbers, or of equal-length lists of numbers, as a numpy array (``unpacked`` gives
+    the same Python values back: float32 data are exact in float64); any other column as a copied list."""
+    try:
+        array = np.asarray(values)
+    except ValueError:  # ragged lists
+        return copy.deepcopy(values)
+    return array.copy() if array.dtype.kind in "biuf" else copy.deepcopy(values)
+
+
+def unpacked(values: np.ndarray | list) -> list:
+    """Inverse of ``packed`` (also reads checkpoints written before packing, which hold lists)."""
+    return values.tolist() if isinstance(values, np.ndarray) else copy.deepcopy(list(values))
 
 
 def pad_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

@@ -29,8 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 import torch
 
 from clft.registry import strategies
@@ -39,7 +37,11 @@ from clft.types import Backbone, Task
 
 
 def project(gradient: np.ndarray, memories: np.ndarray, margin: float = 0.5, eps: float = 1e-3) -> np.ndarray:
-    """g̃ = Gᵀ v* + g with v* = argmin_{v ≥ margin} ½ vᵀ(G Gᵀ + εI) v + (G g)ᵀ v (float64)."""
+    """g̃ = Gᵀ v* + g with v* = argmin_{v ≥ margin} ½ vᵀ(G Gᵀ + εI) v + (G g)ᵀ v (float64).
+    (scipy is imported here: 0.35 s of start-up that runs without GEM do not pay.)"""
+    import scipy.linalg
+    import scipy.optimize
+
     g, G = np.asarray(gradient, dtype=np.float64), np.asarray(memories, dtype=np.float64)
     P = G @ G.T + eps * np.eye(len(G))
     L = np.linalg.cholesky(P)

@@ -49,9 +49,10 @@ def test_mlp_run_imports_no_hf_stack_no_plotting_and_no_extra_compiler_modules(t
     assert compiler - {m for m in imported(PLAIN) if m.startswith(COMPILER)} == set()
 
 
-def test_a_run_on_a_cached_stream_imports_no_scikit_learn(tmp_path):
+def test_a_run_on_a_cached_stream_imports_no_scikit_learn_and_no_scipy(tmp_path):
     """split-digits is built with scikit-learn (load_digits); once the stream is cached, a run that
-    holds nothing out (no ``eval_split: val``) needs no scikit-learn, about 1 s of imports."""
+    holds nothing out (no ``eval_split: val``) needs no scikit-learn (about 1 s of imports), and a run
+    without GEM whose table tests nothing (one seed) needs no scipy (about 0.8 s)."""
     experiment = tmp_path / "mlp.yaml"
     experiment.write_text(
         "name: startup\nseeds: [0]\nbenchmark: {name: split-digits, n_tasks: 2}\n"
@@ -63,3 +64,4 @@ def test_a_run_on_a_cached_stream_imports_no_scikit_learn(tmp_path):
     second = imported(RUN, str(experiment), str(tmp_path / "second"), env=env)
     assert "sklearn" in first  # the stream was built, with scikit-learn
     assert "sklearn" not in second
+    assert sorted(m for m in second if m == "scipy" or m.startswith("scipy.")) == []
