@@ -2,11 +2,11 @@
 
     importance[i] = (1/N) Σ_n r(∂ f(x_n; θ) / ∂θ_i)        r = square (EWC) or abs (MAS)
 
-where ``f(batch)`` is a scalar of a batch of one example. With ``how="linear"``,
-when every trainable parameter is the weight or bias of an ``nn.Linear`` (MLPs,
-LoRA, heads), a chunk's sum comes from one batched backward pass and the layers'
-inputs (``_linear_importance``: no per-example gradient is formed for a
-feature-vector input). By default the
+where ``f(batch)`` is a scalar of a batch of one example. For feature-vector
+inputs, when every trainable parameter is the weight or bias of an ``nn.Linear``
+(MLPs), a chunk's sum comes from one batched backward pass and the layers'
+inputs (``_linear_importance``: no per-example gradient is formed). Otherwise
+(token sequences, other layers) the
 gradients of a chunk of examples come from one ``torch.func.vmap(torch.func.grad(f))`` call
 (per-example gradients, Opacus-style; chunks of up to 256 examples of
 similar length), not from a Python loop of N backward
@@ -98,11 +98,11 @@ def by_length(backbone: Backbone, dataset, rows: Sequence[int]) -> list[int]:
     return list(rows) if lengths is None else sorted(rows, key=lambda row: lengths[row])
 
 
-HOWS = ("vmap", "linear", "loop")
+HOWS = ("auto", "linear", "vmap", "loop")
 
 
 def per_example_mean(backbone: Backbone, dataset, rows: Sequence[int], fn: Callable[[Batch], torch.Tensor],
-                     reduce: str, how: str = "vmap", relabel: Relabel = None,
+                     reduce: str, how: str = "auto", relabel: Relabel = None,
                      per_example: Callable[[Batch], torch.Tensor] | None = None) -> Tensors:
     """(1/N) Σ_n reduce(∂ fn(example_n)/∂θ) over ``rows`` of ``dataset`` (prepared), per trainable parameter.
 
@@ -111,18 +111,22 @@ def per_example_mean(backbone: Backbone, dataset, rows: Sequence[int], fn: Calla
     outside vmap and in eval mode. ``per_example`` (optional) returns the [B] values whose n-th entry is
     ``fn`` of example n alone; it enables the ``nn.Linear`` path (``_linear_importance``).
 
-    ``how``: "vmap" (default; the per-example loop when vmap cannot run the model), "linear" (the
-    nn.Linear path: needs ``per_example`` and every trainable parameter an nn.Linear's; falls back to
-    vmap with a warning when the pieces do not add up), or "loop". "linear" is not the default yet:
-    its floats differ from vmap's in the last bits, which moves committed EWC matrices (hsu2018 cells
-    by up to 0.3 points, a λ = 1e5 digits run by 5.7), so it becomes the default with their regeneration.
+    ``how``: "auto" (default) takes the nn.Linear path (``_linear_importance``) for feature-vector
+    inputs (the backbone reports no lengths) when ``per_example`` is given and every trainable
+    parameter is an nn.Linear's (an MLP: 10x the loop there, where vmap is slower than the loop),
+    else vmap: for token sequences the two cost the same, both bound by the batched backward pass
+    (``benchmarks/speed_extras.py``). "linear", "vmap" and "loop" force one way; "linear" falls back
+    to vmap with a warning when the layers' pieces do not add up to the batch gradient.
     """
     if how not in HOWS:
         raise ValueError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
-    owners = linear_owners(backbone.model) if per_example is not None and how == "linear" else None
+    vectors = backbone.lengths(dataset) is None
+    wants_linear = how == "linear" or (how == "auto" and vectors)
+    owners = linear_owners(backbone.model) if per_example is not None and wants_linear else None
     if how == "linear" and owners is None:
         raise ValueError("how='linear' needs per_example and every trainable parameter an nn.Linear's")
     job = _Job(backbone, columns(dataset), fn, reduce, relabel, owners, per_example)
+    how = "linear" if owners is not None else "loop" if how == "loop" else "vmap"
     chunk = linear_chunk(backbone, dataset) if how == "linear" else chunk_size(job.params)
     rows = by_length(backbone, dataset, rows)
     sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in job.params.items()}

@@ -19,9 +19,9 @@ argmax_y p(y | x_n; θ) over the allowed classes, as in Hsu et al. 2018's code
 Gradients come from ``backbone.loss`` (mean cross-entropy = −log p, masked by
 the label space) in eval mode, so the training ``.grad`` buffers are untouched.
 With ``fisher_batch_size`` 1 (default) each example's squared gradient is exact,
-computed for a chunk of examples at a time by ``torch.func.vmap(grad)``
-(``clft.strategies._importance``, which also has a faster nn.Linear path,
-``fisher(how="linear")``; predicted labels are set on each chunk first);
+computed for a chunk of examples at a time (``clft.strategies._importance``:
+for an MLP from the nn.Linear pieces of one batched backward pass, else by
+``torch.func.vmap(grad)``; predicted labels are set on each chunk first);
 larger batches average squared *batch*
 gradients, a cheaper estimate that is smaller by about 1/B. Parameters are
 matched by name (``backbone.model.named_parameters()`` that require grad);
@@ -121,12 +121,12 @@ class EWC(Strategy):
             self.terms = []
         self.terms.append({"fisher": fisher, "anchor": anchor})
 
-    def fisher(self, backbone: Backbone, task: Task, how: str = "vmap") -> Tensors:
+    def fisher(self, backbone: Backbone, task: Task, how: str = "auto") -> Tensors:
         """Diagonal empirical Fisher of ``task.train`` at the current parameters (see module doc).
 
-        ``fisher_batch_size`` 1: exact per-example squares (``_importance``: ``torch.func.vmap``
-        by default; ``how`` = "linear" (nn.Linear pieces of one batched backward pass, 7-10x faster on
-        an MLP) or "loop" picks another way; tests and benchmarks compare them).
+        ``fisher_batch_size`` 1: exact per-example squares (``_importance``, ``how="auto"``: nn.Linear
+        pieces of one batched backward pass for an MLP, ``torch.func.vmap`` otherwise; "linear", "vmap"
+        or "loop" forces a way; tests and benchmarks compare them).
         """
         data = backbone.prepare(task.train)
         rows = self.sample_rows(len(data))

@@ -18,8 +18,8 @@ step adds  λ Σ_i Ω_i (θ_i − θ*_i)².
 
 Gradients are taken in eval mode (training ``.grad`` buffers untouched).
 ``batch_size`` 1 (default) gives the exact per-example |gradient|, a chunk of
-examples at a time through ``torch.func.vmap(grad)`` (``clft.strategies._importance``;
-``sensitivity(how="linear")`` takes the faster nn.Linear path);
+examples at a time (``clft.strategies._importance``: for an MLP from the
+nn.Linear pieces of one batched backward pass, else ``torch.func.vmap(grad)``);
 larger batches take |∂ mean_n ‖f(x_n)‖² / ∂θ| per batch, cheaper
 and smaller.
 """
@@ -88,12 +88,12 @@ class MAS(Strategy):
             self.importance[name] = old.to(omega.device) + omega if keep else omega
         self.anchor = snapshot(backbone)
 
-    def sensitivity(self, backbone: Backbone, task: Task, how: str = "vmap") -> Tensors:
+    def sensitivity(self, backbone: Backbone, task: Task, how: str = "auto") -> Tensors:
         """Ω_t: mean |∂‖f(x)‖²/∂θ| over (a sample of) ``task.train`` (see module doc).
 
-        ``batch_size`` 1: exact per-example values (``_importance``: ``torch.func.vmap`` by
-        default; ``how`` = "linear" (nn.Linear pieces of one batched backward pass, 7-10x faster on an
-        MLP) or "loop" picks another way; tests and benchmarks compare them).
+        ``batch_size`` 1: exact per-example values (``_importance``, ``how="auto"``: nn.Linear
+        pieces of one batched backward pass for an MLP, ``torch.func.vmap`` otherwise; "linear", "vmap"
+        or "loop" forces a way; tests and benchmarks compare them).
         """
         data = backbone.prepare(task.train)
         rows = self.sample_rows(len(data))

@@ -79,7 +79,8 @@ def test_only_models_whose_trainable_parameters_are_all_linear_qualify():
 
 @pytest.mark.parametrize("spec, method", [({"name": "ewc", "fisher_samples": 40}, "fisher"),
                                           ({"name": "mas", "samples": 40}, "sensitivity")])
-def test_the_linear_path_runs_neither_vmap_nor_the_loop_and_equals_the_loop(spec, method, monkeypatch):
+@pytest.mark.parametrize("how", ["auto", "linear"])
+def test_an_mlp_takes_the_linear_path_by_default_and_it_equals_the_loop(spec, method, how, monkeypatch):
     from clft.registry import strategies
 
     backbone, task = trained_backbone("mlp")
@@ -90,16 +91,16 @@ def test_the_linear_path_runs_neither_vmap_nor_the_loop_and_equals_the_loop(spec
     strategy.rng.bit_generator.state = state
 
     def refuse(*args, **kwargs):
-        raise AssertionError("how='linear' should not take this way for an MLP")
+        raise AssertionError(f"how={how!r} should not take this way for an MLP")
 
     monkeypatch.setattr(importance, "_vmapped_sum", refuse)
     monkeypatch.setattr(importance, "_looped_sum", refuse)
-    fast = getattr(strategy, method)(backbone, task, how="linear")
+    fast = getattr(strategy, method)(backbone, task, how=how)
     for name in slow:
         torch.testing.assert_close(fast[name], slow[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
-def test_the_linear_path_falls_back_to_vmap_with_a_warning_when_the_pieces_do_not_add_up():
+def test_the_default_falls_back_to_vmap_with_a_warning_when_the_pieces_do_not_add_up():
     from clft.registry import strategies
 
     backbone, task = trained_backbone("mlp")
@@ -111,7 +112,7 @@ def test_the_linear_path_falls_back_to_vmap_with_a_warning_when_the_pieces_do_no
     state = strategy.rng.bit_generator.state
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fast = strategy.fisher(backbone, task, how="linear")
+        fast = strategy.fisher(backbone, task)
     assert any("nn.Linear pieces failed" in str(w.message) for w in caught)
     strategy.rng.bit_generator.state = state
     slow = strategy.fisher(backbone, task, how="loop")
@@ -128,3 +129,15 @@ def test_the_linear_path_needs_linear_parameters():
     strategy.before_task(backbone, task, [task])
     with pytest.raises(ValueError, match="every trainable parameter an nn.Linear's"):
         strategy.sensitivity(backbone, task, how="linear")
+
+
+def test_token_sequences_keep_vmap_by_default(monkeypatch):
+    """For MiniLM + LoRA the nn.Linear path costs what vmap costs (both bound by the batched backward
+    pass), so "auto" keeps vmap there: no committed text result moves."""
+    from clft.registry import strategies
+
+    backbone, task = trained_backbone("minilm-lora")
+    strategy = strategies.build({"name": "mas", "samples": 8})
+    strategy.before_task(backbone, task, [task])
+    monkeypatch.setattr(importance, "linear_sums", lambda *a, **k: pytest.fail("auto took the linear path"))
+    assert strategy.sensitivity(backbone, task)  # vmap ran
