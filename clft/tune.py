@@ -16,8 +16,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from clft.config import apply_overrides, load_yaml, make_dataclass_instance
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig
@@ -25,6 +23,7 @@ from clft.metrics import average_accuracy
 from clft.results import atomic_write_json, atomic_write_text, load_results
 from clft.sweep import run_experiment
 from clft.tables import Stat
+from clft.yaml_safe import safe_load_bounded
 
 ENTRY_KEY = re.compile(r"compare\.(\d+)\.")
 
@@ -96,8 +95,8 @@ def tune(path: Path, key: str, values: list[str], out: Path, overrides: list[str
 def to_json(result: TuneResult) -> dict:
     scores = {scenario: {v: {"mean": s.mean, "std": s.std, "n": s.n, "values": list(s.values)}
                          for v, s in by_value.items()} for scenario, by_value in result.scores.items()}
-    best = {scenario: yaml.safe_load(value) for scenario, value in result.best().items()}
-    return {"key": result.key, "values": [yaml.safe_load(v) for v in result.values], "metric": "val ACC",
+    best = {scenario: safe_load_bounded(value) for scenario, value in result.best().items()}
+    return {"key": result.key, "values": [safe_load_bounded(v) for v in result.values], "metric": "val ACC",
             "scores": scores, "best": best}
 
 

@@ -7,10 +7,15 @@ time and memory. ``safe_load_bounded`` composes the node graph first and counts
 the nodes it expands to (memoised per node, so the count is linear in the graph),
 refusing a document above ``MAX_NODES`` or with a recursive alias before anything
 is constructed.
+
+Booleans follow YAML 1.2 (``true``/``false`` only): PyYAML's YAML 1.1 reading of ``yes``, ``no``,
+``on`` and ``off`` turned ``train.mixed_precision=no`` (a valid value) into ``False`` and an error
+that listed ``'no'`` as valid.
 """
 
 from __future__ import annotations
 
+import re
 import reprlib
 from typing import Any
 
@@ -20,13 +25,25 @@ MAX_NODES = 100_000
 """Nodes an expanded experiment document may have (a real experiment has a few hundred)."""
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` whose implicit booleans are YAML 1.2's: true/false (any case PyYAML accepts)."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 class YAMLBombError(ValueError):
     """A document whose aliases expand beyond ``MAX_NODES`` nodes, or refer to themselves."""
 
 
 def safe_load_bounded(text: str, max_nodes: int = MAX_NODES) -> Any:
     """``yaml.safe_load(text)``, refusing documents that expand to more than ``max_nodes`` nodes."""
-    loader = yaml.SafeLoader(text)
+    loader = Yaml12Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -99,3 +99,16 @@ def test_resolve_spec_merges_a_benchmark_file(tmp_path):
     assert spec == {"name": "split-digits", "n_tasks": 5, "scenario": "class-il"}
     with pytest.raises(ConfigError, match="not found"):
         resolve_spec({"file": "missing.yaml"}, tmp_path)
+
+
+def test_yes_no_on_off_are_strings_as_in_yaml_1_2(tmp_path):
+    """PyYAML reads YAML 1.1, where ``no`` is False: ``train.mixed_precision=no`` (a valid value)
+    used to fail with "False is not valid; valid: 'no', ...". Only true/false are booleans now."""
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: x\ntrain: {mixed_precision: no, deterministic: true}\n")
+    cfg, _ = load_experiment(str(path))
+    assert cfg.train.mixed_precision == "no" and cfg.train.deterministic is True
+    cfg, _ = load_experiment(str(path), ["train.mixed_precision=no", "train.deterministic=False"])
+    assert cfg.train.mixed_precision == "no" and cfg.train.deterministic is False
+    with pytest.raises(ConfigError, match="deterministic: expected true or false, got 'yes'"):
+        load_experiment(str(path), ["train.deterministic=yes"])
