@@ -1,0 +1,115 @@
+"""Where clft's training step spends more than a hand-written loop: a bisection in one process.
+
+Usage (a script, not a test; needs ``$CLFT_DATA_DIR/mnist/``)::
+
+    CLFT_DATA_DIR=../shared/data taskset -c 1 python benchmarks/step_overhead.py [--reps 3]
+
+The harness's workload (class-IL Split-MNIST, MLP 784-400-400-10, Adam 1e-3, batch 128, one epoch per
+task), tasks 2-5 trained ``--reps`` times by each variant in turn, timed by the thread's CPU time (between
+processes the same workload varies by more than 10%, within one process far less). Each variant adds one
+piece of clft to the hand loop:
+
+- ``hand``: its own model, batches sliced from tensors, ``F.cross_entropy``, ``loss.backward()``, Adam;
+- ``+clft model``: the backbone's ``nn.Module`` instead;
+- ``+column batches``: batches from ``clft.columns`` through ``backbone.collate``;
+- ``+backbone.forward``: the masked per-example loss and ``Outputs.main_loss``;
+- ``+accelerate``: ``Devices.backward`` and the accelerate-prepared optimizer;
+- ``clft train_task``: the runner's whole task loop (hooks, checks, progress bar).
+
+Prints each variant's seconds and its ratio to ``hand``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+WORKLOAD = {"name": "step-overhead", "seeds": [0], "scenarios": ["class-il"],
+            "benchmark": {"name": "split-mnist", "n_tasks": 5}, "backbone": {"name": "mlp", "hidden": [400, 400]},
+            "strategies": ["finetune"],
+            "train": {"epochs": 1, "batch_size": 128, "eval_batch_size": 256, "lr": 1e-3, "optimizer": "adam",
+                      "threads": 1}}
+
+
+def build(folder: Path):
+    """The runner's Run for the workload, every task's classes seen, task 1 trained (imports warmed)."""
+    import clft.runner
+    from clft.experiment import load_experiment
+    from clft.sweep import build_run, plan_runs
+
+    path = folder / "workload.yaml"
+    path.write_text(yaml.safe_dump(WORKLOAD))
+    cfg, _ = load_experiment(str(path))
+    run = build_run(cfg, plan_runs(cfg)[0], folder, False)
+    for task in run.tasks:
+        run.backbone.label_space.mark_seen(task)
+    clft.runner.train_task(run, run.tasks[0])
+    return run
+
+
+def hand_loop(run, task, model: nn.Module, tensors: dict, columns: bool, forward: bool, accelerate: bool) -> None:
+    """One epoch of ``task`` the hand-written way, with the chosen pieces of clft swapped in."""
+    from clft.columns import columns as column_batches
+
+    backbone, data = run.backbone, column_batches(task.train)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = run.devices.prepare_optimizer(optimizer) if accelerate else optimizer
+    allowed = torch.ones(10, dtype=torch.bool)
+    order = np.random.default_rng(0).permutation(len(data))
+    for indices in np.array_split(order, range(128, len(order), 128)):
+        if columns:
+            batch = backbone.collate(data[indices])
+        else:
+            rows = torch.from_numpy(indices)
+            batch = {"x": tensors["x"][rows], "label": tensors["label"][rows]}
+        if forward:
+            loss = backbone.forward(batch, task).main_loss()
+        else:
+            loss = F.cross_entropy(model(batch["x"]).masked_fill(~allowed, -1e30), batch["label"])
+        run.devices.backward(loss) if accelerate else loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    import clft.runner
+    from clft.columns import columns
+
+    with tempfile.TemporaryDirectory() as folder:
+        run = build(Path(folder))
+        own = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 10))
+        full = {t.id: columns(t.train)[np.arange(len(t.train))] for t in run.tasks}
+        model = run.backbone.model
+        variants = {
+            "hand": lambda t: hand_loop(run, t, own, full[t.id], False, False, False),
+            "+clft model": lambda t: hand_loop(run, t, model, full[t.id], False, False, False),
+            "+column batches": lambda t: hand_loop(run, t, model, full[t.id], True, False, False),
+            "+backbone.forward": lambda t: hand_loop(run, t, model, full[t.id], True, True, False),
+            "+accelerate": lambda t: hand_loop(run, t, model, full[t.id], True, True, True),
+            "clft train_task": lambda t: clft.runner.train_task(run, t),
+        }
+        seconds = dict.fromkeys(variants, 0.0)
+        for _ in range(args.reps):
+            for task in run.tasks[1:]:
+                for name, train in variants.items():
+                    started = time.thread_time()
+                    train(task)
+                    seconds[name] += time.thread_time() - started
+    for name, value in seconds.items():
+        print(f"{name:<18} {value:6.2f} s  {value / seconds['hand']:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
