@@ -41,6 +41,8 @@ MAX_CHUNK = 256
 SEQUENCE_CHUNK = 64
 """Examples of token sequences per batched backward pass of the nn.Linear path (length-sorted: a larger
 chunk spans more lengths and pads more; 64 was fastest for MiniLM on CLINC150, 256 was 35% slower)."""
+PREFIX = "model."
+"""Prefix of the parameter names inside ``_Call`` (the model is its ``model`` attribute)."""
 PER_EXAMPLE = "per_example"
 """Key set (True) in the batch of one example that ``torch.func.vmap`` runs."""
 Relabel = Callable[[dict], dict] | None
@@ -72,7 +74,7 @@ def _vmapped_sum(call: _Call, params: Tensors, batch: Batch, reduce) -> Tensors:
 def _looped_sum(call: _Call, params: Tensors, backbone: Backbone, data, rows: Sequence[int], reduce,
                 relabel: Relabel = None) -> Tensors:
     """The same sum, one backward pass per example (the fallback; ``params`` are the live parameters)."""
-    sums = {"model." + name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+    sums = {PREFIX + name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     for row in rows:
         examples = data[[row]]
         value = call(backbone.collate(examples if relabel is None else relabel(examples)))
@@ -127,22 +129,23 @@ def per_example_mean(backbone: Backbone, dataset, rows: Sequence[int], fn: Calla
         raise ValueError("how='linear' needs per_example and every trainable parameter an nn.Linear's")
     job = _Job(backbone, columns(dataset), fn, reduce, relabel, owners, per_example)
     how = "linear" if owners is not None else "loop" if how == "loop" else "vmap"
-    chunk = linear_chunk(backbone, dataset) if how == "linear" else chunk_size(job.params)
-    rows = by_length(backbone, dataset, rows)
+    linear_step, rows = linear_chunk(backbone, dataset), by_length(backbone, dataset, rows)
     sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in job.params.items()}
     was_training = backbone.model.training
     backbone.model.eval()
     try:
-        for start in range(0, len(rows), chunk):
+        start = 0
+        while start < len(rows):
+            chunk = linear_step if how == "linear" else chunk_size(job.params)
             parts, how = job.chunk_sum(list(rows[start : start + chunk]), how)
+            if parts is None:  # the pieces did not add up: this chunk again, in vmap's (smaller) chunks
+                continue
             for name, value in parts.items():
                 sums[name] += value
+            start += chunk
     finally:
         backbone.model.train(was_training)
     return {name[len(PREFIX):]: s / max(len(rows), 1) for name, s in sums.items()}
-
-
-PREFIX = "model."
 
 
 class _Job:
@@ -154,9 +157,11 @@ class _Job:
         self.call = _Call(backbone.model, fn)
         self.params = {PREFIX + name: p.detach() for name, p in _live(backbone).items()}
 
-    def chunk_sum(self, part: list[int], how: str) -> tuple[Tensors, str]:
+    def chunk_sum(self, part: list[int], how: str) -> tuple[Tensors | None, str]:
         """(Σ over ``part`` of reduce(per-example gradient), the way used): linear, else vmap, else the
-        loop; a way that fails on a chunk is dropped for the rest of the call, with a warning naming why."""
+        loop; a way that fails on a chunk is dropped for the rest of the call, with a warning naming why.
+        When the nn.Linear pieces fail the sums are None: the caller redoes the rows in vmap-sized chunks
+        (``chunk_size``: a linear chunk of 256 MLP examples would hold 256 full gradients)."""
         if how in ("linear", "vmap"):
             examples = self.data[part]
             batch = self.backbone.collate(examples if self.relabel is None else self.relabel(examples))
@@ -167,7 +172,7 @@ class _Job:
                 return _vmapped_sum(self.call, self.params, batch, REDUCE[self.reduce]), how
             except NotLinear as exc:
                 warnings.warn(f"per-example importances by nn.Linear pieces failed ({exc}); using vmap", stacklevel=3)
-                return self.chunk_sum(part, "vmap")
+                return None, "vmap"
             except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
                 if how == "linear":
                     raise

@@ -100,9 +100,14 @@ def test_an_mlp_takes_the_linear_path_by_default_and_it_equals_the_loop(spec, me
         torch.testing.assert_close(fast[name], slow[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
-def test_the_default_falls_back_to_vmap_with_a_warning_when_the_pieces_do_not_add_up():
+def test_the_default_falls_back_to_vmap_with_a_warning_when_the_pieces_do_not_add_up(monkeypatch):
     from clft.registry import strategies
 
+    monkeypatch.setattr(importance, "GRADIENT_BUDGET", 8 * 3500)  # vmap chunks of 8 examples for this MLP
+    vmapped_rows = []
+    vmapped_sum = importance._vmapped_sum
+    monkeypatch.setattr(importance, "_vmapped_sum", lambda call, params, batch, reduce: (
+        vmapped_rows.append(len(batch["label"])), vmapped_sum(call, params, batch, reduce))[1])
     backbone, task = trained_backbone("mlp")
     layer = backbone.model[0]
     original = layer.forward
@@ -114,6 +119,8 @@ def test_the_default_falls_back_to_vmap_with_a_warning_when_the_pieces_do_not_ad
         warnings.simplefilter("always")
         fast = strategy.fisher(backbone, task)
     assert any("nn.Linear pieces failed" in str(w.message) for w in caught)
+    limit = importance.chunk_size({n: p for n, p in backbone.model.named_parameters()})
+    assert sum(vmapped_rows) == 40 and max(vmapped_rows) <= limit < 40  # vmap's own bound, not the linear chunk
     strategy.rng.bit_generator.state = state
     slow = strategy.fisher(backbone, task, how="loop")
     for name in slow:
