@@ -101,11 +101,14 @@ class MAS(Strategy):
 
         divisor = len(allowed) if self.config.output_reduction == "mean" else 1
 
+        def norms(batch):  # ‖f(x_n)‖² of each example over the allowed outputs
+            return backbone.logits(batch)[:, allowed].float().pow(2).sum(dim=1)
+
         def squared_norm(batch):  # ‖f‖² (sum) or ‖f‖²/K (mean), averaged over the batch
-            return backbone.logits(batch)[:, allowed].float().pow(2).sum(dim=1).mean() / divisor
+            return norms(batch).mean() / divisor
 
         def each_squared_norm(batch):  # the same, one value per example
-            return backbone.logits(batch)[:, allowed].float().pow(2).sum(dim=1) / divisor
+            return norms(batch) / divisor
 
         if self.config.batch_size == 1:
             return per_example_mean(backbone, data, rows, squared_norm, "abs", how=how, per_example=each_squared_norm)
