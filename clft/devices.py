@@ -43,8 +43,18 @@ class Devices:
             return contextlib.nullcontext()
         return self.accelerator.autocast()
 
+    @property
+    def plain(self) -> bool:
+        """fp32 in one process: accelerate's ``backward`` and optimizer wrapper would only add checks
+        (two importlib ``find_spec`` calls and an ``inspect.signature`` per step), so the loop calls
+        torch directly; the numbers are the same (accelerate's division by 1 is exact)."""
+        return self.mixed_precision == "no" and self.accelerator.num_processes == 1
+
     def backward(self, loss: torch.Tensor) -> None:
-        self.accelerator.backward(loss)
+        if self.plain:
+            loss.backward()
+        else:
+            self.accelerator.backward(loss)
 
     def unscale(self, optimizer) -> None:
         """Divide the gradients by the fp16 loss scale now (no-op without fp16), so hooks and
@@ -53,7 +63,7 @@ class Devices:
             self.accelerator.unscale_gradients(optimizer)
 
     def prepare_optimizer(self, optimizer: torch.optim.Optimizer):
-        return self.accelerator.prepare_optimizer(optimizer)
+        return optimizer if self.plain else self.accelerator.prepare_optimizer(optimizer)
 
 
 def _accelerator(cpu: bool, precision: str):
