@@ -8,6 +8,7 @@ launch (``accelerate launch``) needs no rewrite of the loop.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import resource
 import sys
 from pathlib import Path
@@ -92,6 +93,35 @@ def use_deterministic_algorithms(mode: bool, warn_only: bool = True) -> None:
     inductor_config = sys.modules.get("torch._inductor.config")
     if inductor_config is not None:
         inductor_config.deterministic = mode
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc's malloc.h)
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value on 64-bit
+TRIM_THRESHOLD = 256 * 2**20
+
+
+def keep_freed_heap() -> bool:
+    """Fix glibc malloc's thresholds so a training step's temporaries are not page-faulted in anew
+    every step; True when set (glibc), False elsewhere (musl, macOS, Windows: nothing to do).
+
+    By default glibc maps each block above its mmap threshold (128 KiB at start) afresh and gives
+    the heap's free top back to the kernel past the trim threshold (twice the mmap threshold). It
+    raises both only when a mapped block of at most 32 MiB is freed, so a process's history decides:
+    the same MLP Split-MNIST training took 83k-222k minor page faults in clft processes (Adam's
+    sqrt/div temporaries, matmul outputs: 1.25 MB blocks made and freed every step) against 26k in a
+    hand-written loop whose start-up happened to free a 31 MB block. With the mmap threshold at
+    32 MiB and the trim threshold at 256 MiB every process keeps freed blocks for reuse: about
+    29k. The cost is up to 256 MiB of freed memory kept resident (the intel-extension-for-pytorch
+    guide's advice, jemalloc or tcmalloc through LD_PRELOAD, cannot be applied from inside a process).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 CLEAR_REFS = Path("/proc/self/clear_refs")

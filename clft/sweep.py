@@ -28,7 +28,7 @@ import torch
 from clft.checkpoint import load_checkpoint, save_checkpoint
 from clft.config import to_plain
 from clft.data import check_disjoint_classes
-from clft.devices import Devices, use_deterministic_algorithms
+from clft.devices import Devices, keep_freed_heap, use_deterministic_algorithms
 from clft.entries import group_label
 from clft.errors import CheckpointError, ConfigError
 from clft.experiment import ExperimentConfig, TrainConfig, resolve_spec
@@ -342,6 +342,7 @@ def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> Ru
     """Build the stream (seeded) and validate the backbone and strategy blocks; cheap, no model."""
     train = plan.train_of(cfg)
     use_deterministic_algorithms(train.deterministic, warn_only=True)
+    keep_freed_heap()
     if train.threads is not None:
         torch.set_num_threads(train.threads)
     seed_everything(plan.seed)
