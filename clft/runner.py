@@ -21,6 +21,7 @@ task boundary replays exactly what an uninterrupted run does.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import time
@@ -108,11 +109,26 @@ def execute(run: Run) -> RunState:
     check_initial_states(run.strategies)
     run.state.memory_method = reset_peak_memory(run.devices)
     run.state.memory_at_start_mb = rss_mb()
+    try:
+        return _execute_tasks(run)
+    finally:
+        gc.unfreeze()
+
+
+def _execute_tasks(run: Run) -> RunState:
+    """Baseline, then per task: train, evaluate, callbacks. Before the baseline and each task,
+    ``gc.freeze()`` moves every object alive into the collector's permanent generation, so its
+    collections scan only what the task creates, not the ~390k objects of the imports (torch,
+    datasets) and the stream: in MLP Split-MNIST training the collector took 0.37 s of 5.3 s, frozen
+    0.12 s (a hand-written loop's process, 318k objects: 0.27 s). ``execute`` unfreezes at the end,
+    so a sweep's later collections can free what this run left."""
+    gc.freeze()
     if run.state.baseline_acc is None:
         run.state.baseline_acc = evaluate_stream(run)
         run.state.general = [evaluate_stream(run, run.general_tasks)] if run.general_tasks else []
         kill_point("run:after-baseline")
     for task in run.tasks[run.state.next_task :]:
+        gc.freeze()
         seed_everything(run.seed * 1000 + task.id)
         started = time.perf_counter()
         train_task(run, task)
