@@ -92,7 +92,7 @@ class Columns:
 
     def __getitem__(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> dict:
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        rows = index.tolist()
+        rows = None if all(isinstance(v, torch.Tensor) for v in self.values.values()) else index.tolist()
         return {name: value.index_select(0, index) if isinstance(value, torch.Tensor) else [value[i] for i in rows]
                 for name, value in self.values.items()}
 
