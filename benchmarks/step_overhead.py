@@ -13,10 +13,13 @@ piece of clft to the hand loop:
 - ``+clft model``: the backbone's ``nn.Module`` instead;
 - ``+column batches``: batches from ``clft.columns`` through ``backbone.collate``;
 - ``+backbone.forward``: the masked per-example loss and ``Outputs.main_loss``;
-- ``+accelerate``: ``Devices.backward`` and the accelerate-prepared optimizer;
+- ``+accelerate wrappers``: accelerate's ``backward`` and prepared optimizer (clft's path before 6037e55);
+- ``+Devices``: clft's ``Devices.backward`` and ``prepare_optimizer`` (fp32 in one process: torch's own);
 - ``clft train_task``: the runner's whole task loop (hooks, checks, progress bar).
 
-Prints each variant's seconds and its ratio to ``hand``.
+Prints each variant's seconds, microseconds per step and ratio to ``hand``. ``--hidden 4`` shrinks the
+MLP to 784-4-4-10 so the step's arithmetic nearly vanishes and what remains is per-step overhead: the
+difference to ``hand`` in microseconds is what each piece of clft adds to every step of any model.
 """
 
 from __future__ import annotations
@@ -55,13 +58,15 @@ def build(folder: Path):
     return run
 
 
-def hand_loop(run, task, model: nn.Module, tensors: dict, columns: bool, forward: bool, accelerate: bool) -> None:
-    """One epoch of ``task`` the hand-written way, with the chosen pieces of clft swapped in."""
+def hand_loop(run, task, model: nn.Module, tensors: dict, columns: bool, forward: bool, devices: str = "") -> None:
+    """One epoch of ``task`` the hand-written way, with the chosen pieces of clft swapped in
+    (``devices``: "" torch's backward and optimizer, "accelerate" accelerate's wrappers, "clft" Devices)."""
     from clft.columns import columns as column_batches
 
     backbone, data = run.backbone, column_batches(task.train)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    optimizer = run.devices.prepare_optimizer(optimizer) if accelerate else optimizer
+    wrapper = {"": None, "accelerate": run.devices.accelerator, "clft": run.devices}[devices]
+    optimizer = wrapper.prepare_optimizer(optimizer) if wrapper else optimizer
     allowed = torch.ones(10, dtype=torch.bool)
     order = np.random.default_rng(0).permutation(len(data))
     for indices in np.array_split(order, range(128, len(order), 128)):
@@ -74,7 +79,7 @@ def hand_loop(run, task, model: nn.Module, tensors: dict, columns: bool, forward
             loss = backbone.forward(batch, task).main_loss()
         else:
             loss = F.cross_entropy(model(batch["x"]).masked_fill(~allowed, -1e30), batch["label"])
-        run.devices.backward(loss) if accelerate else loss.backward()
+        wrapper.backward(loss) if wrapper else loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -82,22 +87,26 @@ def hand_loop(run, task, model: nn.Module, tensors: dict, columns: bool, forward
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--hidden", type=int, default=400, help="width of both hidden layers (4: overhead only)")
     args = parser.parse_args()
+    WORKLOAD["backbone"]["hidden"] = [args.hidden, args.hidden]
     torch.set_num_threads(1)
     import clft.runner
     from clft.columns import columns
 
     with tempfile.TemporaryDirectory() as folder:
         run = build(Path(folder))
-        own = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 10))
+        width = args.hidden
+        own = nn.Sequential(nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
         full = {t.id: columns(t.train)[np.arange(len(t.train))] for t in run.tasks}
         model = run.backbone.model
         variants = {
-            "hand": lambda t: hand_loop(run, t, own, full[t.id], False, False, False),
-            "+clft model": lambda t: hand_loop(run, t, model, full[t.id], False, False, False),
-            "+column batches": lambda t: hand_loop(run, t, model, full[t.id], True, False, False),
-            "+backbone.forward": lambda t: hand_loop(run, t, model, full[t.id], True, True, False),
-            "+accelerate": lambda t: hand_loop(run, t, model, full[t.id], True, True, True),
+            "hand": lambda t: hand_loop(run, t, own, full[t.id], False, False),
+            "+clft model": lambda t: hand_loop(run, t, model, full[t.id], False, False),
+            "+column batches": lambda t: hand_loop(run, t, model, full[t.id], True, False),
+            "+backbone.forward": lambda t: hand_loop(run, t, model, full[t.id], True, True),
+            "+accelerate wrappers": lambda t: hand_loop(run, t, model, full[t.id], True, True, "accelerate"),
+            "+Devices": lambda t: hand_loop(run, t, model, full[t.id], True, True, "clft"),
             "clft train_task": lambda t: clft.runner.train_task(run, t),
         }
         seconds = dict.fromkeys(variants, 0.0)
@@ -107,8 +116,10 @@ def main() -> None:
                     started = time.thread_time()
                     train(task)
                     seconds[name] += time.thread_time() - started
+        steps = args.reps * sum(-(-len(t.train) // 128) for t in run.tasks[1:])
+    print(f"MLP 784-{args.hidden}-{args.hidden}-10, {steps} steps per variant, thread CPU time")
     for name, value in seconds.items():
-        print(f"{name:<18} {value:6.2f} s  {value / seconds['hand']:.3f}x")
+        print(f"{name:<20} {value:6.2f} s  {1e6 * value / steps:7.0f} us/step  {value / seconds['hand']:.3f}x")
 
 
 if __name__ == "__main__":
