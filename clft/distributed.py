@@ -128,9 +128,10 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
     from clft.locks import RunLock, RunLockedError
     from clft.result_check import with_checksum
     from clft.results import atomic_write_json
+    from clft.run_checkpoint import resume_run, save_task_checkpoint
     from clft.validation import safe_join
 
-    setup = sweep.setup_run(cfg, plan, base_dir)
+    setup = sweep.setup_run(cfg, plan, base_dir)  # through sweep: tests patch clft.sweep's names
     resolved = sweep.resolved_config(cfg, plan, setup)
     config_hash = sweep.config_hash(resolved)  # as run_one
     expected = {"config_hash": config_hash, "source_sha256": sweep.code_identity()["source_sha256"]}
@@ -159,9 +160,9 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
         run = sweep.build_run(cfg, plan, base_dir, progress=False, setup=setup)
         run.parallel = parallel
         if resume:
-            sweep._resume(run, ckpt_root, expected, f"{setup.scenario}/{plan.label}/seed{plan.seed}")
+            resume_run(run, ckpt_root, expected, f"{setup.scenario}/{plan.label}/seed{plan.seed}")
         if parallel.is_main:
-            run.on_task_end.append(lambda r, task: sweep._checkpoint(r, ckpt_root, expected))
+            run.on_task_end.append(lambda r, task: save_task_checkpoint(r, ckpt_root, expected))
             log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s) "
                 f"on {parallel.world} processes")
         sweep.execute(run)

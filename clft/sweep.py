@@ -16,40 +16,24 @@ may share one folder: a run locked by the other is waited for, not lost
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from clft.checkpoint import load_checkpoint, save_checkpoint
 from clft.config import to_plain
-from clft.data import check_disjoint_classes
-from clft.devices import Devices, keep_freed_heap, use_deterministic_algorithms
 from clft.entries import group_label
-from clft.errors import CheckpointError, ConfigError
-from clft.experiment import ExperimentConfig, TrainConfig, resolve_spec
+from clft.errors import ConfigError
+from clft.experiment import ExperimentConfig, TrainConfig
 from clft.faults import kill_point
-from clft.holdout import validation_stream
 from clft.locks import RunLock, RunLockedError
 from clft.preflight import preflight
 from clft.provenance import code_identity, git_sha, package_versions
-from clft.registry import backbones, benchmarks, strategies
 from clft.result_check import with_checksum
 from clft.results import SCHEMA_VERSION, WriteError, atomic_write_json
-from clft.run_state import RunState
-from clft.runner import (
-    Run,
-    check_composition,
-    check_initial_states,
-    execute,
-    optimizer_checkpoint,
-    optimizer_from_checkpoint,
-    seed_everything,
-)
+from clft.run_checkpoint import resume_run, save_task_checkpoint
+from clft.run_setup import RunSetup, build_run, resolve_run, setup_run
+from clft.runner import Run, execute
 from clft.staleness import (
     DONE,
     OTHER_CONFIG,
@@ -62,9 +46,7 @@ from clft.staleness import (
     stale_error,
     status_of,
 )
-from clft.state_io import check_checkpointable
-from clft.stream_cache import cached_tasks
-from clft.types import Benchmark, LabelSpace, Task
+from clft.types import Task
 from clft.validation import safe_join
 from clft.yaml_safe import brief
 
@@ -259,8 +241,8 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
             log(f"{run_key}: discarding its checkpoint; training it from scratch (--restart-run)")
             _remove_tree(ckpt_root)
         elif resume:
-            _resume(run, ckpt_root, expected, run_key)
-        run.on_task_end.append(lambda r, task: _checkpoint(r, ckpt_root, expected))
+            resume_run(run, ckpt_root, expected, run_key)
+        run.on_task_end.append(lambda r, task: save_task_checkpoint(r, ckpt_root, expected))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
         execute_with_trackers(cfg, run, out_dir / "logs", resolved)
         atomic_write_json(path, with_checksum(result_document(cfg, run, resolved, digest, plan.label)))
@@ -286,92 +268,6 @@ def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved:
         logger.finish()
         raise
     logger.finish(compute_all(run.state.acc, run.state.baseline_acc))
-
-
-@dataclass
-class PluginChoice:
-    """A plugin class and its validated config, not yet built."""
-
-    cls: type
-    config: Any
-
-    @property
-    def name(self) -> str:
-        return self.cls.name
-
-
-@dataclass
-class RunSetup:
-    """What a run is, short of its model: the stream and every resolved plugin config."""
-
-    benchmark: Benchmark
-    tasks: list[Task]
-    backbone: PluginChoice
-    strategies: list[PluginChoice]
-
-    @property
-    def scenario(self) -> str:
-        return self.benchmark.scenario
-
-
-def _benchmark_spec(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> dict:
-    spec = resolve_spec(cfg.benchmark, base_dir)
-    if plan.scenario is not None:
-        spec["scenario"] = plan.scenario
-    return spec
-
-
-def resolve_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, built: dict | None = None) -> RunSetup:
-    """The run's benchmark (built, or taken from ``built`` keyed by its spec) and validated plugin
-    configs, without the stream (``tasks`` is empty)."""
-    spec = _benchmark_spec(cfg, plan, base_dir)
-    key, cache = json.dumps(spec, sort_keys=True, default=str), built if built is not None else {}
-    if key not in cache:
-        cache[key] = benchmarks.build(spec)
-    benchmark = cache[key]
-    backbone = PluginChoice(*backbones.resolve(resolve_spec(cfg.backbone, base_dir)))
-    chosen = [PluginChoice(*strategies.resolve(spec)) for spec in plan.group]
-    check_composition([choice.cls for choice in chosen])
-    for strategy in chosen:
-        if strategy.cls.requires_task_id and benchmark.scenario != "task-il":
-            raise ConfigError(f"strategy {strategy.name!r} needs task ids at test time; use scenario task-il")
-    return RunSetup(benchmark, [], backbone, chosen)
-
-
-def setup_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None) -> RunSetup:
-    """Build the stream (seeded) and validate the backbone and strategy blocks; cheap, no model."""
-    train = plan.train_of(cfg)
-    use_deterministic_algorithms(train.deterministic, warn_only=True)
-    keep_freed_heap()
-    if train.threads is not None:
-        torch.set_num_threads(train.threads)
-    seed_everything(plan.seed)
-    setup = resolve_run(cfg, plan, base_dir)
-    setup.tasks = cached_tasks(setup.benchmark, plan.seed)  # built once per (config, seed, code, data files)
-    check_disjoint_classes(setup.tasks, setup.scenario)
-    if cfg.eval_split == "val":
-        setup.tasks = validation_stream(setup.tasks, cfg.val_fraction, plan.seed)
-    return setup
-
-
-def build_run(cfg: ExperimentConfig, plan: RunPlan, base_dir: Path | None, progress: bool,
-              setup: RunSetup | None = None) -> Run:
-    """Build backbone and strategies for one run (seeded for reproducibility) on ``setup``'s stream."""
-    setup = setup or setup_run(cfg, plan, base_dir)
-    seed_everything(plan.seed)
-    backbone = setup.backbone.cls(setup.backbone.config, setup.benchmark, setup.tasks)
-    backbone.label_space = LabelSpace(setup.scenario, len(setup.benchmark.label_names),
-                                      {t.id: t.classes for t in setup.tasks})
-    train = plan.train_of(cfg)
-    devices = Devices(train.device, train.mixed_precision)
-    backbone.to(devices.device)
-    built = [choice.cls(choice.config) for choice in setup.strategies]
-    run = Run(f"{plan.label}/seed{plan.seed}", plan.seed, setup.scenario, setup.tasks, backbone, built,
-              train, devices, RunState(), progress, setup.benchmark)
-    general = getattr(setup.benchmark, "general_tasks", None)
-    run.general_tasks = list(general(plan.seed)) if general is not None else []
-    check_initial_states(built)  # a state_dict that cannot be checkpointed fails now, not after task 1
-    return run
 
 
 def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -> dict:
@@ -404,64 +300,6 @@ def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, l
     if status == STALE and not rerun_stale:  # appeared after the plan was checked (another process)
         raise stale_error([existing], 1, path.parent, code_identity())
     return False
-
-
-def _trainable_state(run: Run) -> dict:
-    model = run.backbone.model
-    run.trainable_names |= {n for n, p in model.named_parameters() if p.requires_grad}
-    buffers = {n for n, _ in model.named_buffers()}
-    return {k: v for k, v in model.state_dict().items() if k in run.trainable_names or k in buffers}
-
-
-def _checkpoint(run: Run, root: Path, expected: dict) -> None:
-    meta = {**expected, "run": run.run_id, "run_state": run.state.to_json(),
-            "seen": sorted(run.backbone.label_space.seen), "trainable_names": sorted(run.trainable_names)}
-    state = {"strategies": [s.state_dict() for s in run.strategies]}
-    if not run.train.reset_optimizer and run.optimizer is not None:  # checksummed with the rest of the state
-        state["optimizer"] = optimizer_checkpoint(run.optimizer)
-    try:
-        save_checkpoint(root, run.state.next_task - 1, meta, _trainable_state(run), state)
-    except TypeError:  # a state_dict that changed type after the initial check: name strategy and key
-        for strategy, strategy_state in zip(run.strategies, state["strategies"]):
-            check_checkpointable(strategy_state, f"strategy {strategy.name!r}")
-        raise
-
-
-def _resume(run: Run, root: Path, expected: dict, run_key: str) -> None:
-    """Load the run's last checkpoint (verified: ``clft.checkpoint``); one of another config or made
-    by other code is refused, and a damaged one is one line naming the file and the way out
-    (``--restart-run``), never a silently different run."""
-    try:
-        loaded = load_checkpoint(root, {**expected, "run": run.run_id})
-        if loaded is not None:
-            _restore(run, root, *loaded)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc}; to discard it and train this run from scratch pass --restart-run {run_key}"
-                              ) from None
-
-
-def _restore(run: Run, root: Path, meta: dict, model_tensors: dict, state: dict) -> None:
-    try:
-        for strategy, strategy_state in zip(run.strategies, state["strategies"], strict=True):
-            strategy.load_state_dict(strategy_state)
-            strategy.restore(run.backbone)
-        run_state = RunState.from_json(meta["run_state"])
-        seen, trainable = set(meta["seen"]), set(meta["trainable_names"])
-        if not 0 < run_state.next_task <= len(run.tasks) or len(run_state.baseline_acc) != len(run.tasks):
-            raise ValueError(f"it finished {run_state.next_task} of {len(run.tasks)} tasks")
-        if "optimizer" in state:  # train.reset_optimizer false: the carried optimizer's verified state
-            run.optimizer_state = optimizer_from_checkpoint(state["optimizer"])
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {root} does not fit this run: {brief(str(exc))}") from None
-    device = run.devices.device
-    missing = set(model_tensors) - set(run.backbone.model.state_dict())
-    if missing:
-        raise CheckpointError(f"checkpoint {root} has weights this model lacks: {sorted(missing)[:3]}")
-    try:
-        run.backbone.model.load_state_dict({k: v.to(device) for k, v in model_tensors.items()}, strict=False)
-    except RuntimeError as exc:  # a tensor of another shape
-        raise CheckpointError(f"checkpoint {root} does not fit this model: {brief(str(exc))}") from None
-    run.state, run.backbone.label_space.seen, run.trainable_names = run_state, seen, trainable
 
 
 def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
