@@ -17,7 +17,7 @@ import numpy as np
 from clft.errors import DataError
 from clft.metrics import accuracy_curve
 from clft.results import atomic_write_bytes, load_results
-from clft.tables import group_runs, group_task_names
+from clft.summary import group_runs, group_task_names
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure

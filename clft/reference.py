@@ -21,8 +21,9 @@ from clft.errors import DataError
 from clft.experiment import load_experiment
 from clft.published import Published, PublishedCell, parse_published
 from clft.results import load_results
+from clft.summary import Row, summarize
 from clft.table_notes import provenance_warnings
-from clft.tables import FORMATS, Row, summarize
+from clft.tables import FORMATS
 from clft.types import SCENARIOS
 
 FLAG = "✗"

@@ -23,7 +23,8 @@ from clft.plots import figures, png_bytes
 from clft.reference import HEADERS as REFERENCE_HEADERS
 from clft.reference import compare, comparison_cells, published_of
 from clft.results import atomic_write_text, load_results
-from clft.tables import MD, Layout, _cells, _headers, summarize, table_notes  # the cells `clft table` shows
+from clft.summary import summarize
+from clft.tables import MD, Layout, _cells, _headers, table_notes  # the cells `clft table` shows
 
 SORT_SCRIPT = """
 function cellKey(row, col) {

@@ -21,8 +21,8 @@ from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig
 from clft.metrics import average_accuracy
 from clft.results import atomic_write_json, atomic_write_text, load_results
+from clft.summary import Stat
 from clft.sweep import run_experiment
-from clft.tables import Stat
 from clft.yaml_safe import safe_load_bounded
 
 ENTRY_KEY = re.compile(r"compare\.(\d+)\.")

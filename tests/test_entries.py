@@ -9,8 +9,8 @@ from clft.entries import parse_entry
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig, load_experiment
 from clft.results import load_results
+from clft.summary import summarize
 from clft.sweep import plan_runs, run_experiment
-from clft.tables import summarize
 
 
 def experiment(compare, **more):

@@ -14,7 +14,8 @@ import pytest
 from clft.errors import DataError
 from clft.plots import write_plots
 from clft.results import load_results
-from clft.tables import FORMATS, render_table, summarize
+from clft.summary import summarize
+from clft.tables import FORMATS, render_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASKS = ["alpha", "beta"]
