@@ -28,7 +28,6 @@ JOINT = "joint"
 OFFLINE = "offline"
 #: Strategies whose runs can be the intransigence reference, preferred first.
 REFERENCES = (OFFLINE, JOINT)
-FINETUNE = "finetune"
 
 
 @dataclass(frozen=True)

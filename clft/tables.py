@@ -24,7 +24,7 @@ from clft.errors import DataError
 from clft.metrics import METRIC_KEYS, undefined_reason
 from clft.results import load_results
 from clft.stats import significant, t_interval, welch_p
-from clft.summary import FINETUNE, Row, Stat, summarize
+from clft.summary import Row, Stat, summarize
 from clft.table_notes import (
     SIGNIFICANT_MARK,
     SUPERSCRIPTS,
@@ -40,6 +40,8 @@ METRIC_HEADERS = {
     "acc": "ACC", "bwt": "BWT", "fwt": "FWT", "forgetting": "Forgetting",
     "aia": "AIA", "la": "LA", "intransigence": "Intransigence",
 }
+#: The strategy significance markers compare every row against.
+FINETUNE = "finetune"
 
 
 # ---------------------------------------------------------------- rendering
