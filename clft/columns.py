@@ -75,6 +75,8 @@ class Columns:
     def __init__(self, values: dict[str, torch.Tensor | list]) -> None:
         self.values = values
         self.n = len(next(iter(values.values()))) if values else 0
+        self.has_lists = not all(isinstance(v, torch.Tensor) for v in values.values())
+        """Whether some column is a Python list (only those need a batch's row indices as a list)."""
 
     @classmethod
     def of(cls, dataset) -> Columns:
@@ -92,7 +94,7 @@ class Columns:
 
     def __getitem__(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> dict:
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        rows = None if all(isinstance(v, torch.Tensor) for v in self.values.values()) else index.tolist()
+        rows = index.tolist() if self.has_lists else None
         return {name: value.index_select(0, index) if isinstance(value, torch.Tensor) else [value[i] for i in rows]
                 for name, value in self.values.items()}
 
