@@ -22,6 +22,12 @@ beside them (``clft.backbones.hf_common.cached_map``).
 
 ``$CLFT_CACHE_DIR`` sets the cache root (default ``~/.cache/clft``); ``CLFT_STREAM_CACHE=0``
 turns the cache off. Deleting the folder is always safe.
+
+The cache is bounded: every edit of the stream-building code makes new keys, so old
+entries could pile up (15 GB after a few weeks of development). After each new entry is
+written, the least recently used entries (``tasks.json``'s mtime, touched on every read)
+are removed until ``streams/`` holds at most ``$CLFT_CACHE_MAX_GB`` gigabytes (default
+10); the entry just written is always kept.
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from clft.config import to_plain
+from clft.errors import ConfigError
 from clft.types import Benchmark, Task
 
 SPLITS = ("train", "test", "val")
 PACKAGE = Path(__file__).resolve().parent
 BUILDER_SOURCES = (PACKAGE / "data.py", PACKAGE / "types.py", Path(__file__).resolve(),
                    *sorted((PACKAGE / "benchmarks").glob("*.py")))
+DEFAULT_MAX_GB = 10.0
 #: The Task fields stored in tasks.json (everything but the splits).
 TASK_FIELDS = tuple(f.name for f in fields(Task) if f.name not in SPLITS)
 
@@ -53,6 +61,41 @@ def cache_root() -> Path:
 
 def enabled() -> bool:
     return os.environ.get("CLFT_STREAM_CACHE", "1") not in ("0", "false", "no", "")
+
+
+def max_bytes() -> int:
+    """``$CLFT_CACHE_MAX_GB`` (default ``DEFAULT_MAX_GB``) in bytes (1 GB = 1e9 bytes)."""
+    raw = os.environ.get("CLFT_CACHE_MAX_GB", "").strip() or str(DEFAULT_MAX_GB)
+    try:
+        limit = float(raw)
+    except ValueError:
+        limit = -1.0
+    if not limit >= 0:
+        raise ConfigError(f"CLFT_CACHE_MAX_GB={raw!r}: expected a number of gigabytes >= 0 (e.g. 10)")
+    return int(limit * 1e9)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def prune(keep: Path, limit: int) -> list[Path]:
+    """Remove the least recently used entries beside ``keep`` until they total at most ``limit`` bytes.
+
+    Recency is ``tasks.json``'s mtime (touched on every read); ``keep`` is never removed,
+    nor a folder without ``tasks.json`` (a writer's temporary folder). Returns the removed folders.
+    """
+    entries = [f for f in keep.parent.iterdir() if (f / "tasks.json").is_file()]
+    sizes = {f: _folder_bytes(f) for f in entries}
+    total, removed = sum(sizes.values()), []
+    for folder in sorted(entries, key=lambda f: (f / "tasks.json").stat().st_mtime_ns):
+        if total <= limit:
+            break
+        if folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= sizes[folder]
+            removed.append(folder)
+    return removed
 
 
 @lru_cache(maxsize=64)
@@ -139,10 +182,14 @@ def cached_tasks(benchmark: Benchmark, seed: int) -> list[Task]:
     folder = cache_root() / "streams" / stream_key(benchmark, seed)
     if (folder / "tasks.json").is_file():
         try:
+            os.utime(folder / "tasks.json")  # last used: what prune() keeps longest
             return _load(folder)
         except (OSError, ValueError, KeyError, FileNotFoundError):
             shutil.rmtree(folder, ignore_errors=True)  # a damaged entry: rebuild it
+    limit = max_bytes()
     tasks = benchmark.tasks(seed)
     _save(tasks, folder)
+    if (folder / "tasks.json").is_file():
+        prune(folder, limit)
     # the saved copy, memory-mapped: what later runs read, and where tokenised copies go
     return _load(folder) if (folder / "tasks.json").is_file() else tasks

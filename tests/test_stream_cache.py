@@ -98,3 +98,48 @@ def test_a_cached_generation_stream_keeps_each_tasks_metric_and_generation_cap(c
     assert calls == []  # read back from the cache, not rebuilt
     assert [(t.metric, t.max_new_tokens) for t in loaded] == [(t.metric, t.max_new_tokens) for t in built]
     assert all(t.generative and t.max_new_tokens == 7 for t in loaded)
+
+
+def fake_entry(root, name: str, size: int, used_ns: int):
+    folder = root / name
+    (folder / "task000").mkdir(parents=True)
+    (folder / "task000" / "data.arrow").write_bytes(b"x" * size)
+    (folder / "tasks.json").write_text("[]")
+    os.utime(folder / "tasks.json", ns=(used_ns, used_ns))
+    return folder
+
+
+def test_prune_removes_least_recently_used_entries_until_under_the_limit(tmp_path):
+    oldest = fake_entry(tmp_path, "a", 1000, 10**18)
+    middle = fake_entry(tmp_path, "b", 1000, 2 * 10**18)
+    newest = fake_entry(tmp_path, "c", 1000, 3 * 10**18)
+    writing = tmp_path / ".d.tmp"  # another writer's temporary folder: no tasks.json yet
+    writing.mkdir()
+    removed = stream_cache.prune(newest, limit=2100)
+    assert removed == [oldest]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".d.tmp", "b", "c"]
+    assert stream_cache.prune(oldest.parent / "b", limit=0) == [newest]  # the kept entry survives even over
+    assert middle.is_dir() and writing.is_dir()
+
+
+def test_a_new_entry_evicts_old_ones_past_the_size_limit_and_reads_refresh_recency(cache, monkeypatch):
+    root = cache / "cache" / "streams"
+    first = benchmarks.build({"name": "split-digits", "n_tasks": 2})
+    stream_cache.cached_tasks(first, 0)
+    stream_cache.cached_tasks(first, 1)
+    keys = {seed: stream_cache.stream_key(first, seed) for seed in (0, 1)}
+    assert sorted(p.name for p in root.iterdir()) == sorted(keys.values())
+    os.utime(root / keys[0] / "tasks.json", ns=(1, 1))
+    os.utime(root / keys[1] / "tasks.json", ns=(2, 2))
+    stream_cache.cached_tasks(first, 0)  # a read: seed 0 becomes the most recently used
+    one_entry = max(stream_cache._folder_bytes(root / k) for k in keys.values())
+    monkeypatch.setenv("CLFT_CACHE_MAX_GB", str(2.5 * one_entry / 1e9))
+    stream_cache.cached_tasks(first, 2)
+    assert sorted(p.name for p in root.iterdir()) == sorted([keys[0], stream_cache.stream_key(first, 2)])
+
+
+@pytest.mark.parametrize("value", ["ten", "-1", "nan"])
+def test_a_bad_cache_limit_is_a_one_line_error_naming_the_variable(value, monkeypatch):
+    monkeypatch.setenv("CLFT_CACHE_MAX_GB", value)
+    with pytest.raises(stream_cache.ConfigError, match=r"CLFT_CACHE_MAX_GB=.*number of gigabytes >= 0"):
+        stream_cache.max_bytes()
