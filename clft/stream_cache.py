@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import suppress
 from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
@@ -75,25 +76,30 @@ def max_bytes() -> int:
     return int(limit * 1e9)
 
 
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def _entry(folder: Path) -> tuple[int, int] | None:
+    """(last use in ns, bytes) of a cache entry; None for a folder without ``tasks.json`` (a writer's
+    temporary folder) or one that vanished meanwhile (another process pruned it)."""
+    try:
+        last_used = (folder / "tasks.json").stat().st_mtime_ns
+        return last_used, sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    except FileNotFoundError:
+        return None
 
 
 def prune(keep: Path, limit: int) -> list[Path]:
     """Remove the least recently used entries beside ``keep`` until they total at most ``limit`` bytes.
 
     Recency is ``tasks.json``'s mtime (touched on every read); ``keep`` is never removed,
-    nor a folder without ``tasks.json`` (a writer's temporary folder). Returns the removed folders.
+    nor a folder that is not an entry (``_entry``). Returns the removed folders.
     """
-    entries = [f for f in keep.parent.iterdir() if (f / "tasks.json").is_file()]
-    sizes = {f: _folder_bytes(f) for f in entries}
-    total, removed = sum(sizes.values()), []
-    for folder in sorted(entries, key=lambda f: (f / "tasks.json").stat().st_mtime_ns):
+    entries = {folder: entry for folder in keep.parent.iterdir() if (entry := _entry(folder)) is not None}
+    total, removed = sum(size for _, size in entries.values()), []
+    for folder in sorted(entries, key=lambda f: entries[f][0]):
         if total <= limit:
             break
         if folder != keep:
             shutil.rmtree(folder, ignore_errors=True)
-            total -= sizes[folder]
+            total -= entries[folder][1]
             removed.append(folder)
     return removed
 
@@ -146,7 +152,8 @@ def stream_key(benchmark: Benchmark, seed: int) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:32]
 
 
-def _save(tasks: list[Task], folder: Path) -> None:
+def _save(tasks: list[Task], folder: Path) -> bool:
+    """Write the entry (atomically: a temporary folder renamed into place); whether it is there now."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -159,8 +166,10 @@ def _save(tasks: list[Task], folder: Path) -> None:
                          "splits": [s for s in SPLITS if getattr(task, s) is not None]})
         (tmp / "tasks.json").write_text(json.dumps(meta))
         tmp.rename(folder)
+        return True
     except OSError:  # another process won the race, or the disk is full: the built stream is still fine
         shutil.rmtree(tmp, ignore_errors=True)
+        return (folder / "tasks.json").is_file()
 
 
 def _load(folder: Path) -> list[Task]:
@@ -181,15 +190,21 @@ def cached_tasks(benchmark: Benchmark, seed: int) -> list[Task]:
         return benchmark.tasks(seed)
     folder = cache_root() / "streams" / stream_key(benchmark, seed)
     if (folder / "tasks.json").is_file():
+        _mark_used(folder)
         try:
-            os.utime(folder / "tasks.json")  # last used: what prune() keeps longest
             return _load(folder)
         except (OSError, ValueError, KeyError, FileNotFoundError):
             shutil.rmtree(folder, ignore_errors=True)  # a damaged entry: rebuild it
-    limit = max_bytes()
+    limit = max_bytes()  # read before the build: a bad value fails fast
     tasks = benchmark.tasks(seed)
-    _save(tasks, folder)
-    if (folder / "tasks.json").is_file():
-        prune(folder, limit)
+    if not _save(tasks, folder):
+        return tasks
+    prune(folder, limit)
     # the saved copy, memory-mapped: what later runs read, and where tokenised copies go
-    return _load(folder) if (folder / "tasks.json").is_file() else tasks
+    return _load(folder)
+
+
+def _mark_used(folder: Path) -> None:
+    """Touch the entry's ``tasks.json`` (its last use, for ``prune``); a read-only cache stays readable."""
+    with suppress(OSError):
+        os.utime(folder / "tasks.json")

@@ -132,7 +132,7 @@ def test_a_new_entry_evicts_old_ones_past_the_size_limit_and_reads_refresh_recen
     os.utime(root / keys[0] / "tasks.json", ns=(1, 1))
     os.utime(root / keys[1] / "tasks.json", ns=(2, 2))
     stream_cache.cached_tasks(first, 0)  # a read: seed 0 becomes the most recently used
-    one_entry = max(stream_cache._folder_bytes(root / k) for k in keys.values())
+    one_entry = max(stream_cache._entry(root / k)[1] for k in keys.values())
     monkeypatch.setenv("CLFT_CACHE_MAX_GB", str(2.5 * one_entry / 1e9))
     stream_cache.cached_tasks(first, 2)
     assert sorted(p.name for p in root.iterdir()) == sorted([keys[0], stream_cache.stream_key(first, 2)])
@@ -143,3 +143,22 @@ def test_a_bad_cache_limit_is_a_one_line_error_naming_the_variable(value, monkey
     monkeypatch.setenv("CLFT_CACHE_MAX_GB", value)
     with pytest.raises(stream_cache.ConfigError, match=r"CLFT_CACHE_MAX_GB=.*number of gigabytes >= 0"):
         stream_cache.max_bytes()
+
+
+def test_a_vanished_or_unfinished_folder_is_not_an_entry(tmp_path):
+    (tmp_path / ".writing").mkdir()
+    assert stream_cache._entry(tmp_path / "pruned-by-another-process") is None
+    assert stream_cache._entry(tmp_path / ".writing") is None
+    assert stream_cache._entry(fake_entry(tmp_path, "a", 100, 5)) == (5, 102)  # 100 bytes + "[]"
+
+
+def test_a_read_only_cache_is_still_read_not_rebuilt(cache, monkeypatch):
+    stream_cache.cached_tasks(benchmarks.build({"name": "split-digits", "n_tasks": 2}), 0)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(stream_cache.os, "utime", read_only)
+    again, calls = counting({"name": "split-digits", "n_tasks": 2})
+    loaded = stream_cache.cached_tasks(again, 0)
+    assert calls == [] and loaded[0].train.cache_files
