@@ -23,7 +23,8 @@ and, for each ratio, the paired estimate: the geometric mean of the per-repetiti
 ratios with its 95% t interval, so "within noise" is a measured statement.
 
 The extras (``benchmarks/speed_extras.py``, in-process) measure EWC/MAS importances
-by vmap against the per-example loop, per-task checkpoint bytes of MiniLM + LoRA
+by vmap against the per-example loop (on the pinned core with 1 thread, then again with
+one thread per allowed core, unpinned), per-task checkpoint bytes of MiniLM + LoRA
 r=8, and the evaluation share and examples/s of a 10-task CLINC150 run.
 """
 
@@ -194,6 +195,10 @@ def main() -> None:
         subprocess.run([sys.executable, str(HERE / "speed_extras.py")], check=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)},
                        preexec_fn=lambda: os.sched_setaffinity(0, {args.core}))
+        cores = len(os.sched_getaffinity(0))
+        if cores > 1:  # the importances again as a run on every allowed core would compute them
+            subprocess.run([sys.executable, str(HERE / "speed_extras.py"), "--importances-only",
+                            "--threads", str(cores)], check=True, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
     print("machine at the end:", machine())
 
 

@@ -1,6 +1,7 @@
 """The in-process measurements of ``benchmarks/speed.py`` (run by it; also alone).
 
-Usage: ``CLFT_DATA_DIR=../shared/data .venv/bin/python benchmarks/speed_extras.py [--before PATH]``
+Usage: ``CLFT_DATA_DIR=../shared/data .venv/bin/python benchmarks/speed_extras.py [--before PATH]
+[--threads N] [--importances-only]``
 
 1. Per-example importances: EWC's Fisher and MAS's Ω three ways (``how=``): the
    per-example loop, ``torch.func.vmap(grad)``, and the nn.Linear pieces of one
@@ -10,6 +11,8 @@ Usage: ``CLFT_DATA_DIR=../shared/data .venv/bin/python benchmarks/speed_extras.p
    over Split-MNIST task 0 (1,000 examples) and
    on MiniLM + LoRA r=8 over CLINC150 task 0 (all its training examples); the
    faster of two timings each, and the largest absolute difference from the loop.
+   ``--threads N`` runs this part with N torch threads (a user's run on N cores: the
+   per-example loop's small products gain little from threads, batched ones more).
 2. Checkpoint size: the per-task checkpoint's model tensors (``clft.sweep``'s
    trainable + buffers selection) against the full model's state dict, MiniLM +
    LoRA r=8, both written as safetensors.
@@ -174,12 +177,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--before", help="another clft checkout to measure the CLINC150 run on, for before/after")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the importances (default 1)")
+    parser.add_argument("--importances-only", action="store_true", help="only item 1")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(clinc_run()))
         return
-    print("\nPer-example importances: the per-example loop, torch.func vmap(grad), nn.Linear pieces (1 thread)\n")
+    torch.set_num_threads(args.threads)
+    print("\nPer-example importances: the per-example loop, torch.func vmap(grad), nn.Linear pieces "
+          f"({args.threads} thread{'s' if args.threads > 1 else ''})\n")
     print("\n".join(importances()))
+    if args.importances_only:
+        return
     print("\n" + "\n".join(checkpoint_bytes()))
     print("\nCLINC150 by domain, 10 tasks, MiniLM + LoRA r=8, 5 steps x 32 per task, 10 test examples per intent\n")
     print("| code | tasks | run (s) | evaluation (s) | evaluation share | train examples/s | eval examples/s |")
