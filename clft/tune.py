@@ -100,13 +100,18 @@ def to_json(result: TuneResult) -> dict:
             "scores": scores, "best": best}
 
 
+def score_cell(score: Stat) -> str:
+    """``mean ± std`` over seeds; ``mean (1 seed)`` when there is no spread to show."""
+    return f"{score.mean:.3f} ± {score.std:.3f}" if score.n > 1 else f"{score.mean:.3f} (1 seed)"
+
+
 def render(result: TuneResult) -> str:
     """A Markdown table (value × scenario: validation ACC mean ± std) and the best value per scenario."""
     scenarios = list(result.scores)
     lines = ["| " + " | ".join([result.key, *(f"{s} val ACC" for s in scenarios)]) + " |",
              "|---|" + "---:|" * len(scenarios)]
     for value in result.values:
-        cells = [f"{result.scores[s][value].mean:.3f} ± {result.scores[s][value].std:.3f}" for s in scenarios]
+        cells = [score_cell(result.scores[s][value]) for s in scenarios]
         lines.append("| " + " | ".join([value, *cells]) + " |")
     best = "; ".join(f"{scenario}: {result.key}={value}" for scenario, value in result.best().items())
     return "\n".join(lines) + f"\n\nbest by validation ACC: {best}\n"

@@ -9,7 +9,8 @@ import pytest
 from clft.data import make_task
 from clft.errors import DataError
 from clft.holdout import holdout_indices, validation_task
-from clft.tune import split_values, tune
+from clft.summary import Stat
+from clft.tune import TuneResult, render, split_values, tune
 
 
 def test_holdout_is_stratified_disjoint_and_seeded():
@@ -32,6 +33,14 @@ def test_validation_task_prefers_the_benchmarks_val_split():
     carved = validation_task(make_task(0, "a", [0], data(20, 0), data(5, 0)), 0.25, 0)
     assert (len(carved.train), len(carved.test)) == (15, 5)
     assert not set(carved.train["x"]) & set(carved.test["x"])
+
+
+def test_render_shows_a_spread_only_over_several_seeds():
+    result = TuneResult("compare.1.lam", ["1", "10"], {"class-il": {"1": Stat.of([0.5]), "10": Stat.of([0.6, 0.8])}})
+    table = render(result)
+    assert "| 1 | 0.500 (1 seed) |" in table  # not "0.500 ± 0.000": one seed has no measured spread
+    assert "| 10 | 0.700 ± 0.141 |" in table
+    assert "class-il: compare.1.lam=10" in table
 
 
 def test_split_values():
