@@ -177,6 +177,28 @@ def test_corrupt_gzip_missing_file_and_no_data_dir(tmp_path, monkeypatch):
         benchmarks.build({"name": "split-mnist"})
 
 
+
+def test_building_reads_headers_and_labels_only_tasks_read_the_pixels(tmp_path):
+    """A cached stream never needs the pixels: the constructor checks the files without them, so an image
+    file whose gzip checksum is wrong passes the build and fails, as one line, when ``tasks`` reads it."""
+    rng = np.random.default_rng(0)  # incompressible 64x64 images: the header is read long before the trailer
+    big = {stem: idx_bytes(rng.integers(0, 256, (n, 64, 64), dtype=np.uint8))
+           for stem, n in (("train-images-idx3-ubyte", 10 * TRAIN_PER_DIGIT),
+                           ("t10k-images-idx3-ubyte", 10 * TEST_PER_DIGIT))}
+    folder = write_mnist(tmp_path, **big)
+    path = folder / "mnist" / "train-images-idx3-ubyte.gz"
+    raw = bytearray(path.read_bytes())
+    raw[-8] ^= 0xFF  # the CRC-32 of the trailer: only a full read can notice
+    path.write_bytes(bytes(raw))
+    load_mnist.cache_clear()
+    bench = build(folder)
+    assert load_mnist.cache_info().misses == 0  # no pixel was read
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: cannot read the file .*CRC") as info:
+        bench.tasks(0)
+    assert "\n" not in str(info.value)
+    load_mnist.cache_clear()
+
+
 DATA = os.environ.get("CLFT_DATA_DIR")
 
 
