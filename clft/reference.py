@@ -1,7 +1,7 @@
 """``clft table DIR --reference``: our numbers beside a paper's, cell by cell.
 
 For each published cell (scenario × entry label, ``clft.published``): ours (mean ±
-sample std over seeds, in the block's unit, with the seed count), the paper's mean ±
+sample std over seeds, the mean alone for one seed, in the block's unit, with the seed count), the paper's mean ±
 std, Δ = ours − paper, and a flag ✗ when |Δ| > max(2 · std_paper, 1 point)
 (1 point: 1.0 in percent, 0.01 in fractions; without a published std the tolerance is
 1 point). The block comes from an experiment file given to ``--reference``, or else from
@@ -114,7 +114,8 @@ def compare(runs: list[dict], published: Published) -> list[Comparison]:
 
 def comparison_cells(c: Comparison) -> list[str]:
     stat = c.ours.metrics[c.published.metric] if c.ours else None
-    ours = "not run" if c.ours_mean is None else f"{c.ours_mean:.2f} ± {stat.std * c.published.scale:.2f}"
+    spread = f" ± {stat.std * c.published.scale:.2f}" if stat is not None and stat.n > 1 else ""  # one seed: none
+    ours = "not run" if c.ours_mean is None else f"{c.ours_mean:.2f}{spread}"
     paper = f"{c.cell.mean:.2f}" + ("" if c.cell.std is None else f" ± {c.cell.std:.2f}")
     delta = "" if c.delta is None else f"{c.delta:+.2f}"
     return [c.scenario, c.label, ours, "" if c.ours is None else str(c.ours.n), paper, delta,

@@ -1,7 +1,8 @@
 """Tables of metrics aggregated over seeds (``clft.summary``), as Markdown, LaTeX or CSV.
 
-One row per ``(scenario, label)`` group of runs, metric cells mean ± std over seeds
-(``clft.summary`` says how groups and the intransigence reference are formed).
+One row per ``(scenario, label)`` group of runs, metric cells mean ± std over seeds (the
+mean alone for a one-seed row; ``clft.summary`` says how groups and the intransigence
+reference are formed).
 Where a run's tasks are scored on generated text (a ``metric`` other than
 ``accuracy`` in its ``tasks`` entries: ROUGE-L, exact match) the matrix is a
 score matrix and the ACC column is headed "AP" (average performance, as LLM
@@ -64,9 +65,14 @@ class Style:
     undefined: Callable[[int], str]
 
 
-MD = Style(lambda s: f"{s.mean:.3f} ± {s.std:.3f}", lambda lo, hi: f" [{lo:.3f}, {hi:.3f}]", SIGNIFICANT_MARK,
-           lambda i: f"n/d{SUPERSCRIPTS[i]}")
-LATEX = Style(lambda s: f"${s.mean:.3f} \\pm {s.std:.3f}$", lambda lo, hi: f" $[{lo:.3f}, {hi:.3f}]$",
+def mean_spread(stat: Stat, sign: str = "±") -> str:
+    """``mean ± std`` over seeds; the mean alone for one seed, where no spread was measured (the row's
+    ``n`` column says how many seeds there are)."""
+    return f"{stat.mean:.3f} {sign} {stat.std:.3f}" if stat.n > 1 else f"{stat.mean:.3f}"
+
+
+MD = Style(mean_spread, lambda lo, hi: f" [{lo:.3f}, {hi:.3f}]", SIGNIFICANT_MARK, lambda i: f"n/d{SUPERSCRIPTS[i]}")
+LATEX = Style(lambda s: "$" + mean_spread(s, "\\pm") + "$", lambda lo, hi: f" $[{lo:.3f}, {hi:.3f}]$",
               "$^\\dagger$", lambda i: f"n/d$^{i + 1}$")
 
 

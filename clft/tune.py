@@ -23,6 +23,7 @@ from clft.metrics import average_accuracy
 from clft.results import atomic_write_json, atomic_write_text, load_results
 from clft.summary import Stat
 from clft.sweep import run_experiment
+from clft.tables import mean_spread
 from clft.yaml_safe import safe_load_bounded
 
 ENTRY_KEY = re.compile(r"compare\.(\d+)\.")
@@ -101,8 +102,9 @@ def to_json(result: TuneResult) -> dict:
 
 
 def score_cell(score: Stat) -> str:
-    """``mean ± std`` over seeds; ``mean (1 seed)`` when there is no spread to show."""
-    return f"{score.mean:.3f} ± {score.std:.3f}" if score.n > 1 else f"{score.mean:.3f} (1 seed)"
+    """``mean ± std`` over seeds (``clft.tables.mean_spread``); ``mean (1 seed)`` when there is no spread
+    to show (this table has no ``n`` column)."""
+    return mean_spread(score) + (" (1 seed)" if score.n == 1 else "")
 
 
 def render(result: TuneResult) -> str:

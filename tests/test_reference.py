@@ -55,8 +55,8 @@ def test_reference_table_by_hand(tmp_path):
     write(tmp_path, "ewc", "class-il", 0, [0.0, 0.40])  # ACC 20.00: Δ +0.20 ≤ max(0.10, 1 point)
     lines = render_reference(tmp_path, "md").splitlines()
     assert lines[2] == "| task-il | finetune | 93.50 ± 0.71 | 2 | 93.46 ± 2.01 | +0.04 |  | Hsu et al. 2018, Table 2 |"
-    assert lines[3] == "| task-il | ewc | 96.00 ± 0.00 | 1 | 97.70 ± 0.81 | -1.70 | ✗ | Hsu et al. 2018, Table 2 |"
-    assert lines[4] == "| class-il | ewc | 20.00 ± 0.00 | 1 | 19.80 ± 0.05 | +0.20 |  | Hsu et al. 2018, Table 3 |"
+    assert lines[3] == "| task-il | ewc | 96.00 | 1 | 97.70 ± 0.81 | -1.70 | ✗ | Hsu et al. 2018, Table 2 |"
+    assert lines[4] == "| class-il | ewc | 20.00 | 1 | 19.80 ± 0.05 | +0.20 |  | Hsu et al. 2018, Table 3 |"
     assert "(1 of 3 cells)" in lines[6]
     rows = render_reference(tmp_path, "csv").splitlines()
     assert rows[2].split(",")[7:9] == [repr(96.0 - 97.70), "1"]

@@ -30,6 +30,7 @@ so state_dict/load_state_dict resume draw for draw.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Literal
 
 import datasets
@@ -44,6 +45,23 @@ from clft.types import Backbone, Batch, Strategy, Task
 Policy = Literal["reservoir", "class-balanced", "task-balanced"]
 POLICIES = ("reservoir", "class-balanced", "task-balanced")
 Slot = tuple[bool, int]  # (from the new task?, row index in the old memory or in the task's data)
+
+
+@dataclass
+class MemoryConfig:
+    """The options of an ``EpisodicMemory``, shared by the Configs of ``replay``, ``rehearsal``, ``agem``
+    and ``gem`` (each may redefine ``policy``'s default); a subclass's ``__post_init__`` calls this one."""
+
+    memory_size: int = 200
+    """Memory capacity M, in examples, over the whole stream."""
+    policy: Policy = "reservoir"
+    """Which examples stay: reservoir, class-balanced or task-balanced (clft.strategies._memory)."""
+
+    def __post_init__(self) -> None:
+        if self.memory_size < 1:
+            raise ValueError(f"memory_size must be at least 1, got {self.memory_size}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
 
 
 def reservoir_slots(n_seen: int, n_new: int, capacity: int, rng: np.random.Generator) -> dict[int, int]:

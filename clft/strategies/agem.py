@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from clft.registry import strategies
-from clft.strategies._memory import POLICIES, MemoryStrategy, Policy
+from clft.strategies._memory import MemoryConfig, MemoryStrategy, Policy
 from clft.types import Backbone, Task
 
 
@@ -34,19 +34,14 @@ class AGEM(MemoryStrategy):
     name = "agem"
 
     @dataclass
-    class Config:
-        memory_size: int = 200
-        """Episodic memory capacity M, in examples, over the whole stream."""
+    class Config(MemoryConfig):
         policy: Policy = "class-balanced"
-        """Which examples stay: reservoir, class-balanced or task-balanced (clft.strategies._memory)."""
+        """Which examples stay (clft.strategies._memory); class-balanced by default."""
         memory_batch_size: int = 256
         """Memory examples drawn (without replacement) for each g_ref; the paper uses 256."""
 
         def __post_init__(self) -> None:
-            if self.memory_size < 1:
-                raise ValueError(f"memory_size must be at least 1, got {self.memory_size}")
-            if self.policy not in POLICIES:
-                raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+            super().__post_init__()
             if self.memory_batch_size < 1:
                 raise ValueError(f"memory_batch_size must be at least 1, got {self.memory_batch_size}")
 

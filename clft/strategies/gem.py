@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from clft.registry import strategies
-from clft.strategies._memory import POLICIES, MemoryStrategy, Policy
+from clft.strategies._memory import MemoryConfig, MemoryStrategy, Policy
 from clft.types import Backbone, Task
 
 
@@ -62,9 +62,7 @@ class GEM(MemoryStrategy):
     name = "gem"
 
     @dataclass
-    class Config:
-        memory_size: int = 200
-        """Episodic memory capacity M, in examples, over the whole stream."""
+    class Config(MemoryConfig):
         policy: Policy = "task-balanced"
         """Which examples stay (clft.strategies._memory); constraints are per task either way."""
         margin: float = 0.5
@@ -73,10 +71,7 @@ class GEM(MemoryStrategy):
         """ε > 0, the ridge added to G Gᵀ."""
 
         def __post_init__(self) -> None:
-            if self.memory_size < 1:
-                raise ValueError(f"memory_size must be at least 1, got {self.memory_size}")
-            if self.policy not in POLICIES:
-                raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+            super().__post_init__()
             if self.margin < 0:
                 raise ValueError(f"margin must be non-negative, got {self.margin}")
             if not self.eps > 0:

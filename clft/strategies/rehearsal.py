@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import datasets
 
 from clft.registry import strategies
-from clft.strategies._memory import POLICIES, MemoryStrategy, Policy
+from clft.strategies._memory import MemoryConfig, MemoryStrategy, Policy
 from clft.types import Task
 
 
@@ -33,17 +33,9 @@ class Rehearsal(MemoryStrategy):
     name = "rehearsal"
 
     @dataclass
-    class Config:
-        memory_size: int = 200
-        """Memory capacity M, in examples, over the whole stream."""
+    class Config(MemoryConfig):
         policy: Policy = "task-balanced"
-        """Which examples stay: reservoir, class-balanced or task-balanced (clft.strategies._memory)."""
-
-        def __post_init__(self) -> None:
-            if self.memory_size < 1:
-                raise ValueError(f"memory_size must be at least 1, got {self.memory_size}")
-            if self.policy not in POLICIES:
-                raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        """Which examples stay (clft.strategies._memory); task-balanced, as Hsu et al.'s naive rehearsal."""
 
     def train_data(self, task: Task, seen_tasks: list[Task]) -> datasets.Dataset:
         """``task.train`` followed by max(⌊N_t / M⌋, 1) copies of the memory (none before task 2)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clft.registry import strategies
-from clft.strategies._memory import POLICIES, EpisodicMemory, Policy, TensorReservoir, per_example
+from clft.strategies._memory import EpisodicMemory, MemoryConfig, TensorReservoir, per_example
 from clft.types import Backbone, Batch, Outputs, Strategy, Task
 
 
@@ -44,21 +44,14 @@ class Replay(Strategy):
     name = "replay"
 
     @dataclass
-    class Config:
-        memory_size: int = 200
-        """Memory capacity M, in examples, over the whole stream."""
-        policy: Policy = "reservoir"
-        """Which examples stay: reservoir, class-balanced or task-balanced (clft.strategies._memory)."""
+    class Config(MemoryConfig):
         replay_batch_size: int | None = None
         """Examples replayed per step; None = the size of the training batch."""
         online: bool = False
         """Update a reservoir at every step with the incoming batch (ER) instead of after each task."""
 
         def __post_init__(self) -> None:
-            if self.memory_size < 1:
-                raise ValueError(f"memory_size must be at least 1, got {self.memory_size}")
-            if self.policy not in POLICIES:
-                raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+            super().__post_init__()
             if self.replay_batch_size is not None and self.replay_batch_size < 1:
                 raise ValueError(f"replay_batch_size must be at least 1 or null, got {self.replay_batch_size}")
             if self.online and self.policy != "reservoir":

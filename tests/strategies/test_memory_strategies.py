@@ -25,6 +25,23 @@ def test_invalid_options(spec):
         strategies.build(spec)
 
 
+
+@pytest.mark.parametrize(("name", "policy"), [("replay", "reservoir"), ("rehearsal", "task-balanced"),
+                                              ("agem", "class-balanced"), ("gem", "task-balanced")])
+def test_episodic_memory_options_are_shared_and_checked_alike(name, policy):
+    """One MemoryConfig: the same checks and messages for every memory strategy, each with its own
+    default policy (the paper's), and its memory built from them."""
+    assert strategies.build({"name": name}).memory.policy == policy
+    assert strategies.build({"name": name, "memory_size": 7}).memory.capacity == 7
+    with pytest.raises(ConfigError, match="memory_size must be at least 1, got 0"):
+        strategies.build({"name": name, "memory_size": 0})
+    with pytest.raises(ConfigError, match=r"\.policy: 'fifo' is not valid; valid: 'reservoir', 'class-balanced'"):
+        strategies.build({"name": name, "policy": "fifo"})
+    config_class = type(strategies.build({"name": name})).Config
+    with pytest.raises(ValueError, match="policy must be one of reservoir, class-balanced, task-balanced"):
+        config_class(policy="fifo")  # built in code, past the YAML type check
+
+
 # ---------------------------------------------------------------- agem
 
 
