@@ -91,12 +91,19 @@ class LwF(Strategy):
         else:
             self.groups = [list(range(backbone.label_space.num_classes))]
 
-    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+    def distilling(self, backbone: Backbone, outputs: Outputs) -> bool:
+        """Whether this step has a distillation term: an old model, old classes and λ > 0
+        (ConfigError for a backbone without class logits)."""
         if not self.old or not self.groups or self.config.lam == 0:
-            return None
+            return False
         if outputs.logits is None:
-            raise ConfigError(f"lwf distils class logits; backbone {backbone.name!r} has none "
+            raise ConfigError(f"{self.name} distils class logits; backbone {backbone.name!r} has none "
                               "(use hf-classifier or mlp)")
+        return True
+
+    def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+        if not self.distilling(backbone, outputs):
+            return None
         new = outputs.logits.float()
         old = self.old_logits(backbone, batch)
         t = self.config.temperature
@@ -152,10 +159,10 @@ class LwFVanDeVen(LwF):
     name = "lwf-vandeven"
 
     def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
-        if backbone.label_space.scenario != "class-il" or outputs.logits is None:
+        if backbone.label_space.scenario != "class-il":
             term = super().extra_loss(backbone, batch, outputs, task)
             return None if term is None else term / len(self.groups) * task.id  # task.id = t - 1
-        if not self.old or not self.groups or self.config.lam == 0:
+        if not self.distilling(backbone, outputs):
             return None
         new, old, t = outputs.logits.float(), self.old_logits(backbone, batch), self.config.temperature
         seen, (group,) = sorted(backbone.label_space.seen), self.groups

@@ -156,6 +156,21 @@ def test_lwf_is_silent_on_the_first_task():
     assert np.isclose(lwf.extra_state_bytes(), 0)
 
 
+
+@pytest.mark.parametrize("name", ["lwf", "lwf-vandeven"])
+def test_lwf_on_outputs_without_class_logits_is_a_config_error_naming_the_strategy(name):
+    """Both variants share one check: a distillation term needs class logits (a text-to-text LM has none)."""
+    backbone, tasks = tiny()
+    lwf = strategies.build({"name": name})
+    train(backbone, [lwf], tasks, stop=1)
+    start_task(backbone, [lwf], tasks[1], tasks)
+    batch = backbone.collate(tasks[1].train[:4])
+    outputs = backbone.forward(batch, tasks[1])
+    assert lwf.extra_loss(backbone, batch, outputs, tasks[1]) is not None  # with logits: a term
+    outputs.logits = None
+    with pytest.raises(ConfigError, match=rf"^{name} distils class logits; backbone 'mlp' has none"):
+        lwf.extra_loss(backbone, batch, outputs, tasks[1])
+
 def hand_van_de_ven(new, old, old_classes, seen, t):
     """van de Ven & Tolias's distillation: targets over ``seen`` with zeros on the new classes."""
     target = torch.zeros(len(new), len(seen))
