@@ -27,7 +27,10 @@ The cache is bounded: every edit of the stream-building code makes new keys, so 
 entries could pile up (15 GB after a few weeks of development). After each new entry is
 written, the least recently used entries (``tasks.json``'s mtime, touched on every read)
 are removed until ``streams/`` holds at most ``$CLFT_CACHE_MAX_GB`` gigabytes (default
-10); the entry just written is always kept.
+10); the entry just written is always kept. A process still using a pruned entry keeps its
+memory-mapped splits, and a tokenised copy it then writes recreates the entry's folder with
+that file alone (no ``tasks.json``: not an entry); the next build of the same key replaces
+such leftovers instead of failing to rename onto them.
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ def _save(tasks: list[Task], folder: Path) -> bool:
             meta.append({**{name: getattr(task, name) for name in TASK_FIELDS},
                          "splits": [s for s in SPLITS if getattr(task, s) is not None]})
         (tmp / "tasks.json").write_text(json.dumps(meta))
+        if folder.is_dir() and not (folder / "tasks.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # leftovers of a pruned entry (module docstring)
         tmp.rename(folder)
         return True
     except OSError:  # another process won the race, or the disk is full: the built stream is still fine

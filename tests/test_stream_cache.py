@@ -1,6 +1,7 @@
 """Built streams cached on disk, keyed by config, seed, code and input files (issue 10)."""
 
 import os
+import shutil
 
 import pytest
 
@@ -151,6 +152,24 @@ def test_a_vanished_or_unfinished_folder_is_not_an_entry(tmp_path):
     assert stream_cache._entry(tmp_path / ".writing") is None
     assert stream_cache._entry(fake_entry(tmp_path, "a", 100, 5)) == (5, 102)  # 100 bytes + "[]"
 
+
+
+def test_a_key_whose_entry_was_pruned_under_a_reader_is_cached_again(cache):
+    """A reader's tokenised copy can recreate a pruned entry's folder without tasks.json; the next build
+    of that key must replace the leftovers and cache the stream again (not build it afresh forever)."""
+    bench = benchmarks.build({"name": "split-digits", "n_tasks": 2})
+    folder = cache / "cache" / "streams" / stream_cache.stream_key(bench, 0)
+    stream_cache.cached_tasks(bench, 0)
+    shutil.rmtree(folder)  # pruned by another process ...
+    (folder / "task000" / "train").mkdir(parents=True)  # ... then a reader's tokenised copy landed
+    (folder / "task000" / "train" / "prepared-0123.arrow").write_bytes(b"tokens")
+    again, calls = counting({"name": "split-digits", "n_tasks": 2})
+    loaded = stream_cache.cached_tasks(again, 0)
+    assert calls == [0] and (folder / "tasks.json").is_file()  # rebuilt once, and cached
+    assert not (folder / "task000" / "train" / "prepared-0123.arrow").exists()
+    assert loaded[0].train.cache_files  # read back from the new entry
+    later, later_calls = counting({"name": "split-digits", "n_tasks": 2})
+    assert len(stream_cache.cached_tasks(later, 0)) == 2 and later_calls == []  # the next run reads it
 
 def test_a_read_only_cache_is_still_read_not_rebuilt(cache, monkeypatch):
     stream_cache.cached_tasks(benchmarks.build({"name": "split-digits", "n_tasks": 2}), 0)
