@@ -13,14 +13,13 @@ cell of ours is checked against both.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
-import yaml
-
+from clft.config import load_yaml
 from clft.metrics import average_accuracy
 from clft.published import parse_published
+from clft.results import load_results
 
 # (scenario, label) -> (mean, std) of the committed GT-RIPL log, 10 repeats
 GT_RIPL_LOGS = {
@@ -37,10 +36,9 @@ TOLERANCE = 3.0  # points: the issue's bar for a reproduced cell
 
 
 def our_cells(folder: Path) -> dict[tuple[str, str], list[float]]:
-    """(scenario, label) -> final ACC in % of every seed's run."""
+    """(scenario, label) -> final ACC in % of every seed's run (read and verified by ``clft.results``)."""
     cells: dict[tuple[str, str], list[float]] = {}
-    for path in sorted(folder.glob("*/*/seed*.json")):
-        run = json.loads(path.read_text())
+    for run in load_results(folder):
         cells.setdefault((run["scenario"], run.get("label") or run["strategy"]), []).append(
             100 * average_accuracy(run["acc"]))
     return cells
@@ -50,7 +48,7 @@ def published(experiments: Path) -> dict[tuple[str, str], tuple[float, float]]:
     """(scenario, label) -> (mean, std) of the three presets' ``published:`` blocks, validated by clft."""
     cells = {}
     for path in sorted(experiments.glob("hsu2018-split-mnist-*-il.yaml")):
-        block = parse_published(yaml.safe_load(path.read_text())["published"])
+        block = parse_published(load_yaml(path)["published"])
         cells.update({(s, label): (c.mean, c.std) for s, row in block.cells.items() for label, c in row.items()})
     return cells
 
