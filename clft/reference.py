@@ -169,7 +169,7 @@ def _csv(comparisons: list[Comparison]) -> str:
                      "source"])
     for c in comparisons:
         stat = c.ours.metrics[c.published.metric] if c.ours else None
-        std = "" if stat is None or stat.n == 0 or math.isnan(stat.std) else repr(stat.std * c.published.scale)
+        std = "" if stat is None or stat.n < 2 or math.isnan(stat.std) else repr(stat.std * c.published.scale)
         writer.writerow([c.scenario, c.label, "" if c.ours_mean is None else repr(c.ours_mean), std,
                          "" if c.ours is None else c.ours.n, repr(c.cell.mean),
                          "" if c.cell.std is None else repr(c.cell.std),

@@ -269,7 +269,8 @@ def _csv_stats(layout: Layout, row: Row) -> list[str]:
 
 
 def _csv(layout: Layout) -> str:
-    """Machine-readable: ``<metric>_mean`` and ``<metric>_std`` columns, full precision, empty for undefined."""
+    """Machine-readable: ``<metric>_mean`` and ``<metric>_std`` columns, full precision, empty for undefined
+    (and ``_std`` empty for a one-seed row: no spread was measured, as in Markdown)."""
     rows, ci = layout.rows, layout.options.ci
     cols = _csv_columns(rows)
     buf = io.StringIO()
@@ -281,6 +282,6 @@ def _csv(layout: Layout) -> str:
         values = []
         for _, get in cols:
             s = get(row)
-            values += ["", ""] if s is None or s.n == 0 else [repr(s.mean), repr(s.std)]
+            values += ["", ""] if s is None or s.n == 0 else [repr(s.mean), repr(s.std) if s.n > 1 else ""]
         writer.writerow([row.scenario, row.strategy, row.n, *values, *(_csv_stats(layout, row) if ci else [])])
     return buf.getvalue()

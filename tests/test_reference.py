@@ -60,6 +60,7 @@ def test_reference_table_by_hand(tmp_path):
     assert "(1 of 3 cells)" in lines[6]
     rows = render_reference(tmp_path, "csv").splitlines()
     assert rows[2].split(",")[7:9] == [repr(96.0 - 97.70), "1"]
+    assert rows[2].split(",")[3:5] == ["", "1"] and rows[1].split(",")[3] != ""  # one seed: no std; two: a std
 
 
 def test_reference_without_a_block_is_a_one_line_error(cli, tmp_path):

@@ -158,6 +158,8 @@ def test_csv(results):
     assert ewc["extra:task_inference_acc_mean"] == ""
     assert float(rows[2]["extra:task_inference_acc_mean"]) == pytest.approx(0.8)
     assert rows[3]["intransigence_mean"] == rows[3]["intransigence_std"] == ""
+    task_il = next(r for r in rows if r["scenario"] == "task-il")  # one seed: a mean, no std
+    assert task_il["n"] == "1" and float(task_il["la_mean"]) == pytest.approx(0.75) and task_il["la_std"] == ""
 
 
 def test_unknown_format_names_the_valid_ones(results):
