@@ -158,16 +158,20 @@ def check_mnist(root: Path | None) -> None:
         shape = idx_shape(image_path)
         check_split(image_path, label_path, shape, read_idx(label_path))
         pixels[split] = math.prod(shape[1][1:])
-    if pixels["train"] != pixels["test"]:
-        raise DataError(f"MNIST under {root}: train images have {pixels['train']} pixels, test {pixels['test']}")
+    check_same_size(root, pixels["train"], pixels["test"])
+
+
+def check_same_size(root: Path | None, train_pixels: int, test_pixels: int) -> None:
+    """DataError unless train and test images have the same number of pixels."""
+    if train_pixels != test_pixels:
+        raise DataError(f"MNIST under {root}: train images have {train_pixels} pixels, test {test_pixels}")
 
 
 @lru_cache(maxsize=2)
 def load_mnist(root: Path | None) -> tuple[Split, Split]:
     """(train, test) as read-only uint8 pixels and int64 labels (cached per data directory)."""
     train, test = read_split(root, "train"), read_split(root, "test")
-    if train[0].shape[1] != test[0].shape[1]:
-        raise DataError(f"MNIST under {root}: train images have {train[0].shape[1]} pixels, test {test[0].shape[1]}")
+    check_same_size(root, train[0].shape[1], test[0].shape[1])
     for array in (*train, *test):
         array.setflags(write=False)
     return train, test
