@@ -223,6 +223,21 @@ def pad(rows: Sequence[Sequence[int]], value: int, side: str = "right", length: 
     return out
 
 
+def label_words(benchmark: Benchmark) -> list[str]:
+    """The verbalizer: one word or phrase per global label id, for label-word backbones.
+
+    ``benchmark.label_texts[i]`` when the benchmark has them (its own verbalisers, e.g. LFPT5's
+    ``sports``), else label name i made a phrase: the part after the last ``/``, with ``_`` as a
+    space (``banking/freeze_account`` -> ``freeze account``).
+    """
+    texts = getattr(benchmark, "label_texts", None)
+    if texts:
+        if len(texts) != len(benchmark.label_names):
+            raise ConfigError(f"benchmark has {len(texts)} label_texts for {len(benchmark.label_names)} labels")
+        return [str(text) for text in texts]
+    return [name.rsplit("/", 1)[-1].replace("_", " ").strip() or name for name in benchmark.label_names]
+
+
 def mask_logits(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """``logits`` with not-allowed entries set to half the most negative finite value."""
     return logits.masked_fill(~allowed, torch.finfo(logits.dtype).min / 2)

@@ -7,9 +7,10 @@ Every example becomes a prompt built from ``template`` (default
 ``instruction`` option), ``{options}`` the names of the labels the label space
 allows for the example, joined by ", " (task-IL: its task's classes; class-IL:
 every class seen so far, all before training; domain-IL: all), and ``{text}``
-its text. A label's name is its verbaliser ``benchmark.label_texts[i]`` when
-the benchmark has them (``Sports`` for ``agnews/Sports``), else
-``benchmark.label_names[i]``. The target is the label's name followed by EOS;
+its text. A label's name is its word from ``hf_common.label_words``: the
+verbaliser ``benchmark.label_texts[i]`` when the benchmark has them
+(``Sports`` for ``agnews/Sports``), else ``benchmark.label_names[i]`` made a
+phrase (``banking/freeze_account`` -> ``freeze account``). The target is the label's name followed by EOS;
 the loss is the LM loss on the target tokens only. ``predict`` decodes greedily
 (at most ``max_new_tokens``), strips and lower-cases the decoded string, and
 returns the global id of the allowed label whose (stripped, lower-cased) name
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from clft.backbones.hf_common import HFBackbone, HFConfig, load_model, wrap_peft
+from clft.backbones.hf_common import HFBackbone, HFConfig, label_words, load_model, wrap_peft
 from clft.types import Batch, Benchmark, Outputs, Task
 
 DEFAULT_TEMPLATE = "{instruction}\nOptions: {options}\nInput: {text}\nAnswer:"
@@ -135,9 +136,7 @@ class HFTextToText(HFBackbone):
         self._prefix, suffix = special_tokens(tok)
         self._suffix = suffix if self.prompt_suffix_specials else []
         eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
-        self.label_texts = list(getattr(benchmark, "label_texts", None) or self.label_names)
-        if len(self.label_texts) != len(self.label_names):
-            raise ValueError(f"benchmark has {len(self.label_texts)} label_texts for {len(self.label_names)} labels")
+        self.label_texts = label_words(benchmark)
         self.target_ids = [self._encode(text, self._target_spaced()) + eos for text in self.label_texts]
         self.max_new_tokens = config.max_new_tokens or max((len(ids) for ids in self.target_ids), default=0) + 1
         self._options: dict[tuple[int, ...], list[int]] = {}

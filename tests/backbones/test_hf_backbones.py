@@ -385,3 +385,17 @@ def test_real_minilm_embeds_and_classifies():
         assert similarity[0, 1] > 0.6 > similarity[0, 2]  # pretrained weights, not a random init
         assert backbone.logits(batch).shape == (3, len(LABELS))
         assert set(backbone.predict(batch, stream[0], "task-il")[:2].tolist()) <= {0, 1}
+
+
+def test_label_words_are_label_texts_else_label_names_made_phrases():
+    from types import SimpleNamespace
+
+    from clft.backbones.hf_common import label_words
+    from clft.errors import ConfigError
+
+    plain = SimpleNamespace(label_names=["banking/freeze_account", "travel/book_flight", "x"])
+    assert label_words(plain) == ["freeze account", "book flight", "x"]
+    given = SimpleNamespace(label_names=["a/b", "c/d"], label_texts=["World", "Sports"])
+    assert label_words(given) == ["World", "Sports"]
+    with pytest.raises(ConfigError, match="1 label_texts for 2 labels"):
+        label_words(SimpleNamespace(label_names=["a", "b"], label_texts=["only"]))
