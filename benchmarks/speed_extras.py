@@ -147,11 +147,11 @@ def clinc_run(steps: int = 5) -> dict:
     spent = {"eval": 0.0, "eval_examples": 0}
     evaluate = runner.evaluate_stream
 
-    def timed_evaluate(r):
+    def timed_evaluate(r, *args, **kwargs):
         started = time.perf_counter()
-        out = evaluate(r)
+        out = evaluate(r, *args, **kwargs)
         spent["eval"] += time.perf_counter() - started
-        spent["eval_examples"] += sum(len(t.test) for t in r.tasks)
+        spent["eval_examples"] += sum(len(t.test) for t, score in zip(r.tasks, out) if score is not None)
         return out
 
     runner.evaluate_stream = timed_evaluate

@@ -5,9 +5,11 @@ One tracker run per clft run (named ``<scenario>/<strategies>/seed<k>``), fed by
 
 * hyper-parameters: the run's resolved config, flattened to dotted keys;
 * ``loss`` at every training micro-batch (x axis: micro-batches since the run began);
-* after each task i: ``acc/<task name>`` = R[i, j] for every task j, and ``acc/seen``
+* after each task i: ``acc/<task name>`` = R[i, j] for every task j evaluated (with
+  ``train.eval_scope: seen`` j ≤ i until the last task), and ``acc/seen``
   = mean of R[i, j≤i] (the accuracy curve), with ``task`` = i + 1;
-* at the end: ``final/<metric>`` for every metric of ``clft.metrics.compute_all``.
+* at the end: ``final/<metric>`` for every metric of ``clft.metrics.compute_all`` that is
+  defined (not logged: FWT of a ``seen`` run, metrics of a one-task stream).
 
 TensorBoard, Weights & Biases and MLflow go through ``accelerate.tracking``'s
 trackers; accelerate has no CSV tracker, so :class:`CSVTracker` writes
@@ -151,7 +153,7 @@ class RunLogger:
 
     def on_task_end(self, run, task) -> None:
         row = run.state.acc[-1]
-        values = {f"acc/{t.name}": float(row[t.id]) for t in run.tasks}
+        values = {f"acc/{t.name}": float(row[t.id]) for t in run.tasks if row[t.id] is not None}  # None: skipped
         values.update({"acc/seen": float(np.mean(row[: task.id + 1])), "task": task.id + 1})
         self._log(values)
 
