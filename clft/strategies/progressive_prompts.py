@@ -20,13 +20,14 @@ task t trains, its prompt is
 applied to each prompt vector, with W_down [``mlp_bottleneck``, H] (the
 reference code's ``ResMLP`` "MLP1": bottleneck 800 by default, no dropout; its
 T5 code ends the MLP with the LayerNorm, its BERT code does not:
-``mlp_layer_norm: false``); P_t and a fresh MLP per task train together. After the task P'_t
-is computed once and kept as the task's prompt (bit for bit from then on) and
+``mlp_layer_norm: false``); P_t and a fresh MLP per task train together. After
+the task P'_t is computed once and kept as the task's prompt (bit for bit from then on) and
 the MLP is dropped, as the paper does. ``residual_mlp: null`` (default) takes
 the paper's setting for the backbone: on for an encoder with a classification
 head (``hf-classifier``; the paper reports the reparameterisation's ablation on
-BERT-base), off for text-to-text backbones (the paper's T5 runs; the reference
-T5 script's ``--prefix_MLP`` defaults to None); ``true``/``false`` force it.
+BERT-base), off for text-to-text backbones (T5 in the paper: the reference T5
+script's ``--prefix_MLP`` defaults to None and its README's T5-large command
+leaves it so); ``true``/``false`` force it.
 Not copied from the reference BERT code: it appends the prompts after the text
 and feeds its per-task head the output at the current task's first prompt
 token (initialised as [CLS]); clft's shared head reads ``hf-classifier``'s
