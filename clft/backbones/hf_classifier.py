@@ -96,14 +96,25 @@ class HFClassifier(HFBackbone):
                 batch[column] = self._tensor(examples[column])
         return batch
 
+    pool_prefix = False
+    """Set by a soft-prompt strategy whose head reads the prompts (``l2p``, Wang et al. 2022): ``embed`` is
+    then the mean of the last hidden states at the prefix positions (those its ``clft.strategies._prompts``
+    hook prepends), not at the text's, whatever ``pooling`` says. For a bidirectional encoder (BERT,
+    MiniLM): a causal model's prefix positions never see the text."""
+
     def embed(self, batch: Batch) -> torch.Tensor:
-        """Pooled text embeddings [B, hidden] (``pooling``), through the active adapter."""
+        """Pooled text embeddings [B, hidden] (``pooling``; under ``pool_prefix`` the prefix positions'
+        mean), through the active adapter."""
         mask = batch["attention_mask"]
         if batch.get(PER_EXAMPLE):
             hidden = self._per_example_hidden(batch["input_ids"], mask)
         else:
             hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask)[0]
-        extra = hidden.shape[1] - mask.shape[1]  # virtual tokens of prompt-learning peft methods
+        extra = hidden.shape[1] - mask.shape[1]  # prefix positions (soft prompts, peft's virtual tokens)
+        if self.pool_prefix:
+            if extra < 1:
+                raise RuntimeError("pool_prefix is set but the forward pass prepended no prefix")
+            return hidden[:, :extra].mean(dim=1)
         if self.config.pooling == "cls":  # the first real token of each row, whatever the padding side
             first = extra + mask.long().argmax(dim=1)
             return hidden[torch.arange(hidden.shape[0], device=hidden.device), first]

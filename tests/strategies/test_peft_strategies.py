@@ -211,7 +211,7 @@ def test_l2p_runs_in_class_il_and_reports_prompt_use(tmp_path, monkeypatch):
     {"name": "adapter-per-task", "peft": {"r": 8}}, {"name": "adapter-per-task", "batch_size": 0},
     {"name": "adapter-per-task", "peft": {"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4}},
     {"name": "o-lora", "lam1": -1.0}, {"name": "o-lora", "r": 0}, {"name": "o-lora", "target_modules": []},
-    {"name": "progressive-prompts", "prompt_length": 0},
+    {"name": "progressive-prompts", "prompt_length": 0}, {"name": "progressive-prompts", "mlp_bottleneck": 0},
     {"name": "l2p", "top_n": 11}, {"name": "l2p", "lam": -0.1}, {"name": "l2p", "pool_size": 0},
 ])
 def test_invalid_options(spec):
@@ -222,7 +222,8 @@ def test_invalid_options(spec):
 # ---------------------------------------------------------------- resume through the command line
 
 RESUME_CASES = [("adapter-per-task", "class-il"), ("o-lora", "class-il"), ("progressive-prompts", "task-il"),
-                ("l2p", "class-il")]
+                ("l2p", "class-il"), ({"name": "progressive-prompts", "residual_mlp": True}, "task-il"),
+                ({"name": "l2p", "frequency_penalty": True}, "class-il")]
 
 
 @pytest.mark.slow
