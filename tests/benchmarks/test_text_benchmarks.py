@@ -389,6 +389,37 @@ def test_lfpt5_shuffle_keeps_label_ids(tmp_path):
         assert by_name["ag_news"] == (0, 1, 2, 3)
 
 
+def test_lfpt5_orders_are_those_lfpt5s_code_draws():
+    import random
+
+    from clft.benchmarks.lfpt5 import LFPT5_ORDERS
+
+    names = ["ag_news", "amazon", "dbpedia", "yahoo"]  # Classification.py's alltaskfold order
+    for run in range(3):
+        random.seed(42 + 100 * run)  # seed_everything(args) with args.seed = 42 + run * 100
+        index = list(range(4))
+        random.shuffle(index)
+        assert LFPT5_ORDERS[run] == tuple(names[i] for i in index)
+
+
+def test_lfpt5_split_seed_seed_reads_the_run_seeds_sample_in_its_lfpt5_order(tmp_path):
+    from clft.benchmarks.lfpt5 import LFPT5_ORDERS
+
+    bench = build("lfpt5-fewshot", write_lfpt5(tmp_path), split_seed="seed", order="lfpt5")
+    assert bench.label_names[:4] == ["world", "ag_news/sports", "ag_news/business", "ag_news/science"]
+    for seed, folder in enumerate(("0_42", "1_142", "2_242")):
+        stream = bench.tasks(seed)
+        assert tuple(t.name for t in stream) == LFPT5_ORDERS[seed]
+        assert all(t.train[0]["text"].startswith(f"{folder} ") for t in stream)
+        assert {t.name: t.classes for t in stream}["ag_news"] == (0, 1, 2, 3)  # ids in ag/amazon/dbpedia/yahoo order
+    with pytest.raises(ConfigError, match="must be 0, 1 or 2.*got seed 3"):
+        bench.tasks(3)
+    fixed = build("lfpt5-fewshot", tmp_path, split_seed=1)  # a fixed sample whatever the seed
+    assert fixed.tasks(2)[0].train[0]["text"].startswith("1_142 ")
+    with pytest.raises(ConfigError, match="shuffle_order"):
+        build("lfpt5-fewshot", tmp_path, order="lfpt5", shuffle_order=True)
+
+
 def test_lfpt5_line_without_tab(tmp_path):
     write_lfpt5(tmp_path)
     (tmp_path / "lfpt5_fewshot" / "ag_news_csv" / "0_42" / "test.txt").write_text("no tab here\n", encoding="utf-8")
