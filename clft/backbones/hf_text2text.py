@@ -37,8 +37,9 @@ for at most ``max_new_tokens`` (when set), else the task's ``max_new_tokens``,
 else 64 new tokens, or until EOS.
 
 ``logits`` raises NotImplementedError: these backbones score label names by
-decoding, not with a [B, num_classes] head; logit-based strategies (LwF, DER)
-need ``hf-classifier``.
+decoding, not with a [B, num_classes] head; DER needs ``hf-classifier``, ``lwf``
+distils the token distributions at the target positions instead
+(``forward``'s ``extra``: ``lm_logits`` and the aligned ``lm_labels``).
 """
 
 from __future__ import annotations
@@ -122,14 +123,16 @@ def sequence_outputs(lm_logits: torch.Tensor, labels: torch.Tensor, shift: bool)
     """Per-example mean token cross-entropy of the target tokens (labels != -100), weighted by
     the target's token count, so ``main_loss()`` is the mean over all target tokens of the batch
     (what transformers' own ``loss`` computes). ``shift``: next-token prediction (causal LMs).
-    Positions a prompt-learning peft method prepends to the logits are dropped first."""
+    Positions a prompt-learning peft method prepends to the logits are dropped first.
+    ``extra``: ``lm_logits`` [B, T, V] and ``lm_labels`` [B, T], aligned (position t's logits
+    predict ``lm_labels[:, t]``; -100 = not a target token)."""
     lm_logits = lm_logits[:, lm_logits.shape[1] - labels.shape[1] :]
     if shift:
         lm_logits, labels = lm_logits[:, :-1], labels[:, 1:]
     tokens = F.cross_entropy(lm_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none")
     counts = (labels != -100).sum(dim=1)
     per_example = tokens.view(labels.shape).sum(dim=1) / counts.clamp(min=1)
-    return Outputs(example_loss=per_example, weight=counts, extra={"lm_logits": lm_logits})
+    return Outputs(example_loss=per_example, weight=counts, extra={"lm_logits": lm_logits, "lm_labels": labels})
 
 
 def target_log_probs(lm_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -392,5 +395,5 @@ class HFTextToText(HFBackbone):
     def logits(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError(
             f"{self.name} predicts label names by decoding and has no [batch, num_classes] logits; "
-            "strategies that need class logits (LwF, DER) require the hf-classifier backbone"
+            "strategies that need class logits (DER, lwf-vandeven) require the hf-classifier backbone"
         )
