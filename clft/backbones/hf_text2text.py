@@ -34,7 +34,10 @@ SuperNI's ``"Definition: {instruction}\n\nNow complete the following example -\n
 the target is the ``target`` text (truncated to ``max_target_length`` tokens) +
 EOS, and ``predict`` returns the generated texts (stripped), decoded greedily
 for at most ``max_new_tokens`` (when set), else the task's ``max_new_tokens``,
-else 64 new tokens, or until EOS.
+else 64 new tokens, or until EOS. A generation task whose examples carry candidate
+answers (``choices`` / ``choice_labels`` columns, ``clft.benchmarks.instruction_common``) is
+not generated: ``choose`` returns the label of the candidate whose text (+ EOS) is the most
+likely continuation of the prompt, which its metric then compares with the references.
 
 ``logits`` raises NotImplementedError: these backbones score label names by
 decoding, not with a [B, num_classes] head; DER needs ``hf-classifier``, ``lwf``
@@ -277,7 +280,15 @@ class HFTextToText(HFBackbone):
         batch["task"] = self._tensor(tasks)
         if labels is not None:
             batch["label"] = self._tensor(labels)
+        if "choices" in examples:  # a task answered by choosing among candidates (``choose``)
+            batch["choice_ids"] = [[self._choice_ids(text) for text in texts] for texts in examples["choices"]]
+            batch["choice_labels"] = [list(labels) for labels in examples["choice_labels"]]
         return batch
+
+    def _choice_ids(self, text: str) -> list[int]:
+        """A candidate answer's ids as a target is tokenised (truncated to ``max_target_length``) + EOS."""
+        eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
+        return self._encode(text, self._target_spaced())[: self.config.max_target_length] + eos
 
     def _batch(self, prompts: list[list[int]], targets: list[list[int]] | None) -> Batch:  # pragma: no cover
         raise NotImplementedError
@@ -333,7 +344,7 @@ class HFTextToText(HFBackbone):
         the lowest id on a tie) or greedy decoding matched to the allowed label words (``decode:
         generate``; -1 when none matches); for a generation task the generated texts."""
         if task.generative:
-            return self.generate_texts(batch, task)
+            return self.choose(batch) if "choice_ids" in batch else self.generate_texts(batch, task)
         if self.config.decode == "rank":
             return self.label_scores(batch).argmax(dim=1)  # torch.argmax returns the first maximum
         texts = self.tokenizer.batch_decode(self._generate(batch), skip_special_tokens=True)
@@ -357,6 +368,20 @@ class HFTextToText(HFBackbone):
         if len(rows):
             scores[rows, labels] = self.pair_log_probs(batch, rows, [self.target_ids[c] for c in labels.tolist()])
         return scores
+
+    def choose(self, batch: Batch) -> list[str]:
+        """Per example, the label (``choice_labels``) of its most likely candidate: argmax over its
+        candidates k of Σ_t log p(c_k,t | prompt, c_k,<t), c_k the candidate's text + EOS
+        (``choice_ids``), the first on a tie; all pairs scored with the prompts encoded once."""
+        owners = [row for row, candidates in enumerate(batch["choice_ids"]) for _ in candidates]
+        flat = [ids for candidates in batch["choice_ids"] for ids in candidates]
+        scores = self.pair_log_probs(batch, torch.tensor(owners, device=self.device), flat).tolist()
+        chosen, start = [], 0
+        for labels in batch["choice_labels"]:
+            part = scores[start : start + len(labels)]
+            chosen.append(labels[part.index(max(part))])
+            start += len(labels)
+        return chosen
 
     def continuation_nll(self, batch: Batch, continuations: Sequence[Sequence[int]]) -> torch.Tensor:
         """[B]: -(1/|y_b|) Σ_t log p(y_b,t | prompt_b, y_b,<t), the mean per-token negative
