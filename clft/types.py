@@ -252,6 +252,15 @@ class Strategy:
     def __init__(self, config: Any) -> None:
         self.config = config
 
+    @classmethod
+    def default_label(cls, config: Any) -> str:
+        """This strategy's part of a compare entry's default label (the parts of a composed run are
+        joined by ``+``): its ``name``, unless ``config`` switches on a component that the method's
+        paper does not have, which the label then names (o-lora with ``protect_head``:
+        ``o-lora+frozen-head``). Lower-case words joined by ``-`` or ``+``. An entry's explicit
+        ``label:`` replaces the whole default label."""
+        return cls.name
+
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
         """Called before the optimizer is built for ``task`` (add/activate adapters here)."""
 
