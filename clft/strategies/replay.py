@@ -17,7 +17,8 @@ most ``memory_size`` examples takes them:
   ``policy`` (``reservoir``, ``class-balanced`` or ``task-balanced``;
   ``_memory.EpisodicMemory``, raw rows collated afresh at every replay), so the
   memory holds past tasks only. Only this form takes a policy other than
-  ``reservoir``.
+  ``reservoir``; its default row label is ``replay-task-end``
+  (``default_label``), ER's is ``replay``.
 
 Training adds, at every step, the loss on a random replay batch:
 ``loss = L(batch) + L(replay batch)`` where the replay batch's examples keep
@@ -69,6 +70,13 @@ class Replay(Strategy):
                 raise ValueError(f"policy {self.policy!r} needs update: task-end; update: step keeps a reservoir "
                                  "(valid: update step with policy reservoir, or update task-end with policy "
                                  f"{', '.join(POLICIES)})")
+
+    @classmethod
+    def default_label(cls, config: Config) -> str:
+        """The row label without an explicit one: ``replay`` for ER (the paper's every-step reservoir),
+        ``replay-task-end`` for the after-task memory, so a table says which of the two ran
+        (``clft.types.Strategy.default_label``)."""
+        return cls.name if config.update == "step" else f"{cls.name}-task-end"
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

@@ -263,6 +263,12 @@ def test_replay_update_options_are_checked_in_one_line(spec, message):
         "task-balanced"
 
 
+def test_replay_default_label_says_which_memory_update_ran():
+    replay = type(strategies.build({"name": "replay"}))
+    assert replay.default_label(replay.Config()) == "replay"  # ER, the paper's
+    assert replay.default_label(replay.Config(update="task-end", policy="class-balanced")) == "replay-task-end"
+
+
 def test_memory_checkpoints_numeric_columns_as_arrays_and_restores_the_same_rows():
     """A task checkpoint of a 300-row pixel memory used to be 235,200 JSON numbers (seconds per task);
     numeric columns are now arrays (tensors in the checkpoint), ragged and text columns stay lists, and
