@@ -254,7 +254,7 @@ def test_replay_fills_a_reservoir_every_step_by_default_and_replays_within_the_t
      r"task-balanced\)"),
     ({"policy": "task-balanced", "update": "step"}, "policy 'task-balanced' needs update: task-end"),
     ({"online": True}, "online"),  # the bool it replaces is gone
-])
+], ids=["unknown-update", "class-balanced-with-step", "task-balanced-with-step", "online-is-gone"])
 def test_replay_update_options_are_checked_in_one_line(spec, message):
     with pytest.raises(ConfigError, match=message) as error:
         strategies.build({"name": "replay", **spec})
