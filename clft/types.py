@@ -192,6 +192,15 @@ class Backbone:
         """Columnar examples -> a batch of tensors on ``self.device``."""
         raise NotImplementedError
 
+    def batch_padding(self) -> dict[str, tuple[float, str]]:
+        """How ``collate`` pads the batch columns whose width varies from batch to batch:
+        ``{column: (value, side)}``, side ``"right"`` or ``"left"`` (a text model: token ids with the
+        pad id, attention masks with 0, LM labels with -100). Memories of collated rows (replay's
+        reservoir, DER's buffer: ``clft.strategies._memory.TensorReservoir``) widen a stored row with
+        it, so that it reads as the same row collated in a wider batch; a width-varying column not
+        named here is an error there. Default: none (every column has a fixed width)."""
+        return {}
+
     def forward(self, batch: Batch, task: Task) -> Outputs:  # pragma: no cover - interface
         """One forward pass over a training batch: per-example loss (and logits, for a classifier)."""
         raise NotImplementedError
