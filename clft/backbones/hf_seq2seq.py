@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from clft.backbones.hf_common import pad
-from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig, sequence_outputs
+from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig, sequence_outputs, target_log_probs
 from clft.registry import backbones
 from clft.types import Batch, Outputs, Task
 
@@ -53,6 +53,28 @@ class HFSeq2Seq(HFTextToText):
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          labels=batch["lm_labels"])
         return sequence_outputs(out.logits, batch["lm_labels"], shift=False)
+
+    def _encode_prompts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(encoder states [B, L', H], their attention mask [B, L']) of the batch's prompts, from one
+        pass of the model (with one decoder step), so a peft prompt-learning method or a
+        soft-prompt hook adds its virtual tokens as in training (L' - L of them, mask 1)."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        start = self.base_model.prepare_decoder_input_ids_from_labels(labels=ids[:, :1])
+        hidden = self.model(input_ids=ids, attention_mask=mask, decoder_input_ids=start).encoder_last_hidden_state
+        return hidden, torch.cat([mask.new_ones(len(ids), hidden.shape[1] - ids.shape[1]), mask], dim=1)
+
+    def _score_pairs(self, encoded: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor,
+                     targets: list[list[int]]) -> torch.Tensor:
+        """The decoder over each pair's target (teacher forcing, as in training) with its prompt's
+        encoder states repeated per pair; the encoder does not run again."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        hidden, mask = encoded
+        labels = pad(targets, -100).to(self.device)
+        model = self.base_model
+        out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[rows]), attention_mask=mask[rows],
+                    decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels))
+        return target_log_probs(out.logits, labels)
 
     def _generate(self, batch: Batch, max_new_tokens: int | None = None) -> torch.Tensor:
         return self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

@@ -46,6 +46,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -74,9 +75,23 @@ class TextToTextConfig(HFConfig):
     """The prompt of generation tasks (no ``{options}``); SuperNI's format by default."""
     max_target_length: int = 128
     """Tokens kept per generation target (truncation at tokenisation time; EOS comes on top)."""
+    decode: Literal["rank", "generate"] = "rank"
+    """How a classification example is predicted. ``rank`` (rank classification): every label
+    the scenario allows for the example is scored by the summed log-probability of its target
+    (label word + EOS, what it is trained on) given the prompt, the best wins (lowest id on a
+    tie); the prompt is encoded once per batch. ``generate``: greedy decoding and exact match of
+    the generated text to the allowed label words (-1 when none matches). Generation tasks
+    always generate."""
+    rank_batch_size: int = 128
+    """(example, label) pairs scored per forward pass in rank classification; bounds the memory
+    of the prompt states repeated for each pair (pairs x prompt length)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.decode not in ("rank", "generate"):
+            raise ValueError(f"decode must be 'rank' or 'generate', got {self.decode!r}")
+        if self.rank_batch_size < 1:
+            raise ValueError(f"rank_batch_size must be >= 1, got {self.rank_batch_size}")
         for key in ("template", "generation_template"):
             if "{text}" not in getattr(self, key):
                 raise ValueError(f"{key} must contain {{text}}, got {getattr(self, key)!r}")
@@ -117,6 +132,13 @@ def sequence_outputs(lm_logits: torch.Tensor, labels: torch.Tensor, shift: bool)
     return Outputs(example_loss=per_example, weight=counts, extra={"lm_logits": lm_logits})
 
 
+def target_log_probs(lm_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[N]: Σ_t log softmax(lm_logits[n, t])[labels[n, t]] over the positions where labels != -100
+    (logits [N, T, V] already aligned with the tokens they predict), in float32."""
+    tokens = F.cross_entropy(lm_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none")
+    return -tokens.view(labels.shape).sum(dim=1)
+
+
 class HFTextToText(HFBackbone):
     """Prompt assembly, tokenisation, decoding and label matching; subclasses build batches,
     the forward pass and generation (``_batch``, ``forward``, ``_generate``)."""
@@ -141,6 +163,7 @@ class HFTextToText(HFBackbone):
         self.max_new_tokens = config.max_new_tokens or max((len(ids) for ids in self.target_ids), default=0) + 1
         self._options: dict[tuple[int, ...], list[int]] = {}
         self._lookups: dict[tuple[int, ...], dict[str, int]] = {}
+        self._longest_reference: dict[str, int] = {}  # train-split fingerprint -> token count
 
     def load_dtype(self) -> str:
         """The dtype the weights load in (the ``dtype`` option)."""
@@ -200,7 +223,21 @@ class HFTextToText(HFBackbone):
             out["target_ids"] = [self._encode(t, self._target_spaced())[: self.config.max_target_length]
                                  for t in columns["target"]]
             out["n_tokens"] = [n + len(t) for n, t in zip(n_tokens, out["target_ids"])]
+            out["reference_tokens"] = self._reference_tokens(columns.get("references") or
+                                                             [[t] for t in columns["target"]])
         return out
+
+    def _reference_tokens(self, references: Sequence[Sequence[str]]) -> list[int]:
+        """Per example, the token count of its longest reference (tokenised as a target)."""
+        flat = [text for refs in references for text in refs]
+        if self._target_spaced() and self._space:
+            flat = [t if t[:1].isspace() else " " + t for t in flat]
+        counts = [len(ids) for ids in self.tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
+        longest, start = [], 0
+        for refs in references:
+            longest.append(max(counts[start : start + len(refs)], default=0))
+            start += len(refs)
+        return longest
 
     def _options_ids(self, allowed: tuple[int, ...]) -> list[int]:
         if allowed not in self._options:
@@ -253,8 +290,18 @@ class HFTextToText(HFBackbone):
                 "use_cache": True, "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
 
     def new_tokens(self, task: Task) -> int:
-        """The generation cap of a generation task: the option, else the task's, else 64."""
-        return self.config.max_new_tokens or task.max_new_tokens or DEFAULT_GENERATION_TOKENS
+        """The generation cap of a generation task: the ``max_new_tokens`` option when set; else
+        the token count of the task's longest training reference (``reference_tokens``, as the
+        target is tokenised, EOS not counted), at most the task's ``max_new_tokens`` (else 64)."""
+        if self.config.max_new_tokens:
+            return self.config.max_new_tokens
+        cap = task.max_new_tokens or DEFAULT_GENERATION_TOKENS
+        key = task.train._fingerprint
+        if key not in self._longest_reference:
+            prepared = self.prepare(task.train)
+            counts = prepared.with_format("numpy")["reference_tokens"][:] if len(prepared) else [0]
+            self._longest_reference[key] = int(max(counts))
+        return min(cap, self._longest_reference[key]) if self._longest_reference[key] else cap
 
     def generate_texts(self, batch: Batch, task: Task) -> list[str]:
         """Greedy generations for a generation task's batch, decoded and stripped."""
@@ -279,12 +326,68 @@ class HFTextToText(HFBackbone):
         return [self._lookup(self.label_space.allowed(int(k))).get(normalise(t), -1) for t, k in zip(texts, task_ids)]
 
     def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor | list[str]:
-        """Greedy decode, exact match to the allowed label names -> global ids [B] (-1: no match);
-        for a generation task the generated texts."""
+        """Global label ids [B]: rank classification (``decode: rank``: argmax of ``label_scores``,
+        the lowest id on a tie) or greedy decoding matched to the allowed label words (``decode:
+        generate``; -1 when none matches); for a generation task the generated texts."""
         if task.generative:
             return self.generate_texts(batch, task)
+        if self.config.decode == "rank":
+            return self.label_scores(batch).argmax(dim=1)  # torch.argmax returns the first maximum
         texts = self.tokenizer.batch_decode(self._generate(batch), skip_special_tokens=True)
         return self._tensor(self.match(texts, batch["task"].tolist()))
+
+    # --- rank classification ----------------------------------------------------------------------
+
+    @property
+    def target_lengths(self) -> list[int]:
+        """Token count of each label's target (its word + EOS), indexed by global label id."""
+        return [len(ids) for ids in self.target_ids]
+
+    def label_scores(self, batch: Batch) -> torch.Tensor:
+        """[B, num_classes] float32: s[b, c] = Σ_t log p(y_c,t | prompt_b, y_c,<t) over the target
+        y_c of label c (its word + EOS, ``target_ids[c]``) for every label the label space allows
+        for example b (``label_space.allowed(task_b)``), -inf elsewhere. Only allowed pairs are
+        scored, with the prompts encoded once (``pair_log_probs``)."""
+        allowed = self.label_space.mask(batch["task"].tolist(), self.device)
+        rows, labels = allowed.nonzero(as_tuple=True)
+        scores = torch.full(allowed.shape, float("-inf"), dtype=torch.float32, device=self.device)
+        if len(rows):
+            scores[rows, labels] = self.pair_log_probs(batch, rows, [self.target_ids[c] for c in labels.tolist()])
+        return scores
+
+    def continuation_nll(self, batch: Batch, continuations: Sequence[Sequence[int]]) -> torch.Tensor:
+        """[B]: -(1/|y_b|) Σ_t log p(y_b,t | prompt_b, y_b,<t), the mean per-token negative
+        log-likelihood of the token ids ``continuations[b]`` after example b's prompt (the log
+        of the perplexity of a generated text: append EOS to score its end too)."""
+        if len(continuations) != len(batch["task"]):
+            raise ValueError(f"{len(continuations)} continuations for a batch of {len(batch['task'])}")
+        empty = [i for i, ids in enumerate(continuations) if not len(ids)]
+        if empty:
+            raise ValueError(f"continuation {empty[0]} is empty; score at least one token (e.g. EOS)")
+        rows = torch.arange(len(continuations), device=self.device)
+        lengths = torch.tensor([len(ids) for ids in continuations], dtype=torch.float32, device=self.device)
+        return -self.pair_log_probs(batch, rows, [list(ids) for ids in continuations]) / lengths
+
+    def pair_log_probs(self, batch: Batch, rows: torch.Tensor, targets: Sequence[Sequence[int]]) -> torch.Tensor:
+        """[N]: Σ_t log p(targets[n][t] | prompt of example rows[n], targets[n][<t]) per pair n.
+
+        The batch's prompts are encoded once (``_encode_prompts``); the pairs are scored from
+        those states in chunks of ``rank_batch_size`` (``_score_pairs``), so no pair re-reads
+        its prompt."""
+        encoded = self._encode_prompts(batch)
+        size = self.config.rank_batch_size
+        parts = [self._score_pairs(encoded, rows[i : i + size], [list(t) for t in targets[i : i + size]])
+                 for i in range(0, len(targets), size)]
+        return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
+
+    def _encode_prompts(self, batch: Batch) -> Any:  # pragma: no cover - interface
+        """The batch's prompts run through the model once: the states pairs are scored from."""
+        raise NotImplementedError
+
+    def _score_pairs(self, encoded: Any, rows: torch.Tensor,
+                     targets: list[list[int]]) -> torch.Tensor:  # pragma: no cover - interface
+        """[N]: summed target log-probabilities of each (prompt row, target) pair (``pair_log_probs``)."""
+        raise NotImplementedError
 
     def logits(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError(
