@@ -308,6 +308,17 @@ class HFTextToText(HFBackbone):
         ids = self._generate(batch, self.new_tokens(task))
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
+    def generated_ids(self, batch: Batch, task: Task) -> list[list[int]]:
+        """The greedy generations of ``generate_texts`` as token ids per example: the new tokens up to
+        and including the first EOS (a decoder's start token and the padding after EOS dropped), the
+        continuation ``continuation_nll`` scores (adapter-per-task's perplexity of a generation)."""
+        ids = self._generate(batch, self.new_tokens(task))
+        if self.model_config.is_encoder_decoder:
+            ids = ids[:, 1:]  # generate() returns the decoder start token first
+        eos = self.tokenizer.eos_token_id
+        rows = [row.tolist() for row in ids]
+        return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+
     def _lookup(self, allowed: tuple[int, ...]) -> dict[str, int]:
         """Normalised name -> global id for the allowed labels (first wins on a tie); the decoded
         target ids count as a spelling too, for tokenizers that do not round-trip text exactly."""

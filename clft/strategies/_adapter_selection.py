@@ -12,7 +12,7 @@ adapter and keeps, per example, the adapter of lowest score.
   log-perplexity of the adapter's rank-classification answer among its task's
   classes, -label_scores[best] / target_lengths[best].
 - ``generation_score`` (text-to-text generation): the log-perplexity of the
-  adapter's greedy generation, from ``continuation_nll``.
+  adapter's greedy generation (``generated_ids``), from ``continuation_nll``.
 - ``prototype_score`` (the ``prototype`` selector): minus the cosine similarity
   of the example's embedding to the nearest class prototype of the task.
 
@@ -53,10 +53,12 @@ def rank_score(backbone: Backbone, batch: Batch, classes: torch.Tensor) -> tuple
     return log_perplexity, classes[best]
 
 
-def generation_score(backbone: Backbone, batch: Batch, task: Task, scenario: str) -> tuple[torch.Tensor, list[str]]:
-    """The log-perplexity of the greedy generation under this adapter (``continuation_nll``), and the texts."""
-    texts = backbone.predict(batch, task, scenario)
-    return backbone.continuation_nll(batch, texts).float(), texts
+def generation_score(backbone: Backbone, batch: Batch, task: Task) -> tuple[torch.Tensor, list[str]]:
+    """The log-perplexity of the adapter's greedy generation (``continuation_nll`` of its token ids,
+    EOS included when it stopped there), and the generated texts (decoded as ``generate_texts`` does)."""
+    ids = backbone.generated_ids(batch, task)
+    texts = [text.strip() for text in backbone.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return backbone.continuation_nll(batch, ids).float(), texts
 
 
 def prototype_score(backbone: Backbone, batch: Batch, prototypes: dict) -> tuple[torch.Tensor, torch.Tensor]:

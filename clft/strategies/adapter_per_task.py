@@ -143,29 +143,29 @@ class AdapterPerTask(Strategy):
             if scenario == "task-il":
                 activate(backbone, [adapter_name(task.id)])
                 return backbone.predict(batch, task, scenario)
-            return self.infer(backbone, batch, task, scenario)
+            return self.infer(backbone, batch, task)
         finally:
             activate(backbone, [current], trainable=current)
 
-    def infer(self, backbone: Backbone, batch: Batch, task: Task, scenario: str) -> torch.Tensor | list[str]:
+    def infer(self, backbone: Backbone, batch: Batch, task: Task) -> torch.Tensor | list[str]:
         """Each example's answer from the trained adapter of lowest score (module docstring)."""
         candidates = [t for t in range(self.n_trained) if task.generative or backbone.label_space.task_classes[t]]
         scores, predictions = [], []
         for t in candidates:
             activate(backbone, [adapter_name(t)])
-            score, prediction = self.score(backbone, batch, task, scenario, t)
+            score, prediction = self.score(backbone, batch, task, t)
             scores.append(score)
             predictions.append(prediction)
         best = torch.stack(scores).argmin(dim=0)  # index into candidates; ties: the earliest task
         self.count(batch, torch.as_tensor(candidates, device=best.device)[best])
         return pick(predictions, best)
 
-    def score(self, backbone: Backbone, batch: Batch, task: Task, scenario: str, t: int) -> tuple:
+    def score(self, backbone: Backbone, batch: Batch, task: Task, t: int) -> tuple:
         """(score [B], prediction) of adapter t, the active one: lower scores claim the example."""
         if self.config.selector == "prototype":
             return prototype_score(backbone, batch, self.prototypes[t])
         if task.generative:
-            return generation_score(backbone, batch, task, scenario)
+            return generation_score(backbone, batch, task)
         classes = torch.tensor(sorted(backbone.label_space.task_classes[t]), dtype=torch.long)
         if hasattr(backbone, "label_scores"):
             return rank_score(backbone, batch, classes)

@@ -184,3 +184,82 @@ def test_general_tasks_are_answered_by_the_base_model(tmp_path, monkeypatch):
     with torch.inference_mode():
         last_adapter = backbone.predict(backbone.collate(backbone.prepare(general.test)[:]), general, "task-il")
     assert last_adapter != before  # so the base model's answers are not the last adapter's
+
+
+# ---------------------------------------------------------------- text-to-text backbones: perplexity
+
+TINY_GPT2 = {"name": "hf-causal-lm", "tokenizer": "all-MiniLM-L6-v2", "max_length": 32,
+             "model_config": {"model_type": "gpt2", "vocab_size": 30522, "n_embd": 32, "n_layer": 2, "n_head": 2,
+                              "n_positions": 256, "initializer_range": 0.3}}
+GPT2_LORA = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "target_modules": ["c_attn"],
+             "fan_in_fan_out": True}
+
+
+def continuation_log_prob(backbone, prompt: list[int], continuation: list[int]) -> float:
+    """Σ_t log p(continuation_t | prompt, continuation_<t) from one plain forward pass of the whole sequence."""
+    with torch.inference_mode():
+        logits = backbone.model(input_ids=torch.tensor([prompt + continuation])).logits[0].double()
+    log_p = logits[len(prompt) - 1 : -1].log_softmax(dim=-1)
+    return log_p.gather(1, torch.tensor(continuation)[:, None]).sum().item()
+
+
+def prompts(batch) -> list[list[int]]:
+    return [ids[mask.bool()].tolist() for ids, mask in zip(batch["prompt_ids"], batch["prompt_mask"])]
+
+
+def test_confidence_picks_per_example_the_adapter_of_lowest_answer_perplexity_on_a_causal_lm():
+    bench = benchmarks.build({**TINY_TEXT_BENCHMARK, "n_tasks": 4, "test_per_class": 2})
+    tasks = bench.tasks(0)
+    torch.manual_seed(5)  # a random model under which the batch is split between adapters (checked below)
+    backbone = backbones.build(dict(TINY_GPT2), bench, tasks)
+    backbone.label_space = LabelSpace("class-il", len(bench.label_names), {t.id: t.classes for t in tasks})
+    strategy = train_by_hand(backbone, tasks, {"name": "adapter-per-task", "peft": GPT2_LORA})
+    batch = mixed_batch(backbone, tasks)
+    log_perplexity, answers = [], []  # per adapter: [B]
+    for t in range(N_TRAINED):
+        use_adapter(backbone, t)
+        classes = sorted(tasks[t].classes)
+        per_example = []
+        for prompt in prompts(batch):
+            scores = {c: continuation_log_prob(backbone, prompt, backbone.target_ids[c]) for c in classes}
+            best = max(classes, key=lambda c: (scores[c], -c))  # rank classification; the lower id on a tie
+            per_example.append((-scores[best] / len(backbone.target_ids[best]), best))
+        log_perplexity.append(torch.tensor([value for value, _ in per_example]))
+        answers.append(torch.tensor([label for _, label in per_example]))
+    chosen = torch.stack(log_perplexity).argmin(dim=0)  # exp is increasing: the argmin of the perplexity
+    assert len(set(chosen.tolist())) > 1
+    with torch.inference_mode():
+        predicted = strategy.predict(backbone, batch, tasks[0], "class-il")
+    assert torch.equal(predicted, torch.stack(answers).gather(0, chosen[None])[0])
+    assert strategy.report()["task_inference_acc"] == pytest.approx((chosen == batch["task"]).double().mean().item())
+
+
+def test_confidence_picks_per_example_the_adapter_of_lowest_generation_perplexity(tmp_path):
+    from llm_helpers import save_tokenizer, tiny_llama_backbone, write_instruction_files
+
+    size = save_tokenizer(tmp_path / "tok", chat=True)
+    bench = benchmarks.build({"name": "instruction-tuning", "files": write_instruction_files(tmp_path / "data"),
+                              "scenario": "domain-il"})
+    tasks = bench.tasks(0)
+    torch.manual_seed(0)
+    backbone = backbones.build(tiny_llama_backbone(tmp_path / "tok", size, max_new_tokens=4), bench, tasks)
+    backbone.label_space = LabelSpace("domain-il", len(bench.label_names), {t.id: t.classes for t in tasks})
+    lora = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "target_modules": ["q_proj", "v_proj"]}
+    strategy = train_by_hand(backbone, tasks, {"name": "adapter-per-task", "peft": lora}, n=2)
+    task = tasks[0]
+    batch = backbone.collate(backbone.prepare(task.test)[:])
+    log_perplexity, texts = [], []
+    for t in range(2):
+        use_adapter(backbone, t)
+        with torch.inference_mode():
+            generated = backbone.generated_ids(batch, task)
+            texts.append(backbone.generate_texts(batch, task))
+        eos = backbone.tokenizer.eos_token_id
+        assert all(eos not in ids[:-1] and 0 < len(ids) <= 4 for ids in generated)  # up to the first EOS
+        log_perplexity.append(torch.tensor([-continuation_log_prob(backbone, prompt, ids) / len(ids)
+                                            for prompt, ids in zip(prompts(batch), generated)]))
+    chosen = torch.stack(log_perplexity).argmin(dim=0)
+    assert len(set(chosen.tolist())) > 1 and texts[0] != texts[1]
+    with torch.inference_mode():
+        predicted = strategy.predict(backbone, batch, task, "domain-il")
+    assert predicted == [texts[t][i] for i, t in enumerate(chosen.tolist())]
