@@ -347,12 +347,18 @@ class HFTextToText(HFBackbone):
         """[B, num_classes] float32: s[b, c] = Σ_t log p(y_c,t | prompt_b, y_c,<t) over the target
         y_c of label c (its word + EOS, ``target_ids[c]``) for every label the label space allows
         for example b (``label_space.allowed(task_b)``), -inf elsewhere. Only allowed pairs are
-        scored, with the prompts encoded once (``pair_log_probs``)."""
+        scored, each distinct (example, target) once (labels sharing a word tie exactly), with
+        the prompts encoded once (``pair_log_probs``)."""
         allowed = self.label_space.mask(batch["task"].tolist(), self.device)
         rows, labels = allowed.nonzero(as_tuple=True)
+        distinct: dict[tuple[int, tuple[int, ...]], int] = {}
+        index = [distinct.setdefault((r, tuple(self.target_ids[c])), len(distinct))
+                 for r, c in zip(rows.tolist(), labels.tolist())]
         scores = torch.full(allowed.shape, float("-inf"), dtype=torch.float32, device=self.device)
-        if len(rows):
-            scores[rows, labels] = self.pair_log_probs(batch, rows, [self.target_ids[c] for c in labels.tolist()])
+        if distinct:
+            pair_rows = torch.tensor([r for r, _ in distinct], dtype=torch.long, device=self.device)
+            values = self.pair_log_probs(batch, pair_rows, [list(t) for _, t in distinct])
+            scores[rows, labels] = values[torch.tensor(index, device=self.device)]
         return scores
 
     def continuation_nll(self, batch: Batch, continuations: Sequence[Sequence[int]]) -> torch.Tensor:
