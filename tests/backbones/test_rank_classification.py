@@ -286,3 +286,29 @@ def test_the_prompt_is_encoded_once_per_batch(tokenizers, model):
     assert prompt_passes == [(4, max(len(p) for p in prompts_of(backbone, examples)) - (model != "t5"))]
     pairs = sum(rows for rows, width in widths if width <= longest_target and width > 1)
     assert pairs == 4 * len(LABELS)  # class-IL before training: every label for every example, once
+
+
+@torch.inference_mode()
+def test_the_yaml_verbalizer_override_is_what_the_backbone_trains_on_and_scores(tokenizers, tmp_path):
+    import transformers
+
+    from clft.registry import benchmarks
+
+    rows = [("pos", "i love it"), ("neg", "awful"), ("pos", "a goal"), ("neg", "a long campaign")]
+    (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"{text},{label}\n" for label, text in rows))
+    bench = benchmarks.build({"name": "text-classification", "files": {"train": str(tmp_path / "train.csv"),
+                                                                       "test": str(tmp_path / "train.csv")},
+                              "label_texts": {"pos": "world news today"}})
+    stream = bench.tasks(0)
+    name, config = MODELS["llama"]
+    vocab = len(transformers.AutoTokenizer.from_pretrained(tokenizers["causal"]))
+    backbone = backbones.build({"name": name, "model_config": {**config, "vocab_size": vocab},
+                                "tokenizer": tokenizers["causal"], "chat_template": False}, bench, stream)
+    encode = lambda text: backbone.tokenizer(" " + text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert bench.label_names == ["neg", "pos"]
+    assert backbone.target_ids == [encode("neg") + [1], encode("world news today") + [1]]
+    assert backbone.target_lengths == [2, 4]
+    batch = backbone.collate(backbone.prepare(stream[0].train)[:2])
+    trained = batch["lm_labels"][0][batch["lm_labels"][0] != -100].tolist()
+    assert trained == backbone.target_ids[batch["label"][0]]  # the target of training is the override
+    assert "world news today" in backbone.tokenizer.decode(batch["prompt_ids"][0])  # and the option listed
