@@ -312,3 +312,26 @@ def test_the_yaml_verbalizer_override_is_what_the_backbone_trains_on_and_scores(
     trained = batch["lm_labels"][0][batch["lm_labels"][0] != -100].tolist()
     assert trained == backbone.target_ids[batch["label"][0]]  # the target of training is the override
     assert "world news today" in backbone.tokenizer.decode(batch["prompt_ids"][0])  # and the option listed
+
+
+@torch.inference_mode()
+def test_text_to_text_evaluation_batches_are_length_sorted(tokenizers, monkeypatch):
+    """The runner's evaluation reads the backbone's token counts: longest prompts first, so
+    each batch pads little (clft.sampling.eval_batches)."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from clft.distributed import Parallel
+    from clft.runner import evaluate_task, predictor
+
+    backbone, stream = build(tokenizers, "llama", scenario="task-il")
+    task = Task(0, "both", (0, 1, 2, 3), stream[0].test, datasets.concatenate_datasets([t.test for t in stream]))
+    widths, collate = [], backbone.collate
+    monkeypatch.setattr(backbone, "collate", lambda examples: widths.append(
+        [len(ids) + len(ins) for ids, ins in zip(examples["text_ids"], examples["instruction_ids"])])
+        or collate(examples))
+    run = SimpleNamespace(backbone=backbone, train=SimpleNamespace(eval_batch_size=3), parallel=Parallel(),
+                          devices=SimpleNamespace(autocast=nullcontext), scenario="task-il", strategies=[])
+    evaluate_task(run, task, predictor(run))
+    flat = [n for batch in widths for n in batch]
+    assert len(flat) == len(task.test) and flat == sorted(flat, reverse=True) and len(set(flat)) > 2
