@@ -175,9 +175,11 @@ class HFCausalLM(HFTextToText):
         keep = next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in params), None)
         return ("cache" if "cache" in params else "past_key_values"), keep
 
-    def _score_pairs(self, encoded: PromptCache, rows: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
-        """Each pair's [last prompt token; target[:-1]] run on a copy of the prompt cache with its
-        rows repeated per pair (``Cache.batch_select_indices``); positions continue the prompt's.
+    def _score_pairs(self, encoded: PromptCache, rows: torch.Tensor, targets: list[list[int]],
+                     last: bool) -> torch.Tensor:
+        """Each pair's [last prompt token; target[:-1]] run on the prompt cache with its rows
+        repeated per pair (``Cache.batch_select_indices``; on a copy unless this is the ``last``
+        chunk); positions continue the prompt's.
 
         The pass goes to the transformers model with ``inputs_embeds``, so neither a peft
         prompt-learning wrapper nor a soft-prompt hook prepends its prompt a second time."""
@@ -185,7 +187,7 @@ class HFCausalLM(HFTextToText):
         inputs = torch.cat([encoded.last[rows, None], labels[:, :-1]], dim=1)
         mask = (labels != -100).long()
         inputs = inputs.masked_fill(mask == 0, self.tokenizer.pad_token_id)
-        cache = copy.deepcopy(encoded.cache)
+        cache = encoded.cache if last else copy.deepcopy(encoded.cache)
         cache.batch_select_indices(rows)
         model = self.base_model
         out = model(inputs_embeds=model.get_input_embeddings()(inputs),

@@ -64,7 +64,7 @@ class HFSeq2Seq(HFTextToText):
         return hidden, torch.cat([mask.new_ones(len(ids), hidden.shape[1] - ids.shape[1]), mask], dim=1)
 
     def _score_pairs(self, encoded: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor,
-                     targets: list[list[int]]) -> torch.Tensor:
+                     targets: list[list[int]], last: bool) -> torch.Tensor:
         """The decoder over each pair's target (teacher forcing, as in training) with its prompt's
         encoder states repeated per pair; the encoder does not run again."""
         from transformers.modeling_outputs import BaseModelOutput

@@ -381,18 +381,20 @@ class HFTextToText(HFBackbone):
         those states in chunks of ``rank_batch_size`` (``_score_pairs``), so no pair re-reads
         its prompt."""
         encoded = self._encode_prompts(batch)
-        size = self.config.rank_batch_size
-        parts = [self._score_pairs(encoded, rows[i : i + size], [list(t) for t in targets[i : i + size]])
-                 for i in range(0, len(targets), size)]
+        size, count = self.config.rank_batch_size, len(targets)
+        parts = [self._score_pairs(encoded, rows[i : i + size], [list(t) for t in targets[i : i + size]],
+                                   last=i + size >= count)
+                 for i in range(0, count, size)]
         return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
 
     def _encode_prompts(self, batch: Batch) -> Any:  # pragma: no cover - interface
         """The batch's prompts run through the model once: the states pairs are scored from."""
         raise NotImplementedError
 
-    def _score_pairs(self, encoded: Any, rows: torch.Tensor,
-                     targets: list[list[int]]) -> torch.Tensor:  # pragma: no cover - interface
-        """[N]: summed target log-probabilities of each (prompt row, target) pair (``pair_log_probs``)."""
+    def _score_pairs(self, encoded: Any, rows: torch.Tensor, targets: list[list[int]],
+                     last: bool) -> torch.Tensor:  # pragma: no cover - interface
+        """[N]: summed target log-probabilities of each (prompt row, target) pair (``pair_log_probs``);
+        ``last``: no later chunk reads ``encoded`` (it may be consumed)."""
         raise NotImplementedError
 
     def logits(self, batch: Batch) -> torch.Tensor:
