@@ -284,6 +284,12 @@ class HFBackbone(Backbone):
         """The transformers config of the base model (``hidden_size``, ``model_type``, ...)."""
         return self.base_model.config
 
+    def batch_padding(self) -> dict[str, tuple[int, str]]:
+        """``input_ids`` with the tokenizer's pad id, ``attention_mask`` with 0, on the tokenizer's padding
+        side (``clft.types.Backbone.batch_padding``; the text-to-text backbones declare their own)."""
+        side = self.tokenizer.padding_side
+        return {"input_ids": (self.tokenizer.pad_token_id, side), "attention_mask": (0, side)}
+
     def _prepare_key(self) -> tuple:
         return (self.kind, self._tokenizer_key, self.config.max_length)
 

@@ -285,6 +285,13 @@ class HFTextToText(RankClassifier, HFBackbone):
             batch["label"] = self._tensor(labels)
         return batch
 
+    def batch_padding(self) -> dict[str, tuple[int, str]]:
+        """How ``_batch`` pads (``clft.types.Backbone.batch_padding``): ids, masks and ``lm_labels`` (-100)
+        on the right; a causal LM's decoding prompt (``prompt_ids``/``prompt_mask``) on the left."""
+        pad_id = self.tokenizer.pad_token_id
+        return {"input_ids": (pad_id, "right"), "attention_mask": (0, "right"), "lm_labels": (-100, "right"),
+                "prompt_ids": (pad_id, "left"), "prompt_mask": (0, "left")}
+
     def _batch(self, prompts: list[list[int]], targets: list[list[int]] | None) -> Batch:  # pragma: no cover
         raise NotImplementedError
 
