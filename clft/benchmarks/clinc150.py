@@ -36,6 +36,7 @@ from clft.benchmarks.text_common import (
     load_hub,
     missing_file,
     seeded_order,
+    verbalizer,
 )
 from clft.benchmarks.text_io import read_json
 from clft.data import check_disjoint_classes, data_dir
@@ -134,6 +135,7 @@ class Clinc150(Benchmark):
             self.label_names = [intent for intents in self.domains.values() for intent in intents]
         else:
             self.label_names = sorted(set(raw["train"][1]))
+        self.label_texts = verbalizer(config, self.label_names)
         where = str(data_path or HUB[0])
         self._splits: dict[str, Split] = {
             key: (texts, encode_labels(intents, self.label_names, f"{where} [{key!r}]"))

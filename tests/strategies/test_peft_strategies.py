@@ -78,6 +78,8 @@ def test_adapter_per_task_old_adapters_stay_bit_identical_and_task_il_bwt_is_zer
     acc = result["acc"]
     assert all(acc[2][j] == acc[j][j] for j in range(2))
     assert backward_transfer(acc) == 0.0
+    untrained = [(i, j) for i in range(3) for j in range(i + 1, 3)]  # task j after task i: no adapter for it yet
+    assert all(acc[i][j] == result["baseline_acc"][j] for i, j in untrained)  # the base model, as before training
     trainable = {n for n, p in run_.backbone.model.named_parameters() if p.requires_grad}
     assert trainable and all(".task2." in n for n in trainable)
 
