@@ -6,7 +6,8 @@
 
 A run group is one committed run configuration less its seed (a folder's scenario x row, and for
 a tuning folder also the grid point). For each group the run of the lowest seed is made again
-here from the resolved config its JSON records (``config``), in a temporary folder, and its
+here from the resolved config its JSON records (``config``, less its ``published`` numbers, which name
+every row of the experiment where the recorded config has one), in a temporary folder, and its
 accuracy matrix, zero-shot row and general-ability rows are compared bit for bit with the
 stored ones. A recorded config that the current code no longer accepts counts as moved (the
 folder must be regenerated with today's options). Prints one line per group and, last, the
@@ -58,8 +59,9 @@ def rerun(run: dict) -> dict:
     from clft.experiment import ExperimentConfig
     from clft.sweep import run_experiment
 
-    try:
-        cfg = make_dataclass_instance(ExperimentConfig, run["config"], where="recorded config")
+    recorded = {key: value for key, value in run["config"].items() if key != "published"}
+    try:  # the published numbers name every row of the experiment, the recorded config one
+        cfg = make_dataclass_instance(ExperimentConfig, recorded, where="recorded config")
         with tempfile.TemporaryDirectory() as out:
             (path,) = run_experiment(cfg, Path(out), progress=False, log=lambda message: None)
             again = json.loads(path.read_text(encoding="utf-8"))

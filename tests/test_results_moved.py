@@ -37,6 +37,8 @@ def test_an_unchanged_run_is_same_and_an_edited_or_invalid_one_moved(tmp_path, c
     folder = make_folder(tmp_path)
     run = moved.representatives(folder)[1]
     assert moved.verdict(run, moved.rerun(run)) == "same"
+    published = {"cells": {"class-il": {"no-such-row": 0.5}}}  # a preset's numbers name all its rows
+    assert moved.verdict(run, moved.rerun({**run, "config": {**run["config"], "published": published}})) == "same"
     edited = {**run, "acc": [[cell + 0.25 for cell in row] for row in run["acc"]]}
     assert moved.verdict(edited, moved.rerun(run)).startswith("moved (max |Δ| 0.2500")
     broken = {**run, "config": {**run["config"], "compare": [{"name": "finetune", "no_such_option": 1}]}}

@@ -1,23 +1,33 @@
-"""Text-to-text continual learning (O-LoRA, Progressive Prompts, TRACE style), shared by
+"""Text-to-text continual learning (O-LoRA, Progressive Prompts, LFPT5, TRACE style), shared by
 ``hf-seq2seq`` and ``hf-causal-lm``.
 
 Every example becomes a prompt built from ``template`` (default
 ``"{instruction}\\nOptions: {options}\\nInput: {text}\\nAnswer:"``) where
 ``{instruction}`` is the example's ``instruction`` column (else the
-``instruction`` option), ``{options}`` the names of the labels the label space
+``instruction`` option), ``{options}`` the words of the labels the label space
 allows for the example, joined by ", " (task-IL: its task's classes; class-IL:
 every class seen so far, all before training; domain-IL: all), and ``{text}``
-its text. A label's name is its word from ``hf_common.label_words``: the
-verbaliser ``benchmark.label_texts[i]`` when the benchmark has them
-(``Sports`` for ``agnews/Sports``), else ``benchmark.label_names[i]`` made a
-phrase (``banking/freeze_account`` -> ``freeze account``). The target is the label's name followed by EOS;
-the loss is the LM loss on the target tokens only. ``predict`` decodes greedily
-(at most ``max_new_tokens``), strips and lower-cases the decoded string, and
-returns the global id of the allowed label whose (stripped, lower-cased) name
-it equals exactly, or -1 when none does. Runs of whitespace count as one space;
-the decoding of a label's own target ids counts as a spelling of its name (for
-tokenizers that do not round-trip text exactly); when two allowed labels share
-a name (class-IL over AG News and Yahoo "Sports") the lower id wins.
+its text. A label's word comes from the verbalizer ``hf_common.label_words``:
+``benchmark.label_texts[i]`` when the benchmark has them (LFPT5's ``sports`` for
+``ag_news/sports``; a benchmark's YAML ``label_texts: {label name: word}``
+overrides them per label), else ``benchmark.label_names[i]`` made a phrase
+(``banking/freeze_account`` -> ``freeze account``). The target is the label's
+word followed by EOS (``target_ids``; ``target_lengths`` their token counts); the
+loss is the LM loss on the target tokens only.
+
+``predict`` on a classification task (option ``decode``):
+
+- ``rank`` (default): rank classification (``clft.backbones.rank_classification``):
+  every allowed label's target is scored by its summed token log-probabilities
+  given the prompt (``label_scores``, [B, num_classes], -inf for labels not
+  allowed) and the best wins, the lowest id on a tie; the prompts are encoded
+  once per batch.
+- ``generate``: greedy decoding (at most ``max_new_tokens``), stripped and
+  lower-cased, matched exactly to the allowed labels' words: the global id of
+  the label it equals, -1 when none. Runs of whitespace count as one space; the
+  decoding of a label's own target ids counts as a spelling of its word (for
+  tokenizers that do not round-trip text exactly); when two allowed labels share
+  a word (class-IL over AG News and Yahoo "sports") the lower id wins.
 
 Tokenise once: ``prepare`` tokenises ``instruction`` and ``text`` (truncated to
 ``max_length`` tokens); ``collate`` joins those ids with the template's literal
@@ -27,22 +37,27 @@ are tokenised separately; whether a value after a space is tokenised with a
 leading space is decided once by checking which form reproduces the tokenizer's
 own tokenisation of ``"Answer: yes"`` (BPE: yes; SentencePiece/WordPiece: no).
 ``max_length`` bounds the text only: the instruction and options come on top.
+``n_tokens`` (instruction + text, + target for generation tasks) is what
+``lengths`` returns: the runner buckets training batches by it and evaluates
+longest first.
 
 Generation tasks (``task.generative``: examples with a free-text ``target`` and
 ``references`` instead of a ``label``) use ``generation_template`` (default
 SuperNI's ``"Definition: {instruction}\n\nNow complete the following example -\nInput: {text}\nOutput:"``);
 the target is the ``target`` text (truncated to ``max_target_length`` tokens) +
 EOS, and ``predict`` returns the generated texts (stripped), decoded greedily
-for at most ``max_new_tokens`` (when set), else the task's ``max_new_tokens``,
-else 64 new tokens, or until EOS. A generation task whose examples carry candidate
-answers (``choices`` / ``choice_labels`` columns, ``clft.benchmarks.instruction_common``) is
-not generated: ``choose`` returns the label of the candidate whose text (+ EOS) is the most
-likely continuation of the prompt, which its metric then compares with the references.
+until EOS or the cap: the ``max_new_tokens`` option when set, else the token
+count of the task's longest training reference (``reference_tokens``, counted
+by ``prepare``), at most the task's ``max_new_tokens`` (else 64). A generation
+task whose examples carry candidate answers (``choices`` / ``choice_labels``
+columns, ``clft.benchmarks.instruction_common``) is not generated: ``choose``
+returns the label of the candidate whose text (+ EOS) is the most likely
+continuation of the prompt, which its metric then compares with the references.
 
-``logits`` raises NotImplementedError: these backbones score label names by
-decoding, not with a [B, num_classes] head; DER needs ``hf-classifier``, ``lwf``
-distils the token distributions at the target positions instead
-(``forward``'s ``extra``: ``lm_logits`` and the aligned ``lm_labels``).
+``logits`` raises NotImplementedError: these backbones have no [B, num_classes]
+head; DER needs ``hf-classifier``, ``lwf`` distils the token distributions at
+the target positions instead (``forward``'s ``extra``: ``lm_logits`` and the
+aligned ``lm_labels``).
 """
 
 from __future__ import annotations
@@ -50,12 +65,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from clft.backbones.hf_common import HFBackbone, HFConfig, label_words, load_model, wrap_peft
+from clft.backbones.rank_classification import RankClassifier
 from clft.types import Batch, Benchmark, Outputs, Task
 
 DEFAULT_TEMPLATE = "{instruction}\nOptions: {options}\nInput: {text}\nAnswer:"
@@ -73,8 +89,9 @@ class TextToTextConfig(HFConfig):
     instruction: str = ""
     """The instruction for examples without an ``instruction`` column."""
     max_new_tokens: int | None = None
-    """Greedy-decoding cap; None: the longest label name's token count plus one (EOS), for a
-    generation task its own ``max_new_tokens`` (else 64)."""
+    """Greedy-decoding cap (``decode: generate`` and generation tasks); None: the longest label
+    word's token count plus one (EOS), for a generation task the token count of its longest
+    training reference, at most the task's own ``max_new_tokens`` (else 64)."""
     generation_template: str = GENERATION_TEMPLATE
     """The prompt of generation tasks (no ``{options}``); SuperNI's format by default."""
     max_target_length: int = 128
@@ -138,16 +155,10 @@ def sequence_outputs(lm_logits: torch.Tensor, labels: torch.Tensor, shift: bool)
     return Outputs(example_loss=per_example, weight=counts, extra={"lm_logits": lm_logits, "lm_labels": labels})
 
 
-def target_log_probs(lm_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """[N]: Σ_t log softmax(lm_logits[n, t])[labels[n, t]] over the positions where labels != -100
-    (logits [N, T, V] already aligned with the tokens they predict), in float32."""
-    tokens = F.cross_entropy(lm_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none")
-    return -tokens.view(labels.shape).sum(dim=1)
-
-
-class HFTextToText(HFBackbone):
-    """Prompt assembly, tokenisation, decoding and label matching; subclasses build batches,
-    the forward pass and generation (``_batch``, ``forward``, ``_generate``)."""
+class HFTextToText(RankClassifier, HFBackbone):
+    """Prompt assembly, tokenisation, rank classification, decoding and label matching; subclasses
+    build batches, the forward pass, generation and the prompt states pairs are scored from
+    (``_batch``, ``forward``, ``_generate``, ``_encode_prompts``, ``_score_pairs``)."""
 
     kind = "text2text"
     prompt_suffix_specials = True  # append the tokenizer's end-of-text specials to the prompt
@@ -290,6 +301,13 @@ class HFTextToText(HFBackbone):
         eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
         return self._encode(text, self._target_spaced())[: self.config.max_target_length] + eos
 
+    def batch_padding(self) -> dict[str, tuple[int, str]]:
+        """How ``_batch`` pads (``clft.types.Backbone.batch_padding``): ids, masks and ``lm_labels`` (-100)
+        on the right; a causal LM's decoding prompt (``prompt_ids``/``prompt_mask``) on the left."""
+        pad_id = self.tokenizer.pad_token_id
+        return {"input_ids": (pad_id, "right"), "attention_mask": (0, "right"), "lm_labels": (-100, "right"),
+                "prompt_ids": (pad_id, "left"), "prompt_mask": (0, "left")}
+
     def _batch(self, prompts: list[list[int]], targets: list[list[int]] | None) -> Batch:  # pragma: no cover
         raise NotImplementedError
 
@@ -322,6 +340,17 @@ class HFTextToText(HFBackbone):
         ids = self._generate(batch, self.new_tokens(task))
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
+    def generated_ids(self, batch: Batch, task: Task) -> list[list[int]]:
+        """The greedy generations of ``generate_texts`` as token ids per example: the new tokens up to
+        and including the first EOS (a decoder's start token and the padding after EOS dropped), the
+        continuation ``continuation_nll`` scores (adapter-per-task's perplexity of a generation)."""
+        ids = self._generate(batch, self.new_tokens(task))
+        if self.model_config.is_encoder_decoder:
+            ids = ids[:, 1:]  # generate() returns the decoder start token first
+        eos = self.tokenizer.eos_token_id
+        rows = [row.tolist() for row in ids]
+        return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+
     def _lookup(self, allowed: tuple[int, ...]) -> dict[str, int]:
         """Normalised name -> global id for the allowed labels (first wins on a tie); the decoded
         target ids count as a spelling too, for tokenizers that do not round-trip text exactly."""
@@ -350,75 +379,8 @@ class HFTextToText(HFBackbone):
         texts = self.tokenizer.batch_decode(self._generate(batch), skip_special_tokens=True)
         return self._tensor(self.match(texts, batch["task"].tolist()))
 
-    # --- rank classification ----------------------------------------------------------------------
-
-    @property
-    def target_lengths(self) -> list[int]:
-        """Token count of each label's target (its word + EOS), indexed by global label id."""
-        return [len(ids) for ids in self.target_ids]
-
-    def label_scores(self, batch: Batch) -> torch.Tensor:
-        """[B, num_classes] float32: s[b, c] = Σ_t log p(y_c,t | prompt_b, y_c,<t) over the target
-        y_c of label c (its word + EOS, ``target_ids[c]``) for every label the label space allows
-        for example b (``label_space.allowed(task_b)``), -inf elsewhere. Only allowed pairs are
-        scored, with the prompts encoded once (``pair_log_probs``)."""
-        allowed = self.label_space.mask(batch["task"].tolist(), self.device)
-        rows, labels = allowed.nonzero(as_tuple=True)
-        scores = torch.full(allowed.shape, float("-inf"), dtype=torch.float32, device=self.device)
-        if len(rows):
-            scores[rows, labels] = self.pair_log_probs(batch, rows, [self.target_ids[c] for c in labels.tolist()])
-        return scores
-
-    def choose(self, batch: Batch) -> list[str]:
-        """Per example, the label (``choice_labels``) of its most likely candidate: argmax over its
-        candidates k of Σ_t log p(c_k,t | prompt, c_k,<t), c_k the candidate's text + EOS
-        (``choice_ids``), the first on a tie; all pairs scored with the prompts encoded once."""
-        owners = [row for row, candidates in enumerate(batch["choice_ids"]) for _ in candidates]
-        flat = [ids for candidates in batch["choice_ids"] for ids in candidates]
-        scores = self.pair_log_probs(batch, torch.tensor(owners, device=self.device), flat).tolist()
-        chosen, start = [], 0
-        for labels in batch["choice_labels"]:
-            part = scores[start : start + len(labels)]
-            chosen.append(labels[part.index(max(part))])
-            start += len(labels)
-        return chosen
-
-    def continuation_nll(self, batch: Batch, continuations: Sequence[Sequence[int]]) -> torch.Tensor:
-        """[B]: -(1/|y_b|) Σ_t log p(y_b,t | prompt_b, y_b,<t), the mean per-token negative
-        log-likelihood of the token ids ``continuations[b]`` after example b's prompt (the log
-        of the perplexity of a generated text: append EOS to score its end too)."""
-        if len(continuations) != len(batch["task"]):
-            raise ValueError(f"{len(continuations)} continuations for a batch of {len(batch['task'])}")
-        empty = [i for i, ids in enumerate(continuations) if not len(ids)]
-        if empty:
-            raise ValueError(f"continuation {empty[0]} is empty; score at least one token (e.g. EOS)")
-        rows = torch.arange(len(continuations), device=self.device)
-        lengths = torch.tensor([len(ids) for ids in continuations], dtype=torch.float32, device=self.device)
-        return -self.pair_log_probs(batch, rows, [list(ids) for ids in continuations]) / lengths
-
-    def pair_log_probs(self, batch: Batch, rows: torch.Tensor, targets: Sequence[Sequence[int]]) -> torch.Tensor:
-        """[N]: Σ_t log p(targets[n][t] | prompt of example rows[n], targets[n][<t]) per pair n.
-
-        The batch's prompts are encoded once (``_encode_prompts``); the pairs are scored from
-        those states in chunks of ``rank_batch_size`` (``_score_pairs``), so no pair re-reads
-        its prompt."""
-        encoded = self._encode_prompts(batch)
-        size = self.config.rank_batch_size
-        parts = [self._score_pairs(encoded, rows[i : i + size], [list(t) for t in targets[i : i + size]])
-                 for i in range(0, len(targets), size)]
-        return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
-
-    def _encode_prompts(self, batch: Batch) -> Any:  # pragma: no cover - interface
-        """The batch's prompts run through the model once: the states pairs are scored from."""
-        raise NotImplementedError
-
-    def _score_pairs(self, encoded: Any, rows: torch.Tensor,
-                     targets: list[list[int]]) -> torch.Tensor:  # pragma: no cover - interface
-        """[N]: summed target log-probabilities of each (prompt row, target) pair (``pair_log_probs``)."""
-        raise NotImplementedError
-
     def logits(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError(
-            f"{self.name} predicts label names by decoding and has no [batch, num_classes] logits; "
-            "strategies that need class logits (DER, lwf-vandeven) require the hf-classifier backbone"
+            f"{self.name} predicts label words (rank classification or decoding) and has no [batch, num_classes] "
+            "head; strategies that need class logits (DER, lwf-vandeven) require the hf-classifier backbone"
         )

@@ -26,7 +26,8 @@ per published sample) and ``order: lfpt5`` takes that sample's LFPT5 order, so
 disjoint across datasets, in the ``order`` list's order (in ``ag_news, amazon,
 dbpedia, yahoo`` order for ``order: lfpt5``), whatever order the stream takes;
 names shared by two datasets are prefixed (``ag_news/sports``) and
-``label_texts`` keeps the raw verbalisers.
+``label_texts`` keeps the raw verbalisers (the ``label_texts`` option overrides
+them per label, ``clft.benchmarks.text_common``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from clft.benchmarks.text_common import (
     locate,
     seeded_order,
     unique_label_names,
+    verbalizer,
 )
 from clft.benchmarks.text_io import read_tab_pairs
 from clft.data import check_disjoint_classes
@@ -123,8 +125,8 @@ class LFPT5FewShot(Benchmark):
         self.id_order = list(DATASETS) if config.order == "lfpt5" else list(config.order)
         self._names = {name: [self._fix(label) for label in DATASETS[name][1]] for name in self.id_order}
         raw = [(name, self._names[name]) for name in self.id_order]
-        self.label_texts = [label for _, names in raw for label in names]
         self.label_names = unique_label_names(raw)
+        self.label_texts = verbalizer(config, self.label_names, [label for _, names in raw for label in names])
 
     def _fix(self, label: str) -> str:
         return TYPOS.get(label, label) if self.config.fix_label_typos else label
