@@ -16,7 +16,9 @@ the examples. A task is named by its folder (``task1572_samsum_summary``) or its
 - Metric: exact match for the three classification tasks (folder name ending in
   ``_classification``: sst2, sentiment140, emotion), ROUGE-L for the others (``clft.scoring``).
 - ``general_tasks``: tasks held out of the stream and scored before training and after every
-  task (general ability; ``general_test_size`` examples each). With ``general_choices`` the
+  task (general ability; ``general_test_size`` examples each; never trained on, their
+  ``train_size`` training sample only sets a generated answer's length cap, the backbone's
+  longest training reference). With ``general_choices`` the
   general tasks whose answer is one of a closed set are scored by rank classification
   (``instruction_common``: ``choices``) with exact match of the chosen answer: a multiple-choice
   task whose every input lists lettered options ``(A)... (B)...`` and whose references are
@@ -128,7 +130,8 @@ class SuperNICL(Benchmark):
     def _task(self, task_id: int, folder: str, seed: int, general: bool = False) -> Task:
         cfg = self.config
         train, test = read_rows(self.root / folder / "train.json"), read_rows(self.root / folder / "test.json")
-        train_rows = sample_indices(len(train), 1 if general else cfg.train_size, seed, folder, "train")
+        # a general task is never trained on; its training sample sets its generation cap (the longest reference)
+        train_rows = sample_indices(len(train), cfg.train_size, seed, folder, "train")
         val_rows = sample_indices(len(train), cfg.val_size, seed, folder, "val", train_rows) if cfg.val_size else None
         test_size = cfg.general_test_size if general else cfg.test_size
         metric = metric_of(folder)

@@ -26,7 +26,7 @@ MC = [("which colour is the sky ?\n(A)blue (B)green (C)red", "A"),
       ("which colour is snow ?\n(A)white (B)red (C)green", "A")]
 CLASSIFICATION = [("a lovely day", "positive"), ("a sad day", "negative"), ("a fine day", "positive"),
                   ("a bad day", "negative")]
-GENERATION = [("say one", "one"), ("say two", "two"), ("say three", "three"), ("say four", "four")]
+GENERATION = [("say one", "one"), ("say two", "two two"), ("say three", "three three three"), ("say four", "four")]
 WORDS = " ".join(text for rows in (MC, CLASSIFICATION, GENERATION) for pair in rows for text in pair)
 
 
@@ -117,3 +117,13 @@ def test_runner_scores_rank_chosen_general_tasks(superni, tmp_path):
     assert [t["metric"] for t in general["tasks"]] == ["exact-match", "exact-match", "rouge-l"]
     for scores in general["scores"]:  # before training and after the task; a choice is right or wrong
         assert all(score * 4 == int(score * 4) for score in scores[:2])
+
+
+def test_a_generated_general_tasks_cap_comes_from_its_training_sample_not_one_example(superni):
+    root, spec, size = superni
+    bench = benchmarks.build(spec)
+    stream, general = bench.tasks(0), bench.general_tasks(0)
+    count = general[2]
+    assert len(count.train) == 4  # the train_size sample (all here), not a single example
+    backbone = backbones.build(tiny_llama_backbone(root / "tok", size), bench, stream + general)
+    assert backbone.new_tokens(count) == 3  # "three three three": the longest training reference
