@@ -51,7 +51,7 @@ class TrainConfig:
     baseline) and after each task, T(T+1) task evaluations; ``seen``, after task i only tasks 1..i and
     after the last task every task, T(T+1)/2 of them (no baseline), for runs where the full matrix costs
     too much. Skipped cells are null in the result JSON; a metric that reads one (FWT) is n/d, the others
-    (ACC, BWT, AIA, LA) are computed from the evaluated cells."""
+    (ACC, BWT, forgetting, AIA, LA, intransigence) are computed from the evaluated cells."""
     lr: float = 1e-3
     """Learning rate of the optimizer (rebuilt at every task)."""
     optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = "adam"
