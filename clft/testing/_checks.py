@@ -19,12 +19,9 @@ an unknown option. A failed check raises ``AssertionError`` saying what is wrong
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
 import tempfile
-import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +30,7 @@ from unittest import mock
 import torch
 import yaml
 
+from clft.config import field_docs
 from clft.errors import ConfigError
 from clft.registry import Registry, backbones, benchmarks, strategies
 from clft.testing._state import assert_same, differs, through_checkpoint, without_rng
@@ -71,22 +69,6 @@ def workdir(path: Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="clft-check-") as tmp:
         yield Path(tmp)
-
-
-def field_docs(config: type) -> dict[str, str]:
-    """Attribute docstrings (a string right after the field) of ``config`` and its dataclass bases."""
-    docs: dict[str, str] = {}
-    for klass in reversed(config.__mro__):
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError, SyntaxError):
-            continue
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for node, after in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr) \
-                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
-                docs[node.target.id] = after.value.value
-    return docs
 
 
 def check_documented_config(registry: Registry, name: str) -> None:

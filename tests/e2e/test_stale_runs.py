@@ -74,6 +74,7 @@ def test_cli_exits_2_with_one_line_naming_the_flag(cli, write_experiment, tmp_pa
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("clft: error: 1 of 2 runs in") and "no code identity: 1 run" in last
     assert "nothing was trained: pass --rerun-stale" in last and "Traceback" not in done.stderr
-    again = cli("run", str(exp), "--out", str(out), "--no-plots", "--quiet", "--rerun-stale")
-    assert again.returncode == 0 and "training" in again.stderr
+    again = cli("run", str(exp), "--out", str(out), "--no-plots", "--rerun-stale")
+    assert again.returncode == 0 and "re-running 1 stale run(s)" in again.stderr
+    assert "done class-il/ewc/seed0" in again.stderr and "skip class-il/finetune/seed0" in again.stderr
     assert "source_sha256" in json.loads((out / "class-il" / "ewc" / "seed0.json").read_text())["code"]
