@@ -164,6 +164,12 @@ def module_identity(module: str) -> dict:
     return {"name": dist.metadata["Name"], "version": dist.version, "sha256": hash_files(installed)}
 
 
+def forget_plugin_identities() -> None:
+    """Compute plugin identities afresh (they are computed once per process; tests edit plugins)."""
+    _module_owners.cache_clear()
+    module_identity.cache_clear()
+
+
 def distribution_files(dist: metadata.Distribution) -> list[tuple[str, Path]]:
     """``(relative path, absolute path)`` of the files ``dist`` installed, sorted, without byte code and
     :data:`INSTALL_RECORDS`."""
