@@ -257,6 +257,10 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
             leftover.unlink(missing_ok=True)
         if _already_done(path, digest, overwrite, rerun_stale, log, identity):  # under the lock: no double runs
             _remove_tree(ckpt_root)  # left behind by a kill between the result and the clean-up
+            if cfg.train.log_with:  # trackers asked for after the run finished: logged from its result file
+                from clft.trackers import log_finished_run
+
+                log_finished_run(cfg.train.log_with, path, out_dir / "logs", run_key)
             return path
         run = build_run(cfg, plan, base_dir, progress, setup)  # the model is loaded only for work to do
         expected = checkpoint_identity(digest, identity)
@@ -279,8 +283,7 @@ def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved:
     if not cfg.train.log_with:
         execute(run)
         return
-    from clft.metrics import compute_all
-    from clft.trackers import RunLogger
+    from clft.trackers import RunLogger, final_metrics
 
     logger = RunLogger.open(cfg.train.log_with, cfg.name, f"{run.scenario}/{run.run_id}", logs, resolved)
     run.on_step.append(logger.on_step)
@@ -290,7 +293,7 @@ def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved:
     except BaseException:
         logger.finish()
         raise
-    logger.finish(compute_all(run.state.acc, run.state.baseline_acc))
+    logger.finish(final_metrics(run.state.acc, run.state.baseline_acc, run.scenario))
 
 
 def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -> dict:
