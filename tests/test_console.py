@@ -1,0 +1,112 @@
+"""What `clft run` prints: --quiet, the default and -v, lines above the progress bar (tqdm.write),
+and the libraries it drives kept quiet below -v."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import re
+import warnings
+
+import pytest
+
+from clft import console
+from clft.experiment import load_experiment
+
+TWO_RUNS = {"strategies": None, "compare": ["finetune", {"name": "ewc", "lam": 10.0}]}
+
+
+def stderr_lines(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_quiet_default_and_verbose_say_what_users_expect(cli, write_experiment, tmp_path):
+    exp = write_experiment(**TWO_RUNS)
+    quiet = cli("run", str(exp), "--out", str(tmp_path / "q"), "--no-plots", "--quiet")
+    assert quiet.returncode == 0 and stderr_lines(quiet) == []  # errors and warnings only
+    assert "| finetune |" in quiet.stdout  # the table still goes to stdout
+    normal = cli("run", str(exp), "--out", str(tmp_path / "n"), "--no-plots")
+    lines = stderr_lines(normal)
+    assert normal.returncode == 0 and len(lines) == 2  # one line per run
+    assert lines[0].startswith("done class-il/finetune/seed0 ") and lines[1].startswith("done class-il/ewc/seed0 ")
+    verbose = cli("run", str(exp), "--out", str(tmp_path / "v"), "--no-plots", "-v")
+    text = verbose.stderr
+    assert verbose.returncode == 0 and "class-il finetune/seed0: training 5 task(s)" in text and "done class-il" in text
+    again = cli("run", str(exp), "--out", str(tmp_path / "n"), "--no-plots")
+    assert stderr_lines(again)[0] == "2 planned run(s): 2 done" and len(stderr_lines(again)) == 3  # + a skip line each
+    both = cli("run", str(exp), "--quiet", "-v")
+    assert both.returncode == 2 and "--quiet and -v exclude each other" in both.stderr
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so tqdm draws its bar."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_lines_never_land_inside_the_progress_bar(write_experiment, tmp_path, monkeypatch):
+    """In a terminal (or tmux/screen) a line printed while the bar is drawn would continue the bar's
+    line; tqdm.write clears the bar, writes the line and draws the bar again below it."""
+    from clft.executors import run_sweep
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    monkeypatch.setenv(console.ENV, str(console.VERBOSE))
+    cfg, _ = load_experiment(str(write_experiment(**TWO_RUNS)))
+    run_sweep(cfg, tmp_path / "out", progress=True)
+    written = terminal.getvalue()
+    assert "runs:" in written  # the bar was drawn
+    messages = [m for m in re.split(r"[\r\n]", written) if "training" in m or m.startswith("done ")]
+    assert len(messages) == 4, written
+    for line in written.split("\n"):
+        if "training" in line or "done class-il" in line:
+            assert "runs:" not in line.split("\r")[-1], repr(line)  # the message starts a clean line
+
+
+def test_the_level_is_restored_after_an_in_process_command(write_experiment, tmp_path, monkeypatch):
+    from clft.cli import main
+
+    monkeypatch.delenv(console.ENV, raising=False)
+    assert main(["run", str(write_experiment()), "--out", str(tmp_path / "o"), "--no-plots", "--quiet"]) == 0
+    assert console.verbosity() == console.NORMAL
+
+
+def test_below_verbose_the_libraries_are_quiet(monkeypatch):
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
+    monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
+    monkeypatch.setenv(console.ENV, str(console.NORMAL))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        console.quiet_libraries()
+        warnings.warn("no QP solver found on your system, you can install solvers from PyPI by ...")  # qpsolvers'
+    assert not seen
+    assert console.ray_init_options() == {"log_to_driver": False, "logging_level": 40}
+    import os
+
+    assert os.environ["WANDB_SILENT"] == "true" and os.environ["RAY_COLOR_PREFIX"] == "0"
+    monkeypatch.setenv(console.ENV, str(console.VERBOSE))
+    assert console.ray_init_options() == {}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (pip install 'clft[wandb]')")
+def test_wandb_prints_nothing_per_run(cli, write_experiment, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
+    exp = write_experiment(**TWO_RUNS)
+    proc = cli("run", str(exp), "--out", str(tmp_path / "w"), "--no-plots", "train.log_with=[wandb]",
+               env={"WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in stderr_lines(proc)] == ["done", "done"], proc.stderr
+    assert "wandb:" not in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed (pip install 'clft[ray]')")
+def test_ray_prints_one_line_per_run_without_colour_codes(cli, write_experiment, tmp_path):
+    proc = cli("run", str(write_experiment(**TWO_RUNS)), "--out", str(tmp_path / "r"), "--no-plots",
+               "--executor", "ray", env={"RAY_DEDUP_LOGS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b[" not in proc.stderr + proc.stdout
+    assert [line.split()[0] for line in stderr_lines(proc)] == ["done", "done"], proc.stderr
