@@ -80,7 +80,8 @@ def test_below_verbose_the_libraries_are_quiet(monkeypatch):
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         console.quiet_libraries()
-        warnings.warn("no QP solver found on your system, you can install solvers from PyPI by ...")  # qpsolvers'
+        qpsolvers = "no QP solver found on your system, you can install solvers from PyPI by ..."
+        warnings.warn(qpsolvers, stacklevel=1)  # what importing Avalanche (qpsolvers) warns
     assert not seen
     assert console.ray_init_options() == {"log_to_driver": False, "logging_level": 40}
     import os
@@ -91,7 +92,8 @@ def test_below_verbose_the_libraries_are_quiet(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (pip install 'clft[wandb]')")
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None,
+                    reason="wandb is not installed (pip install 'clft[wandb]')")
 def test_wandb_prints_nothing_per_run(cli, write_experiment, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_SILENT", raising=False)
     exp = write_experiment(**TWO_RUNS)
@@ -103,7 +105,8 @@ def test_wandb_prints_nothing_per_run(cli, write_experiment, tmp_path, monkeypat
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed (pip install 'clft[ray]')")
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="the ray extra is not installed (pip install 'clft[ray]')")
 def test_ray_prints_one_line_per_run_without_colour_codes(cli, write_experiment, tmp_path):
     proc = cli("run", str(write_experiment(**TWO_RUNS)), "--out", str(tmp_path / "r"), "--no-plots",
                "--executor", "ray", env={"RAY_DEDUP_LOGS": "1"})
