@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from fake_distribution import write_distribution
 
 from clft.experiment import load_experiment
 from clft.provenance import describe, forget_plugin_identities, plugin_identities
@@ -37,22 +38,8 @@ class Decay(Strategy):
 '''
 
 
-def write_distribution(site: Path, version: str, power: int, module: str = "decayplug") -> None:
-    """A distribution as pip installs one: the package, and a dist-info whose RECORD lists every file."""
-    package, info = site / module, site / f"{module}-{version}.dist-info"
-    for old in site.glob(f"{module}-*.dist-info"):
-        for file in old.iterdir():
-            file.unlink()
-        old.rmdir()
-    package.mkdir(parents=True, exist_ok=True)
-    info.mkdir()
-    (package / "__init__.py").write_text(textwrap.dedent(PLUGIN.format(power=power)))
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: {version}\n")
-    (info / "INSTALLER").write_text("pip\n")
-    (info / "top_level.txt").write_text(f"{module}\n")
-    listed = [f"{module}/__init__.py", f"{info.name}/METADATA", f"{info.name}/INSTALLER", f"{info.name}/top_level.txt",
-              f"{module}/__pycache__/__init__.cpython-311.pyc"]
-    (info / "RECORD").write_text("".join(f"{name},,\n" for name in listed) + f"{info.name}/RECORD,,\n")
+def install_plugin(site: Path, version: str, power: int, module: str = "decayplug") -> None:
+    write_distribution(site, module, version, textwrap.dedent(PLUGIN.format(power=power)))
 
 
 def by_hand(site: Path, names: list[str]) -> str:
@@ -75,7 +62,7 @@ def plugin(tmp_path, monkeypatch):
     registered = []
 
     def install(version: str, power: int):
-        write_distribution(site, version, power)
+        install_plugin(site, version, power)
         sys.modules.pop("decayplug", None)
         importlib.invalidate_caches()
         forget_plugin_identities()
