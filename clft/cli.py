@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--accept-stale", action="store_true",
                      help="keep stale runs as they are: recorded in each result and flagged under tables")
     run.add_argument("--restart-run", action="append", metavar="RUN",
-                     help="discard RUN's checkpoint (e.g. class-il/replay+ewc/seed0) and train it from scratch")
+                     help="discard RUN's checkpoint (e.g. class-il/replay/seed0) and train it from scratch")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     add_verbosity(run)
     run.add_argument("--dry-run", action="store_true", help="print the runs (and which are done) without training")
