@@ -15,7 +15,7 @@ from clft.experiment import load_experiment
 from clft.provenance import describe, forget_plugin_identities, plugin_identities
 from clft.registry import strategies
 from clft.staleness import DONE, STALE, StaleResultsError
-from clft.sweep import classify_runs, run_experiment
+from clft.sweep import classify_runs, plan_runs, run_experiment, run_status
 
 PLUGIN = '''
 from dataclasses import dataclass
@@ -102,6 +102,7 @@ def test_an_edited_plugin_makes_its_runs_stale(plugin, write_experiment, tmp_pat
 
     install("0.2.0", 1)  # the plugin edited and its version bumped
     assert [p.status for p in classify_runs(cfg, out)] == [DONE, STALE]
+    assert [run_status(cfg, plan, out, None).state for plan in plan_runs(cfg)] == [DONE, STALE]  # --dry-run
     with pytest.raises(StaleResultsError, match=r"1 of 2 runs .*decayplug 0\.1\.0 .*this code: .*decayplug 0\.2\.0"):
         run_experiment(cfg, out, progress=False, log=lambda m: None)
     run_experiment(cfg, out, rerun_stale=True, progress=False, log=lambda m: None)
