@@ -177,7 +177,8 @@ def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: 
     planned = classify_runs(cfg, out_dir, base_dir, overwrite)
     if (verify_stale is not None or accept_stale) and parallel.active:
         raise ConfigError("--verify-stale / --accept-stale: run them once without accelerate launch / torchrun")
-    planned = settle_stale(cfg, planned, out_dir, base_dir, verify=verify_stale, accept=accept_stale, log=_log)
+    planned = settle_stale(cfg, planned, out_dir, base_dir, verify=verify_stale, accept=accept_stale,
+                           rerun=rerun_stale, overwrite=overwrite, log=_log)
     check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale,
                log=_log if parallel.is_main else lambda message: None)
     plans = [p.plan for p in planned]

@@ -38,8 +38,9 @@ from clft.experiment import ExperimentConfig
 from clft.provenance import describe
 from clft.result_check import CHECKSUM_KEY, with_checksum
 from clft.results import atomic_write_json
-from clft.staleness import DONE, STALE, read_result
+from clft.staleness import DONE, OTHER_CONFIG, STALE, read_result
 from clft.sweep import PlannedRun, run_lock, run_one
+from clft.yaml_safe import brief
 
 DEFAULT_VERIFY = 2
 """K of ``--verify-stale`` without a number."""
@@ -53,15 +54,21 @@ class StaleMismatchError(ConfigError):
 
 
 def settle_stale(cfg: ExperimentConfig, planned: list[PlannedRun], out_dir: Path, base_dir: Path | None, *,
-                 verify: int | None = None, accept: bool = False, log=print) -> list[PlannedRun]:
+                 verify: int | None = None, accept: bool = False, rerun: bool = False, overwrite: bool = False,
+                 log=print) -> list[PlannedRun]:
     """``planned`` with its stale runs verified (``verify``: K) or accepted (``accept``) and now done;
-    unchanged when neither is asked for or nothing is stale."""
-    if verify is not None and accept:
-        raise ConfigError("--verify-stale and --accept-stale exclude each other; pass one of them")
+    unchanged when neither is asked for, nothing is stale, or results of another config are there
+    without ``overwrite`` (``clft.sweep.check_plan`` refuses those first). ``rerun`` (``--rerun-stale``)
+    excludes both."""
+    chosen = [flag for flag, on in (("--rerun-stale", rerun), ("--verify-stale", verify is not None),
+                                    ("--accept-stale", accept)) if on]
+    if len(chosen) > 1:
+        raise ConfigError(f"{' and '.join(chosen)} exclude each other; pass one of them")
     if verify is not None and verify < 1:
         raise ConfigError(f"--verify-stale K must be >= 1, got {verify}")
     stale = [p for p in planned if p.status == STALE]
-    if not stale or (verify is None and not accept):
+    other_config = any(p.status == OTHER_CONFIG for p in planned) and not overwrite
+    if not stale or (verify is None and not accept) or other_config:
         return planned
     if verify is not None:
         verify_stale(cfg, stale, out_dir, base_dir, verify, log)
@@ -133,7 +140,10 @@ def _first_cell(old, new, where: str = "") -> str:
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         i = next(i for i, (a, b) in enumerate(zip(old, new)) if a != b)
         return _first_cell(old[i], new[i], f"{where}[{i}]")
-    return f"{where}: {old!r} stored, {new!r} now"
+    if isinstance(old, dict) and isinstance(new, dict) and old.keys() == new.keys():
+        key = next(k for k in old if old[k] != new[k])
+        return _first_cell(old[key], new[key], f"{where}.{key}")
+    return f"{where}: {brief(old)} stored, {brief(new)} now"
 
 
 def accept_stale(stale: list[PlannedRun], log=print) -> None:

@@ -163,8 +163,10 @@ def test_verify_and_accept_exclude_each_other_and_k_is_positive(finished):
 
     cfg, out, (_, ewc) = finished
     made_by(ewc, "a")
-    with pytest.raises(ConfigError, match="exclude each other"):
+    with pytest.raises(ConfigError, match="--verify-stale and --accept-stale exclude each other"):
         sweep(cfg, out, verify_stale=2, accept_stale=True)
+    with pytest.raises(ConfigError, match="--rerun-stale and --accept-stale exclude each other"):
+        sweep(cfg, out, rerun_stale=True, accept_stale=True)
     with pytest.raises(ConfigError, match="K must be >= 1, got 0"):
         sweep(cfg, out, verify_stale=0)
 
