@@ -330,12 +330,13 @@ def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, l
 
 
 def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
-    """The run's JSON (schema_version 1; see docs/architecture.md); ``label`` names the table row."""
+    """The run's JSON (schema_version 1; see docs/architecture.md); ``label`` names the table row
+    (default: the strategies' default labels joined by ``+``), ``strategy`` the strategies' names."""
     backbone = run.backbone
     return {
         "schema_version": SCHEMA_VERSION, "experiment": cfg.name, "run": run.run_id,
-        "strategy": group_label([{"name": s.name} for s in run.strategies]),
-        "label": label or group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
+        "strategy": "+".join(s.name for s in run.strategies),
+        "label": label or "+".join(s.default_label(s.config) for s in run.strategies), "seed": run.seed,
         "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": run_identity(run),
         "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
         "tasks": [task_entry(t) for t in run.tasks],

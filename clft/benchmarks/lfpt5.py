@@ -13,7 +13,8 @@ test set (AG 400, Amazon 500, DBpedia 1,400, Yahoo 1,000). Files
 line; ``valid.txt`` becomes ``Task.val``. The task order is ``order`` (LFPT5
 shuffled it per run: set ``shuffle_order``). Label ids are disjoint across
 datasets, in stream order; names shared by two datasets are prefixed
-(``ag_news/sports``) and ``label_texts`` keeps the raw verbalisers. DBpedia's
+(``ag_news/sports``) and ``label_texts`` keeps the raw verbalisers (the
+``label_texts`` option overrides them per label, ``clft.benchmarks.text_common``). DBpedia's
 athlete class is spelled ``thlete`` in the published files; it is kept as
 published unless ``fix_label_typos: true``.
 """
@@ -31,6 +32,7 @@ from clft.benchmarks.text_common import (
     locate,
     seeded_order,
     unique_label_names,
+    verbalizer,
 )
 from clft.benchmarks.text_io import read_tab_pairs
 from clft.data import check_disjoint_classes
@@ -99,8 +101,8 @@ class LFPT5FewShot(Benchmark):
         self.scenario = config.scenario
         self._names = {name: [self._fix(label) for label in DATASETS[name][1]] for name in config.order}
         raw = [(name, self._names[name]) for name in config.order]
-        self.label_texts = [label for _, names in raw for label in names]
         self.label_names = unique_label_names(raw)
+        self.label_texts = verbalizer(config, self.label_names, [label for _, names in raw for label in names])
 
     def _fix(self, label: str) -> str:
         return TYPOS.get(label, label) if self.config.fix_label_typos else label

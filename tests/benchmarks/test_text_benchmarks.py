@@ -180,6 +180,30 @@ def test_no_data_directory_names_the_file_and_its_source(name):
         build(name, None, **SMALL[name]).tasks(0)
 
 
+@pytest.mark.parametrize("name", TEXT_BENCHMARKS)
+def test_label_texts_option_overrides_the_verbalizer_of_the_named_labels(tmp_path, name):
+    from clft.backbones.hf_common import label_words
+
+    root = write_all(tmp_path)
+    plain = build(name, root, **SMALL[name])
+    words = label_words(plain)
+    first, last = plain.label_names[0], plain.label_names[-1]
+    bench = build(name, root, label_texts={first: "alpha", last: "omega words"}, **SMALL[name])
+    assert label_words(bench) == ["alpha", *words[1:-1], "omega words"]  # a partial mapping
+    assert snapshot(bench.tasks(0)) == snapshot(plain.tasks(0))  # the stream itself is unchanged
+    with pytest.raises(ConfigError, match=rf"label_texts: 'nope' is not a label name .*labels: {first!r}"):
+        build(name, root, label_texts={"nope": "x"}, **SMALL[name])
+    with pytest.raises(ConfigError, match=rf"label_texts: the word for {first!r} is empty"):
+        build(name, root, label_texts={first: " "}, **SMALL[name])
+
+
+def test_every_text_config_benchmark_is_covered_by_the_label_texts_tests():
+    from clft.benchmarks.text_common import TextConfig
+
+    text = {name for name in benchmarks.names() if issubclass(benchmarks.get(name).Config, TextConfig)}
+    assert text == {*TEXT_BENCHMARKS, "text-classification"}  # text-classification: its own test file
+
+
 @pytest.mark.parametrize("key", ["train_per_class", "test_per_class"])
 def test_per_class_must_be_positive(tmp_path, key):
     with pytest.raises(ConfigError, match=key):
