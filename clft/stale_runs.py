@@ -5,8 +5,9 @@ added to ``clft/cli.py`` makes every finished run of a sweep stale. ``clft run``
 offers, besides re-training them all (``--rerun-stale``):
 
 ``--verify-stale [K]`` (``verify_stale``)
-    From the stale runs made by each older code identity, K are drawn (``random.Random(0)``
-    over the plan order; all of them when there are at most K) and re-run with this code
+    From the stale runs made by each older code identity, K are drawn (``spread_sample``:
+    seeded, one per compare entry and scenario before a second of any; all of them when
+    there are at most K) and re-run with this code
     into ``<out>/.verify-stale/`` (removed afterwards). When every re-run gives the stored
     ``acc`` matrix bit for bit (and the same ``baseline_acc`` and ``general`` scores, where
     stored), every stale run of those code identities is re-stamped as made by this code:
@@ -33,6 +34,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from clft import console
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig
 from clft.provenance import describe
@@ -98,12 +100,11 @@ def verify_stale(cfg: ExperimentConfig, stale: list[PlannedRun], out_dir: Path, 
     rng = random.Random(0)
     try:
         for group in by_old_code(stale).values():
-            sample = sorted(rng.sample(range(len(group)), min(k, len(group))))
-            chosen = [group[i] for i in sample]
+            chosen = spread_sample(group, k, rng)
             log(f"--verify-stale: re-running {len(chosen)} of {len(group)} stale run(s) made by "
                 f"{describe(group[0].existing.get('code'))}: {', '.join(run_key(p) for p in chosen)}")
             for planned in chosen:
-                _check_rerun(cfg, planned, scratch, base_dir, log)
+                _check_rerun(cfg, planned, scratch, base_dir)
             record = {"verified_at": _now(), "previous_code": group[0].existing.get("code"),
                       "rerun": [run_key(p) for p in chosen], "stale_runs": len(group), "k": k}
             for planned in group:
@@ -114,10 +115,25 @@ def verify_stale(cfg: ExperimentConfig, stale: list[PlannedRun], out_dir: Path, 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _check_rerun(cfg: ExperimentConfig, planned: PlannedRun, scratch: Path, base_dir: Path | None, log) -> None:
+def spread_sample(group: list[PlannedRun], k: int, rng: random.Random) -> list[PlannedRun]:
+    """K runs of ``group`` in plan order, drawn in ``rng``'s order with a run of an unsampled
+    (scenario, entry) preferred: two samples of a 24-run quickstart are two different rows."""
+    order = rng.sample(range(len(group)), len(group))
+    chosen: list[int] = []
+    seen: set[tuple] = set()
+    for fresh_only in (True, False):
+        for i in order:
+            key = (group[i].result_path.parent.parent.name, group[i].plan.label)
+            if len(chosen) < k and i not in chosen and (key not in seen or not fresh_only):
+                chosen.append(i)
+                seen.add(key)
+    return [group[i] for i in sorted(chosen)]
+
+
+def _check_rerun(cfg: ExperimentConfig, planned: PlannedRun, scratch: Path, base_dir: Path | None) -> None:
     """Re-run ``planned`` into ``scratch``; StaleMismatchError naming it unless its numbers are the stored ones."""
     path = run_one(cfg, planned.plan, scratch, base_dir=base_dir, resume=False, overwrite=True, progress=False,
-                   log=log)
+                   log=console.detail)
     fresh = json.loads(path.read_text(encoding="utf-8"))
     difference = first_difference(planned.existing, fresh)
     if difference is not None:

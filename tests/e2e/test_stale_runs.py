@@ -179,3 +179,20 @@ def test_the_cli_reads_verify_stale_with_and_without_k():
     assert args.verify_stale == 2 and args.overrides == ["train.epochs=1"]
     assert parse_args(["run", "q", "--verify-stale", "3", "seeds=[0]"]).verify_stale == 3
     assert parse_args(["run", "q", "--accept-stale"]).accept_stale and parse_args(["run"]).verify_stale is None
+
+
+def test_the_sample_spreads_over_entries_and_scenarios_first(tmp_path):
+    import random
+
+    from clft.stale_runs import spread_sample
+    from clft.sweep import PlannedRun, RunPlan
+
+    keys = [(scenario, label, seed) for scenario in ("class-il", "task-il") for label in ("a", "b") for seed in (0, 1, 2)]
+    group = [PlannedRun(RunPlan([], scenario, seed, label), tmp_path / scenario / label / f"seed{seed}.json", "h",
+                        STALE, {}) for scenario, label, seed in keys]
+    for seed in range(20):
+        picked = spread_sample(group, 4, random.Random(seed))
+        assert len({(p.plan.scenario, p.plan.label) for p in picked}) == 4  # one per (scenario, entry)
+        assert picked == sorted(picked, key=group.index)  # in plan order
+    assert len(spread_sample(group, 6, random.Random(0))) == 6
+    assert spread_sample(group[:1], 2, random.Random(0)) == group[:1]
