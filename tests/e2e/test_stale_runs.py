@@ -187,7 +187,9 @@ def test_the_sample_spreads_over_entries_and_scenarios_first(tmp_path):
     from clft.stale_runs import spread_sample
     from clft.sweep import PlannedRun, RunPlan
 
-    keys = [(scenario, label, seed) for scenario in ("class-il", "task-il") for label in ("a", "b") for seed in (0, 1, 2)]
+    import itertools
+
+    keys = list(itertools.product(("class-il", "task-il"), ("a", "b"), (0, 1, 2)))
     group = [PlannedRun(RunPlan([], scenario, seed, label), tmp_path / scenario / label / f"seed{seed}.json", "h",
                         STALE, {}) for scenario, label, seed in keys]
     for seed in range(20):
