@@ -182,12 +182,11 @@ def test_the_cli_reads_verify_stale_with_and_without_k():
 
 
 def test_the_sample_spreads_over_entries_and_scenarios_first(tmp_path):
+    import itertools
     import random
 
     from clft.stale_runs import spread_sample
     from clft.sweep import PlannedRun, RunPlan
-
-    import itertools
 
     keys = list(itertools.product(("class-il", "task-il"), ("a", "b"), (0, 1, 2)))
     group = [PlannedRun(RunPlan([], scenario, seed, label), tmp_path / scenario / label / f"seed{seed}.json", "h",
