@@ -17,26 +17,34 @@ TWO_RUNS = {"strategies": None, "compare": ["finetune", {"name": "ewc", "lam": 1
 
 
 def stderr_lines(proc) -> list[str]:
+    """The non-blank lines of a subprocess's stderr."""
     return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
-@pytest.mark.slow
-def test_quiet_default_and_verbose_say_what_users_expect(cli, write_experiment, tmp_path):
-    exp = write_experiment(**TWO_RUNS)
-    quiet = cli("run", str(exp), "--out", str(tmp_path / "q"), "--no-plots", "--quiet")
-    assert quiet.returncode == 0 and stderr_lines(quiet) == []  # errors and warnings only
-    assert "| finetune |" in quiet.stdout  # the table still goes to stdout
-    normal = cli("run", str(exp), "--out", str(tmp_path / "n"), "--no-plots")
-    lines = stderr_lines(normal)
-    assert normal.returncode == 0 and len(lines) == 2  # one line per run
+def run_lines(capsys, *args) -> tuple[int, list[str], str]:
+    """``clft run ARGS`` in this process: (exit status, the non-blank stderr lines, stdout)."""
+    from clft.cli import main
+
+    status = main(["run", *args])
+    captured = capsys.readouterr()
+    return status, [line for line in captured.err.splitlines() if line.strip()], captured.out
+
+
+def test_quiet_default_and_verbose_say_what_users_expect(write_experiment, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(console.ENV, raising=False)
+    exp = str(write_experiment(**TWO_RUNS))
+    status, lines, out = run_lines(capsys, exp, "--out", str(tmp_path / "q"), "--no-plots", "--quiet")
+    assert status == 0 and lines == []  # errors and warnings only
+    assert "| finetune |" in out  # the table still goes to stdout
+    status, lines, _ = run_lines(capsys, exp, "--out", str(tmp_path / "n"), "--no-plots")
+    assert status == 0 and len(lines) == 2  # one line per run
     assert lines[0].startswith("done class-il/finetune/seed0 ") and lines[1].startswith("done class-il/ewc/seed0 ")
-    verbose = cli("run", str(exp), "--out", str(tmp_path / "v"), "--no-plots", "-v")
-    text = verbose.stderr
-    assert verbose.returncode == 0 and "class-il finetune/seed0: training 5 task(s)" in text and "done class-il" in text
-    again = cli("run", str(exp), "--out", str(tmp_path / "n"), "--no-plots")
-    assert stderr_lines(again)[0] == "2 planned run(s): 2 done" and len(stderr_lines(again)) == 3  # + a skip line each
-    both = cli("run", str(exp), "--quiet", "-v")
-    assert both.returncode == 2 and "--quiet and -v exclude each other" in both.stderr
+    status, lines, _ = run_lines(capsys, exp, "--out", str(tmp_path / "v"), "--no-plots", "-v")
+    assert status == 0 and "[tiny] class-il finetune/seed0: training 5 task(s)" in lines and len(lines) == 4
+    status, lines, _ = run_lines(capsys, exp, "--out", str(tmp_path / "n"), "--no-plots")
+    assert lines[0] == "2 planned run(s): 2 done" and len(lines) == 3  # + a skip line each
+    status, lines, _ = run_lines(capsys, exp, "--quiet", "-v")
+    assert status == 2 and lines == ["clft: error: --quiet and -v exclude each other; pass one of them"]
 
 
 class Terminal(io.StringIO):
