@@ -7,9 +7,11 @@ A run is (compare entry, scenario, seed). Its files, under the output folder::
     <out>/<scenario>/<label>/seed<k>.lock         held while a process runs it
 
 Before anything is trained every planned run is classified (``clft.staleness``):
-a result of the same resolved config made by this code is skipped; one made by
-other code is *stale* and re-run only with ``rerun_stale``; a result with another
-config is never overwritten unless ``overwrite`` is set. Two sweeps
+a result of the same resolved config made by this code (clft's and the run's plugin
+distributions: ``clft.provenance.run_code``) is skipped; one made by other code is
+*stale* and re-run only with ``rerun_stale`` (or verified or kept first by
+``clft.stale_runs``); a result with another config is never
+overwritten unless ``overwrite`` is set. Two sweeps
 may share one folder: a run locked by the other is waited for, not lost
 (``run_experiment``; docs/reliability.md).
 """
@@ -28,7 +30,7 @@ from clft.experiment import ExperimentConfig, TrainConfig
 from clft.faults import kill_point
 from clft.locks import RunLock, RunLockedError
 from clft.preflight import preflight
-from clft.provenance import code_identity, git_sha, package_versions
+from clft.provenance import git_sha, package_versions, run_code
 from clft.result_check import with_checksum
 from clft.results import SCHEMA_VERSION, WriteError, atomic_write_json
 from clft.run_checkpoint import resume_run, save_task_checkpoint
@@ -86,7 +88,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | Non
     entry anywhere stops the experiment before anything trains. Then every planned run is
     classified (``classify_runs``): with stale results and no ``rerun_stale``, or results of
     another config and no ``overwrite``, nothing is trained and a one-line ConfigError (exit 2)
-    says what to pass. ``restart_runs`` names runs (``<scenario>/<strategies>/seed<k>``) whose
+    says what to pass (``clft run`` can verify or keep stale runs first: ``clft.executors.run_sweep``).
+    ``restart_runs`` names runs (``<scenario>/<strategies>/seed<k>``) whose
     checkpoint is discarded, so they train from scratch.
 
     A run that another process holds locked is put aside; after the other runs this
@@ -121,6 +124,8 @@ class PlannedRun:
     config_hash: str
     status: str
     existing: dict | None
+    identity: dict | None = None
+    """The code identity this run would be made by (``clft.provenance.run_code``)."""
 
 
 def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = None,
@@ -130,14 +135,31 @@ def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = 
     Only configs are resolved (the benchmark is built once per scenario); no stream, no model.
     An unreadable result is a one-line ConfigError, or (``overwrite``) a run to do again.
     """
-    identity, built = code_identity(), {}
-    classified = []
+    built, classified = {}, []
     for plan in plan_runs(cfg):
-        resolved = resolved_config(cfg, plan, resolve_run(cfg, plan, base_dir, built))
+        setup = resolve_run(cfg, plan, base_dir, built)
+        resolved, identity = resolved_config(cfg, plan, setup), run_identity(setup)
         path = result_path(out_dir, resolved["scenarios"][0], plan)
         existing, digest = _readable_result(path, overwrite), config_hash(resolved)
-        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing))
+        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing, identity))
     return classified
+
+
+def run_identity(setup: RunSetup | Run) -> dict:
+    """The code that makes (made) this run: clft's and its plugin classes' (``clft.provenance.run_code``)."""
+    if isinstance(setup, RunSetup):
+        classes = [setup.backbone.cls, *(choice.cls for choice in setup.strategies)]
+    else:
+        classes = [type(setup.backbone), *(type(strategy) for strategy in setup.strategies)]
+    return run_code([type(setup.benchmark), *classes])
+
+
+def checkpoint_identity(digest: str, identity: dict) -> dict:
+    """What a run's checkpoints must match to be resumed: the config hash and the code (with plugins)."""
+    expected = {"config_hash": digest, "source_sha256": identity["source_sha256"]}
+    if identity.get("plugins"):
+        expected["plugins"] = identity["plugins"]
+    return expected
 
 
 def _readable_result(path: Path, overwrite: bool) -> dict | None:
@@ -158,7 +180,8 @@ def check_plan(planned: list[PlannedRun], out_dir: Path, *, overwrite: bool, rer
                           "use another --out or pass --overwrite")
     stale = [p.existing for p in planned if p.status == STALE]
     if stale and not rerun_stale:
-        raise stale_error(stale, len(planned), out_dir, code_identity())
+        identity = next(p.identity for p in planned if p.status == STALE)
+        raise stale_error(stale, len(planned), out_dir, identity or run_code([]))
     if any(p.status != TODO for p in planned):
         log(plan_summary([p.status for p in planned]))
     if stale:
@@ -203,7 +226,7 @@ def run_status(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, base_dir: Pa
     setup = setup_run(cfg, plan, base_dir)
     digest = config_hash(resolved_config(cfg, plan, setup))
     path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
-    status = status_of(read_result(path), digest, code_identity())
+    status = status_of(read_result(path), digest, run_identity(setup))
     if status != TODO:
         return RunStatus(setup.scenario, status, path)
     latest = ckpt_root / "LATEST"
@@ -228,15 +251,19 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
     resolved = resolved_config(cfg, plan, setup)
     digest = config_hash(resolved)
     path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
-    run_key = f"{setup.scenario}/{plan.label}/seed{plan.seed}"
+    run_key, identity = f"{setup.scenario}/{plan.label}/seed{plan.seed}", run_identity(setup)
     with run_lock(path):
         for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its rename
             leftover.unlink(missing_ok=True)
-        if _already_done(path, digest, overwrite, rerun_stale, log):  # checked under the lock: no double runs
+        if _already_done(path, digest, overwrite, rerun_stale, log, identity):  # under the lock: no double runs
             _remove_tree(ckpt_root)  # left behind by a kill between the result and the clean-up
+            if cfg.train.log_with:  # trackers asked for after the run finished: logged from its result file
+                from clft.trackers import log_finished_run
+
+                log_finished_run(cfg.train.log_with, path, out_dir / "logs", run_key)
             return path
         run = build_run(cfg, plan, base_dir, progress, setup)  # the model is loaded only for work to do
-        expected = {"config_hash": digest, "source_sha256": code_identity()["source_sha256"]}
+        expected = checkpoint_identity(digest, identity)
         if run_key in restart_runs:
             log(f"{run_key}: discarding its checkpoint; training it from scratch (--restart-run)")
             _remove_tree(ckpt_root)
@@ -256,8 +283,7 @@ def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved:
     if not cfg.train.log_with:
         execute(run)
         return
-    from clft.metrics import compute_all
-    from clft.trackers import RunLogger
+    from clft.trackers import RunLogger, final_metrics
 
     logger = RunLogger.open(cfg.train.log_with, cfg.name, f"{run.scenario}/{run.run_id}", logs, resolved)
     run.on_step.append(logger.on_step)
@@ -267,7 +293,7 @@ def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved:
     except BaseException:
         logger.finish()
         raise
-    logger.finish(compute_all(run.state.acc, run.state.baseline_acc))
+    logger.finish(final_metrics(run.state.acc, run.state.baseline_acc, run.scenario))
 
 
 def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -> dict:
@@ -286,19 +312,20 @@ def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -
     return data
 
 
-def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, log) -> bool:
-    """True when ``path`` holds this run made by this code; False when it must (re)run; else a ConfigError."""
+def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, log, identity: dict) -> bool:
+    """True when ``path`` holds this run made by this code (``identity``: ``run_identity``); False when it
+    must (re)run; else a ConfigError."""
     if overwrite:
         return False
     existing = read_result(path)
-    status = status_of(existing, digest, code_identity())
+    status = status_of(existing, digest, identity)
     if status == DONE:
         log(f"skip {path} (finished, same config, same code)")
         return True
     if status == OTHER_CONFIG:
         raise ConfigError(f"{path} holds a run with another config; use another --out or pass --overwrite")
     if status == STALE and not rerun_stale:  # appeared after the plan was checked (another process)
-        raise stale_error([existing], 1, path.parent, code_identity())
+        raise stale_error([existing], 1, path.parent, identity)
     return False
 
 
@@ -310,7 +337,7 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str
         "schema_version": SCHEMA_VERSION, "experiment": cfg.name, "run": run.run_id,
         "strategy": "+".join(s.name for s in run.strategies),
         "label": label or "+".join(s.default_label(s.config) for s in run.strategies), "seed": run.seed,
-        "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": code_identity(),
+        "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": run_identity(run),
         "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
         "tasks": [task_entry(t) for t in run.tasks],
         "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,
