@@ -20,6 +20,7 @@ from clft.plots import figures
 from clft.result_check import check_result, with_checksum
 from clft.results import load_results
 from clft.sweep import run_experiment
+from clft.trackers import log_finished_run
 
 STRATEGIES = ("ewc", "finetune")
 T = 5  # split-digits: 5 tasks of 2 classes
@@ -98,6 +99,18 @@ def test_the_tracker_logs_only_evaluated_cells_and_no_fwt(runs):
         assert logged == [run["acc"][i][j] for i in range(j, T)]  # after tasks j..T (1-based)
     final = {r["name"] for r in rows if r["name"].startswith("final/")}
     assert "final/acc" in final and "final/bwt" in final and "final/fwt" not in final
+
+
+def test_a_finished_seen_run_logged_from_its_result_file_skips_the_null_cells(runs, tmp_path):
+    path = runs[1] / "task-il" / "finetune" / "seed0.json"
+    assert log_finished_run(["csv"], path, tmp_path, "task-il/finetune/seed0") == ["csv"]
+    with open(tmp_path / "task-il" / "finetune" / "seed0" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    run = result(runs[1], "finetune")
+    assert sum(r["name"].startswith("acc/") and r["name"] != "acc/seen" for r in rows) == T * (T + 1) // 2
+    assert "final/fwt" not in {r["name"] for r in rows} and "final/acc" in {r["name"] for r in rows}
+    assert [float(r["value"]) for r in rows if r["name"] == f"acc/{run['tasks'][0]['name']}"] == \
+        [run["acc"][i][0] for i in range(T)]
 
 
 def test_a_killed_seen_run_resumes_to_the_uninterrupted_matrix(runs, tmp_path):
