@@ -65,8 +65,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
     print(_table(out, "md"))
     if not args.no_plots:
-        plots = _plots(out)
-        print(f"\nplots: {plots[0].parent if plots else '(none)'}")
+        from clft.results import WriteError
+
+        try:
+            plots = _plots(out)
+            print(f"\nplots: {plots[0].parent if plots else '(none)'}")
+        except WriteError as exc:  # a read-only folder of finished runs: the table above is the answer
+            print(f"clft: warning: plots not written: {exc}", file=sys.stderr)
     print(f"results: {out}/ (one JSON per run; `clft table {out}` / `clft plot {out}`)")
     return 0
 
@@ -118,9 +123,10 @@ def _plots(directory: Path, out: Path | None = None) -> list[Path]:
 def table_text(args: argparse.Namespace) -> str:
     """What ``clft table`` prints for parsed ``args`` (``--output`` writes it plus a newline)."""
     if args.reference:
+        from clft.presets import find_experiment
         from clft.reference import render_reference
 
-        experiment = None if args.reference is True else args.reference
+        experiment = None if args.reference is True else find_experiment(args.reference)
         return render_reference(Path(args.directory), args.format, experiment)
     return _table(Path(args.directory), args.format, args.ci)
 
@@ -145,9 +151,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     quiet_libraries(args.quiet)
     import clft.plugins  # noqa: F401
     from clft.config import load_yaml
+    from clft.presets import find_experiment
     from clft.tune import render, split_values, tune
 
-    path = Path(args.experiment)
+    path = find_experiment(args.experiment)  # a file or a preset name, as `clft run` takes
     name = load_yaml(path).get("name", path.stem)
     out = Path(args.out) if args.out else Path("results") / f"{name}-tune"
     result = tune(path, args.key, split_values(args.values), out, args.overrides, rerun_stale=args.rerun_stale,
@@ -179,15 +186,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def one_line_plugin_warnings() -> None:
-    """Show a ``PluginWarning`` (a third-party plugin that failed to load) as one line."""
+    """Show a ``ClftWarning`` (a third-party plugin that failed to load, a skipped file) as one line."""
     import warnings
 
-    from clft.registry import PluginWarning
+    from clft.errors import ClftWarning
 
     default = warnings.formatwarning
 
     def formatted(message, category, filename, lineno, line=None):
-        if issubclass(category, PluginWarning):
+        if issubclass(category, ClftWarning):
             return f"clft: warning: {message}\n"
         return default(message, category, filename, lineno, line)
 
@@ -246,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "EXP.yaml's): ours, paper, difference, and a flag outside max(2 std, 1 point)")
     table.set_defaults(func=cmd_table)
     tuner = sub.add_parser("tune", help="choose one hyper-parameter by validation ACC (a grid over one key)")
-    tuner.add_argument("experiment", help="experiment YAML file")
+    tuner.add_argument("experiment", help="experiment YAML file or preset name")
     tuner.add_argument("overrides", nargs="*", help="dotted overrides applied to every grid point")
     tuner.add_argument("--key", required=True, help="dotted key to tune, e.g. compare.1.lam (runs only that entry)")
     tuner.add_argument("--values", required=True, help="comma-separated values, each parsed as YAML: 10,100,1000")

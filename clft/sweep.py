@@ -16,6 +16,7 @@ may share one folder: a run locked by the other is waited for, not lost
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,7 +32,7 @@ from clft.preflight import preflight
 from clft.provenance import code_identity, git_sha, package_versions
 from clft.result_check import with_checksum
 from clft.results import SCHEMA_VERSION, WriteError, atomic_write_json
-from clft.run_checkpoint import resume_run, save_task_checkpoint
+from clft.run_checkpoint import check_checkpoint_folder, resume_run, save_task_checkpoint
 from clft.run_setup import RunSetup, build_run, resolve_run, setup_run
 from clft.runner import Run, execute
 from clft.staleness import (
@@ -47,7 +48,7 @@ from clft.staleness import (
     status_of,
 )
 from clft.types import Task
-from clft.validation import safe_join
+from clft.validation import check_no_links, safe_join
 from clft.yaml_safe import brief
 
 
@@ -229,7 +230,12 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
     digest = config_hash(resolved)
     path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
     run_key = f"{setup.scenario}/{plan.label}/seed{plan.seed}"
+    check_no_links(out_dir, path)  # the lock's folders are made next: none may lead out of the folder
+    if not overwrite and not _leftovers(path, ckpt_root) and _already_done(path, digest, False, rerun_stale, log):
+        return path  # finished is final: no lock needed to skip it (so a read-only folder of done runs works)
     with run_lock(path):
+        check_no_links(out_dir, path)  # again under the lock: nothing this run writes goes through a link
+        check_no_links(out_dir, ckpt_root)
         for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its rename
             leftover.unlink(missing_ok=True)
         if _already_done(path, digest, overwrite, rerun_stale, log):  # checked under the lock: no double runs
@@ -242,6 +248,8 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
             _remove_tree(ckpt_root)
         elif resume:
             resume_run(run, ckpt_root, expected, run_key)
+        else:
+            check_checkpoint_folder(ckpt_root, run_key)
         run.on_task_end.append(lambda r, task: save_task_checkpoint(r, ckpt_root, expected))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
         execute_with_trackers(cfg, run, out_dir / "logs", resolved)
@@ -249,6 +257,12 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
         kill_point("run:after-result")
         _remove_tree(ckpt_root)
     return path
+
+
+def _leftovers(path: Path, ckpt_root: Path) -> bool:
+    """Whether a killed process left something to clean up under the run's lock (a temporary result,
+    a checkpoint folder)."""
+    return os.path.lexists(ckpt_root) or any(path.parent.glob(f".{path.name}.*.tmp"))
 
 
 def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved: dict) -> None:
