@@ -9,9 +9,12 @@ A run is (compare entry, scenario, seed). Its files, under the output folder::
 Before anything is trained every planned run is classified (``clft.staleness``):
 a result of the same resolved config made by this code is skipped; one made by
 other code is *stale* and re-run only with ``rerun_stale``; a result with another
-config is never overwritten unless ``overwrite`` is set. Two sweeps
+config is never overwritten unless ``overwrite`` is set. Two sweeps of one config
 may share one folder: a run locked by the other is waited for, not lost
-(``run_experiment``; docs/reliability.md).
+(``run_experiment``; docs/reliability.md); a sweep of another config is refused
+before it writes anything (``clft.sweep_claims``). Nothing is written through a
+symbolic link inside the folder (``clft.validation.check_no_links``, again under
+each run's lock).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from clft.config import to_plain
@@ -29,9 +31,10 @@ from clft.experiment import ExperimentConfig, TrainConfig
 from clft.faults import kill_point
 from clft.locks import RunLock, RunLockedError
 from clft.preflight import preflight
-from clft.provenance import code_identity, git_sha, package_versions
+from clft.provenance import code_identity
 from clft.result_check import with_checksum
-from clft.results import SCHEMA_VERSION, WriteError, atomic_write_json
+from clft.result_document import result_document
+from clft.results import WriteError, atomic_write_json
 from clft.run_checkpoint import check_checkpoint_folder, resume_run, save_task_checkpoint
 from clft.run_setup import RunSetup, build_run, resolve_run, setup_run
 from clft.runner import Run, execute
@@ -43,11 +46,12 @@ from clft.staleness import (
     config_hash,
     plan_summary,
     read_result,
+    setting_hash,
     stale_codes,
     stale_error,
     status_of,
 )
-from clft.types import Task
+from clft.sweep_claims import SweepClaim
 from clft.validation import check_no_links, safe_join
 from clft.yaml_safe import brief
 
@@ -97,20 +101,40 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | Non
     """
     check_restart_runs(restart_runs, preflight(cfg, plan_runs(cfg), base_dir))
     planned = classify_runs(cfg, out_dir, base_dir, overwrite)
-    check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale, log=log)
-    options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "rerun_stale": rerun_stale,
-               "progress": progress, "log": log, "restart_runs": tuple(restart_runs)}
-    paths: dict[int, Path] = {}
-    locked: list[tuple[int, RunPlan]] = []
-    for index, plan in enumerate(p.plan for p in planned):
-        try:
-            paths[index] = run_one(cfg, plan, out_dir, **options)
-        except RunLockedError as exc:
-            log(f"{plan.label} seed {plan.seed} is running elsewhere ({exc}); waiting for it after the other runs")
-            locked.append((index, plan))
-    for index, plan in locked:
-        paths[index] = _run_when_free(cfg, plan, out_dir, options)
+    with folder_claim(cfg, planned, out_dir, overwrite):
+        check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale, log=log)
+        options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "rerun_stale": rerun_stale,
+                   "progress": progress, "log": log, "restart_runs": tuple(restart_runs)}
+        paths: dict[int, Path] = {}
+        locked: list[tuple[int, RunPlan]] = []
+        for index, plan in enumerate(p.plan for p in planned):
+            try:
+                paths[index] = run_one(cfg, plan, out_dir, **options)
+            except RunLockedError as exc:
+                log(f"{plan.label} seed {plan.seed} is running elsewhere ({exc}); waiting for it after the other runs")
+                locked.append((index, plan))
+        for index, plan in locked:
+            paths[index] = _run_when_free(cfg, plan, out_dir, options)
     return [paths[i] for i in sorted(paths)]
+
+
+@contextmanager
+def folder_claim(cfg: ExperimentConfig, planned: list[PlannedRun], out_dir: Path, overwrite: bool):
+    """This sweep's claim on ``out_dir`` (``clft.sweep_claims``): refused at once, naming the other sweep,
+    when a live sweep writes one of these rows with another config. A folder that cannot hold the claim
+    (read-only) is fine when every planned run is finished: nothing will be written."""
+    claim = SweepClaim(out_dir, {p.row: p.setting for p in planned}, cfg.name)
+    try:
+        claim.__enter__()
+    except OSError as exc:
+        if overwrite or any(p.status != DONE for p in planned):
+            raise WriteError(f"cannot write {out_dir}: {exc.strerror or exc}; nothing was run") from None
+        yield None  # a read-only folder of finished runs: the table is all there is to make
+        return
+    try:
+        yield claim
+    finally:
+        claim.__exit__(None, None, None)
 
 
 @dataclass
@@ -122,6 +146,13 @@ class PlannedRun:
     config_hash: str
     status: str
     existing: dict | None
+    scenario: str = ""
+    setting: str = ""
+    """The config up to the seed (``clft.staleness.setting_hash``): what the run's table row holds."""
+
+    @property
+    def row(self) -> str:
+        return f"{self.scenario}/{self.plan.label}"
 
 
 def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = None,
@@ -137,7 +168,8 @@ def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = 
         resolved = resolved_config(cfg, plan, resolve_run(cfg, plan, base_dir, built))
         path = result_path(out_dir, resolved["scenarios"][0], plan)
         existing, digest = _readable_result(path, overwrite), config_hash(resolved)
-        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing))
+        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing,
+                                     resolved["scenarios"][0], setting_hash(resolved)))
     return classified
 
 
@@ -316,28 +348,6 @@ def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, l
     return False
 
 
-def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
-    """The run's JSON (schema_version 1; see docs/architecture.md); ``label`` names the table row."""
-    backbone = run.backbone
-    return {
-        "schema_version": SCHEMA_VERSION, "experiment": cfg.name, "run": run.run_id,
-        "strategy": group_label([{"name": s.name} for s in run.strategies]),
-        "label": label or group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
-        "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": code_identity(),
-        "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
-        "tasks": [task_entry(t) for t in run.tasks],
-        "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,
-        "cost": {"train_seconds": run.state.train_seconds, "peak_memory_mb": run.state.peak_memory_mb,
-                 "memory_at_start_mb": run.state.memory_at_start_mb, "memory_method": run.state.memory_method,
-                 "trainable_params": sum(p.numel() for p in backbone.trainable_parameters()),
-                 "extra_state_bytes": sum(s.extra_state_bytes() for s in run.strategies)},
-        "extra": {k: v for s in run.strategies for k, v in s.report().items()},
-        "skipped_batches": run.state.skipped_batches,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **general_entry(run),
-    }
-
-
 def check_restart_runs(restart_runs, run_keys: list[str] | None) -> None:
     """Every ``--restart-run`` names a planned run (when the plan's run names are known)."""
     for key in restart_runs:
@@ -358,21 +368,6 @@ def run_lock(result_path: Path):
         yield lock
     finally:
         lock.__exit__(None, None, None)
-
-
-def task_entry(task: Task) -> dict:
-    """A task as the result JSON lists it; ``metric`` names how its column of ``acc`` was scored."""
-    return {"id": task.id, "name": task.name, "classes": list(task.classes), "n_train": len(task.train),
-            "n_test": len(task.test), "metric": task.metric}
-
-
-def general_entry(run: Run) -> dict:
-    """``{"general": {"tasks": [...], "scores": [[...]]}}`` (row 0 before training, row i+1 after
-    task i), or nothing when the run has no held-out general-ability tasks."""
-    if not run.general_tasks:
-        return {}
-    tasks = [{"name": t.name, "metric": t.metric, "n_test": len(t.test)} for t in run.general_tasks]
-    return {"general": {"tasks": tasks, "scores": run.state.general}}
 
 
 def _remove_tree(path: Path) -> None:

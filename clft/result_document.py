@@ -1,0 +1,49 @@
+"""A finished run's result JSON (schema_version 1; docs/architecture.md), as ``clft.sweep`` writes it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from clft.entries import group_label
+from clft.experiment import ExperimentConfig
+from clft.provenance import code_identity, git_sha, package_versions
+from clft.results import SCHEMA_VERSION
+from clft.runner import Run
+from clft.types import Task
+
+
+def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
+    """The run's JSON (schema_version 1; see docs/architecture.md); ``label`` names the table row."""
+    backbone = run.backbone
+    return {
+        "schema_version": SCHEMA_VERSION, "experiment": cfg.name, "run": run.run_id,
+        "strategy": group_label([{"name": s.name} for s in run.strategies]),
+        "label": label or group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
+        "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": code_identity(),
+        "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
+        "tasks": [task_entry(t) for t in run.tasks],
+        "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,
+        "cost": {"train_seconds": run.state.train_seconds, "peak_memory_mb": run.state.peak_memory_mb,
+                 "memory_at_start_mb": run.state.memory_at_start_mb, "memory_method": run.state.memory_method,
+                 "trainable_params": sum(p.numel() for p in backbone.trainable_parameters()),
+                 "extra_state_bytes": sum(s.extra_state_bytes() for s in run.strategies)},
+        "extra": {k: v for s in run.strategies for k, v in s.report().items()},
+        "skipped_batches": run.state.skipped_batches,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **general_entry(run),
+    }
+
+
+def task_entry(task: Task) -> dict:
+    """A task as the result JSON lists it; ``metric`` names how its column of ``acc`` was scored."""
+    return {"id": task.id, "name": task.name, "classes": list(task.classes), "n_train": len(task.train),
+            "n_test": len(task.test), "metric": task.metric}
+
+
+def general_entry(run: Run) -> dict:
+    """``{"general": {"tasks": [...], "scores": [[...]]}}`` (row 0 before training, row i+1 after
+    task i), or nothing when the run has no held-out general-ability tasks."""
+    if not run.general_tasks:
+        return {}
+    tasks = [{"name": t.name, "metric": t.metric, "n_test": len(t.test)} for t in run.general_tasks]
+    return {"general": {"tasks": tasks, "scores": run.state.general}}
