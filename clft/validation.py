@@ -85,6 +85,7 @@ def safe_join(root: Path, *parts: str) -> Path:
     except RuntimeError:  # a symbolic link loop on the way (Python < 3.13)
         raise ConfigError(f"{path} cannot be used: a symbolic link loop on its way") from None
     if not inside:
+        check_no_links(root, path)  # a link on the way: name it
         raise ConfigError(f"{path} does not lie under {root}")
     return path
 
