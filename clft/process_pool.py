@@ -125,6 +125,7 @@ class WorkerPool:
             queued, self.queue = list(self.queue), deque()
         for future, _, _ in queued:
             future.cancel()
+            future.set_running_or_notify_cancel()  # so that concurrent.futures.wait sees it done
         return len(queued)
 
     def terminate(self) -> None:
