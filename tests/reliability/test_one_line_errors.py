@@ -219,3 +219,20 @@ def test_the_mlp_estimate_counts_every_weight_and_bias(monkeypatch):
         mlp.check_fits_in_memory(2778, "mlp")
     monkeypatch.setattr(mlp, "available_memory_bytes", lambda: 2778 * 16)
     mlp.check_fits_in_memory(2778, "mlp")  # exactly enough
+
+
+@pytest.mark.parametrize("command", ["tune", "table --reference"])
+def test_every_command_that_takes_an_experiment_takes_a_preset_name(command, tmp_path, capsys):
+    out = tmp_path / "out"
+    small = ["seeds=[0]", "scenarios=[class-il]", "backbone.hidden=[8]", "train.epochs=1", "train.max_steps_per_task=1"]
+    if command == "tune":
+        code = main(["tune", "quickstart", "--key", "compare.1.lam", "--values", "10", "--out", str(out), "--quiet",
+                     *small])
+        assert code == 0, capsys.readouterr().err
+        assert "best by validation ACC: class-il: compare.1.lam=10" in capsys.readouterr().out
+    else:
+        assert main(["run", "quickstart", "--out", str(out), *RUN_ARGS, *small, "compare=[finetune]"]) == 0
+        capsys.readouterr()
+        code = main(["table", str(out), "--reference", "quickstart"])  # its published block: none, so no cells
+        captured = capsys.readouterr()
+        assert code == 0 and captured.out.startswith("| scenario | entry | ours | n | paper |"), captured.err

@@ -186,3 +186,65 @@ def test_a_killed_sweeps_claim_does_not_block_and_a_finished_sweep_leaves_none(t
     assert not (out / ".sweeps").exists() and not (out / ".sweeps.lock").exists()
     data = json.loads((out / f"{RUN_KEY}.json").read_text())
     assert data["config"]["train"]["lr"] == 0.5
+
+
+def make_read_only(monkeypatch, root: Path) -> None:
+    """Every write under ``root`` fails with EROFS, as on a read-only mount (the tests may run as root, for
+    whom a chmod does not bite); reads, and writes elsewhere, go through."""
+    import errno
+
+    inside = str(root)
+
+    def refused(path) -> bool:
+        return str(path).startswith(inside) and not os.path.lexists(path)
+
+    def erofs(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def guarded_open(path, flags, *args, **kwargs):
+        if str(path).startswith(inside) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            erofs(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def guarded_mkdir(path, *args, **kwargs):
+        if refused(path):  # an existing folder answers EEXIST first, as the kernel does
+            erofs(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def no_change(real):
+        def guarded(path, *args, **kwargs):
+            if str(path).startswith(inside):
+                erofs(path)
+            return real(path, *args, **kwargs)
+        return guarded
+
+    monkeypatch.setattr(os, "open", guarded_open)
+    monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+    for name in ("replace", "rename", "unlink", "rmdir"):
+        monkeypatch.setattr(os, name, no_change(getattr(os, name)))
+
+
+def test_a_finished_sweep_on_a_read_only_folder_prints_its_table(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    exp = write_yaml(tmp_path / "exp.yaml", train=SHORT_TRAIN)
+    assert run_cli(exp, out) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    make_read_only(monkeypatch, out)
+    code = main(["run", str(exp), "--out", str(out), "--quiet"])  # plots asked for: they cannot be written
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "| class-il | replay+ewc | 1 |" in captured.out and f"skip {out / RUN_KEY}.json" in captured.err
+    assert "clft: warning: plots not written: cannot write" in captured.err and "Read-only file system" in captured.err
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_read_only_folder_with_work_to_do_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    make_read_only(monkeypatch, out)
+    line = one_line_error(capsys, run_cli(write_yaml(tmp_path / "exp.yaml", train=SHORT_TRAIN), out), 74)
+    assert line == f"clft: error: cannot write {out}: Read-only file system; nothing was run"
