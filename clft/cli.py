@@ -7,9 +7,9 @@ with ``parse_intermixed_args``.
 Every user error (unknown experiment file, plugin, key, wrong type, value out of
 range, missing data, a damaged checkpoint or result file) is one line on stderr
 and exit status 2; no traceback. Other failures are one line too, with their own
-status: 3 a diverged (NaN/inf) loss, 74 a file that cannot be written (e.g. a full
-disk), 75 a run held by another process that could not be waited for, 130 an
-interrupt (docs/reliability.md lists them).
+status: 1 a run whose worker died three times (``--jobs``, Ray), 3 a diverged (NaN/inf)
+loss, 74 a file that cannot be written (e.g. a full disk), 75 a run held by another
+process that could not be waited for, 130 an interrupt (docs/reliability.md lists them).
 """
 
 from __future__ import annotations
