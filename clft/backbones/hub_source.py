@@ -40,7 +40,7 @@ def check_source(source: str, what: str) -> None:
                               "to a tokenizer's name or folder")
         return
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
-        raise ConfigError(f"{what} {source!r}: no such folder")
+        raise ConfigError(f"cannot load {what} {source!r}: no such folder")
     if _cached(source):
         return
     why = "HF_HUB_OFFLINE is set" if _offline() else _unreachable()
