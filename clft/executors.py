@@ -227,6 +227,10 @@ def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: 
     config without ``overwrite``, stop the sweep with one line (exit 2) and nothing trains; so
     does a live sweep of another config on the folder (``clft.sweep_claims``)."""
     check_executor_options(executor, jobs, address)
+    if executor == "ray":
+        from clft.ray_executor import prepare_ray
+
+        prepare_ray(address)  # Ray installed, the cluster reachable: before anything is written
     check_restart_runs(restart_runs, preflight(cfg, plan_runs(cfg), base_dir))
     out_dir = Path(out_dir).resolve()  # workers may run in another folder (Ray)
     base_dir = base_dir and Path(base_dir).resolve()

@@ -44,11 +44,8 @@ def _import_ray():
 
 @contextmanager
 def ray_backend(cfg: ExperimentConfig, out_dir: Path, address: str | None):
-    """Yields ``(submit, is_worker_death)`` for ``clft.executors.Driver``; connects to (or starts) Ray."""
-    if address is not None:
-        check_reachable(address)
-        for key, value in BOUNDED_CONNECT_ENV.items():  # read when ray is imported and initialised
-            os.environ.setdefault(key, value)
+    """Yields ``(submit, is_worker_death)`` for ``clft.executors.Driver``; connects to (or starts) Ray
+    (``prepare_ray`` has checked the address)."""
     ray = _import_ray()
     from clft.executors import RunOptions, run_plan
 
@@ -72,6 +69,16 @@ def ray_backend(cfg: ExperimentConfig, out_dir: Path, address: str | None):
         yield submit, _is_worker_death
     finally:
         ray.shutdown()
+
+
+def prepare_ray(address: str | None) -> None:
+    """Before the sweep writes anything: Ray is installed (else one line) and ``address``, when given,
+    accepts a connection (``check_reachable``), with Ray's own retries bounded (``BOUNDED_CONNECT_ENV``)."""
+    if address is not None:
+        check_reachable(address)
+        for key, value in BOUNDED_CONNECT_ENV.items():  # read when ray is imported and initialised
+            os.environ.setdefault(key, value)
+    _import_ray()
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
