@@ -92,7 +92,8 @@ def _worker_main(conn: Connection, gpu: str | None, parent: int) -> None:
 class _Worker:
     def __init__(self, context, gpu: str | None) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, gpu, os.getpid()), daemon=True)
+        # not daemonic: a run may start processes of its own (a plugin's DataLoader workers)
+        self.process = context.Process(target=_worker_main, args=(child, gpu, os.getpid()), daemon=False)
         self.process.start()
         child.close()
         self.future: Future | None = None
