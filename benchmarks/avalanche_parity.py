@@ -26,8 +26,8 @@ Protocol choices aligned on the Avalanche side unless ``--avalanche-defaults``:
   updates are equal when Avalanche's learning rate is doubled once the memory holds examples
   (``DoubleLrWithMemory``, from the second experience on).
 - Avalanche's Replay keeps an experience-balanced buffer and draws one memory mini-batch of
-  ``train_mb_size`` per step: clft's replay runs with ``policy: task-balanced`` and
-  ``replay_batch_size`` = the batch size.
+  ``train_mb_size`` per step, the buffer updated after each experience: clft's replay runs with
+  ``update: task-end``, ``policy: task-balanced`` and ``replay_batch_size`` = the batch size.
 """
 
 from __future__ import annotations
@@ -154,14 +154,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--avalanche-defaults", action="store_true",
-                        help="Avalanche unmasked and clft's default replay (the protocols differ)")
+                        help="Avalanche unmasked and clft's replay with its default policy (the protocols differ)")
     for flag, kind, default in [("--hidden", int, 100), ("--epochs", int, 1),
                                 ("--batch-size", int, 32), ("--lr", float, 0.05), ("--lam", float, 100.0),
                                 ("--memory", int, 500), ("--train-per-class", int, 2000)]:
         parser.add_argument(flag, type=kind, default=default)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    replay = {"name": "replay", "memory_size": args.memory}
+    replay = {"name": "replay", "memory_size": args.memory, "update": "task-end"}  # as Avalanche's, per experience
     if not args.avalanche_defaults:
         replay.update(policy="task-balanced", replay_batch_size=args.batch_size)
     ewc = {"name": "ewc", "lam": 2 * args.lam, "fisher_batch_size": args.batch_size}

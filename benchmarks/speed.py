@@ -7,7 +7,7 @@ Usage (a script, not a test; needs ``$CLFT_DATA_DIR/mnist/``, and ``clinc150/`` 
 Workload (issue 10): class-IL Split-MNIST (real MNIST, 5 tasks of 2 digits), MLP
 784-400-400-10, Adam 1e-3, batch 128, 1 epoch per task, the full evaluation
 (every test set before training and after each task). Methods: finetune, replay
-(500 examples, replay batch 128), EWC (λ 100, Fisher from 1,000 examples per task).
+(500 examples filled after each task, replay batch 128), EWC (λ 100, Fisher from 1,000 examples per task).
 
 Each measurement is a fresh process pinned to one core (``--core``, default the last
 one allowed) with one torch thread. For every repetition the clft and hand-loop runs
@@ -47,7 +47,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 METHODS = {
     "finetune": ["finetune"],
-    "replay": [{"name": "replay", "memory_size": 500, "replay_batch_size": 128}],
+    # the hand loop and Avalanche's Replay fill their memory after each task: clft's task-end form
+    "replay": [{"name": "replay", "memory_size": 500, "replay_batch_size": 128, "update": "task-end"}],
     "ewc": [{"name": "ewc", "lam": 100.0, "fisher_samples": 1000}],
 }
 AVALANCHE_SKIP = "avalanche is not installed (pip install avalanche-lib==0.6.*)"

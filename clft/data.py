@@ -35,6 +35,12 @@ class LocalDataConfig:
                 raise ValueError(f"{key} must be >= 1 or null, got {value}")
 
 
+def label_phrase(name: str) -> str:
+    """A label name as words: the part after the last ``/``, ``_`` as a space
+    (``banking/freeze_account`` -> ``freeze account``); the name itself if that leaves nothing."""
+    return name.rsplit("/", 1)[-1].replace("_", " ").strip() or name
+
+
 def data_dir(explicit: str | None = None) -> Path | None:
     """The local data root: ``explicit`` or ``$CLFT_DATA_DIR``; None when neither is set."""
     value = explicit or os.environ.get("CLFT_DATA_DIR")

@@ -10,9 +10,15 @@ An entry of ``compare:`` is one of::
 The last form is the labelled entry: ``strategies`` is any of the three forms
 above, ``label`` (optional) names the run's folder and the table row, and
 ``train`` (optional) is a partial ``train:`` block merged over the
-experiment's. Without a label the entry's label is its strategies joined by
-``+`` (``replay+ewc``). A label is a plain lower-kebab name (``[a-z0-9]+``
-joined by ``-``); labels are unique within an experiment.
+experiment's. Without a label the entry's label is its strategies' label parts
+joined by ``+`` (``replay+ewc``): each part is the strategy's
+``default_label(config)`` (``clft.types.Strategy``) for its spec resolved against
+its ``Config``, which is its name unless the config switches on a component the
+method's paper does not have (``{name: o-lora, protect_head: true}`` ->
+``o-lora+frozen-head``). A spec that does not resolve (an unknown name, a bad
+option) keeps its name here; the preflight check reports it before any run. An
+explicit label is a plain lower-kebab name (``[a-z0-9]+`` joined by ``-``) and
+is used as given; labels are unique within an experiment.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clft.errors import ConfigError
+from clft.registry import strategies
 from clft.yaml_safe import brief
 
 LABEL_PATTERN = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+LABEL_PART_PATTERN = re.compile(r"[a-z0-9]+([-+][a-z0-9]+)*")
 ENTRY_KEYS = ("label", "strategies", "train")
 
 
@@ -38,8 +46,22 @@ class Entry:
 
 
 def group_label(group: list[dict]) -> str:
-    """``[replay, ewc]`` -> ``replay+ewc`` (the default label of an entry)."""
-    return "+".join(str(spec["name"]) for spec in group)
+    """``[replay, ewc]`` -> ``replay+ewc`` (the default label of an entry): the label parts joined by ``+``."""
+    return "+".join(label_part(spec) for spec in group)
+
+
+def label_part(spec: dict) -> str:
+    """A strategy spec's part of a default label: ``cls.default_label(config)`` of the spec resolved
+    through the strategies registry, or its name when it does not resolve (preflight reports why)."""
+    try:
+        cls, config = strategies.resolve(spec)
+    except ConfigError:
+        return str(spec["name"])
+    part = cls.default_label(config)
+    if not (isinstance(part, str) and LABEL_PART_PATTERN.fullmatch(part)):
+        raise ConfigError(f"strategy {cls.name!r}: default_label returned {brief(part)}, not lower-case "
+                          "words joined by - or +")
+    return part
 
 
 def as_group(entry: Any, where: str) -> list[dict]:

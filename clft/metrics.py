@@ -81,24 +81,36 @@ def forward_transfer(R: ArrayLike, b: Sequence[float] | np.ndarray) -> float:
 
 
 def forgetting(R: ArrayLike) -> float:
-    """Average forgetting after the last task (Chaudhry et al., 2018, "RWalk").
+    """Average forgetting after the last task (Chaudhry et al., 2018, "RWalk", ECCV).
 
-    f_j = max_{l=1..T−1} R[l, j] − R[T, j]   for j = 1..T−1;   F = 1/(T−1) Σ_j f_j
+    f_j = max_{l=j..T−1} R[l, j] − R[T, j]   for j = 1..T−1;   F = 1/(T−1) Σ_j f_j
 
-    The max runs over *every* earlier step l = 1..T−1, literally as in the
-    paper's formula, so it includes steps l < j taken before task j was
-    trained (R holds those too: e.g. a high zero-shot accuracy that training
-    on other tasks destroyed counts as forgotten). Avalanche instead uses the
-    accuracy right after learning the task, f_j = R[j, j] − R[T, j], which
-    makes F = −BWT; ours is never smaller (F ≥ −BWT, since l = j is among the
-    candidates). f_j can be negative when the final accuracy on task j is its
-    best. ``nan`` when T = 1.
+    (0-based: f_j = max over l in [j, T−2] of R[l][j] − R[T−1][j].) The max runs over the
+    steps *after* task j was learned, l ≥ j: the task's best accuracy once it has been trained,
+    as in Chaudhry et al.'s definition of forgetting (the knowledge gained on a task and lost
+    since). Steps l < j, before task j was trained, do not count: a pretrained model's zero-shot
+    accuracy on a later task is not knowledge it learned and then lost. (clft before issue 22,
+    like DESIGN.md's max_{l<T}, took the max over every l ≤ T−1, which inflated F for pretrained
+    LMs with zero-shot skill.) Avalanche instead uses the accuracy right after learning the task,
+    f_j = R[j, j] − R[T, j], which makes F = −BWT; ours is never smaller (F ≥ −BWT, since l = j
+    is among the candidates). f_j can be negative when the final accuracy on task j is its best.
+    ``nan`` when T = 1.
     """
     R = _matrix(R)
     if len(R) < 2:
         return math.nan
-    best_before_last = R[:-1, :-1].max(axis=0)
-    return float((best_before_last - R[-1, :-1]).mean())
+    past = R[:-1, :-1]
+    learned = np.tril(np.ones_like(past, dtype=bool))  # row l, column j: l ≥ j (task j trained by step l)
+    best_after_learning = np.where(learned, past, -np.inf).max(axis=0)
+    return float((best_after_learning - R[-1, :-1]).mean())
+
+
+#: The definition printed under every table with a Forgetting column (``clft.table_notes``).
+FORGETTING_DEFINITION = (
+    "Forgetting: F = mean over j < T of f_j = max_{j ≤ l < T} R[l,j] − R[T,j] (1-based; R[l,j] the "
+    "accuracy on task j after training task l): task j's best accuracy after it was learned minus its final "
+    "one (Chaudhry et al. 2018); accuracies before task j was trained (zero-shot) do not count"
+)
 
 
 def accuracy_curve(R: ArrayLike) -> np.ndarray:

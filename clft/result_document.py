@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from clft.entries import group_label
 from clft.experiment import ExperimentConfig
 from clft.provenance import code_identity, git_sha, package_versions
 from clft.results import SCHEMA_VERSION
@@ -13,12 +12,13 @@ from clft.types import Task
 
 
 def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
-    """The run's JSON (schema_version 1; see docs/architecture.md); ``label`` names the table row."""
+    """The run's JSON (schema_version 1; see docs/architecture.md); ``label`` names the table row
+    (default: the strategies' default labels joined by ``+``), ``strategy`` the strategies' names."""
     backbone = run.backbone
     return {
         "schema_version": SCHEMA_VERSION, "experiment": cfg.name, "run": run.run_id,
-        "strategy": group_label([{"name": s.name} for s in run.strategies]),
-        "label": label or group_label([{"name": s.name} for s in run.strategies]), "seed": run.seed,
+        "strategy": "+".join(s.name for s in run.strategies),
+        "label": label or "+".join(s.default_label(s.config) for s in run.strategies), "seed": run.seed,
         "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": code_identity(),
         "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
         "tasks": [task_entry(t) for t in run.tasks],

@@ -1,8 +1,9 @@
-"""Lines printed under a table: footnotes for undefined metrics and statistics, provenance warnings."""
+"""Lines printed under a table: footnotes for undefined metrics, the forgetting definition and statistics,
+provenance warnings."""
 
 from __future__ import annotations
 
-from clft.metrics import UNDEFINED_REASONS
+from clft.metrics import FORGETTING_DEFINITION, UNDEFINED_REASONS
 from clft.staleness import source_of, stale_codes
 from clft.stats import ALPHA, CONFIDENCE
 
@@ -31,6 +32,13 @@ def provenance_warnings(runs: list[dict]) -> list[str]:
 def undefined_footnotes(used: list[str]) -> list[str]:
     """``n/d¹: <reason>`` for every key of :data:`clft.metrics.UNDEFINED_REASONS` used, in order."""
     return [f"n/d{SUPERSCRIPTS[i]}: {UNDEFINED_REASONS[key]}." for i, key in enumerate(used)]
+
+
+def forgetting_footnote(n_tasks: list[int]) -> list[str]:
+    """The definition of the Forgetting column (:data:`clft.metrics.FORGETTING_DEFINITION`) when some row
+    has T ≥ 2 tasks (``n_tasks``: one entry per row), so a reader knows which of the field's definitions
+    the numbers follow; empty when no row has a forgetting value."""
+    return [FORGETTING_DEFINITION + "."] if any(n >= 2 for n in n_tasks) else []
 
 
 def ci_footnote(has_reference: bool) -> str:

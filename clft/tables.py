@@ -30,6 +30,7 @@ from clft.table_notes import (
     SIGNIFICANT_MARK,
     SUPERSCRIPTS,
     ci_footnote,
+    forgetting_footnote,
     provenance_warnings,
     undefined_footnotes,
 )
@@ -128,8 +129,8 @@ def metric_cell(row: Row, key: str, layout: Layout, style: Style) -> str:
 def render_table(directory: str | Path, fmt: str = "md", options: TableOptions | None = None) -> str:
     """The table of every run JSON under ``directory`` as ``md``, ``latex`` or ``csv`` text.
 
-    Markdown and LaTeX end with the notes (footnotes of ``n/d`` cells and of ``--ci``,
-    provenance warnings; LaTeX as ``%`` comments); CSV holds the table only
+    Markdown and LaTeX end with the notes (footnotes of ``n/d`` cells, the forgetting definition,
+    the ``--ci`` footnote, provenance warnings; LaTeX as ``%`` comments); CSV holds the table only
     (:func:`table_notes` gives its notes). Raises ValueError for another ``fmt`` and
     DataError when the directory is missing or holds no run.
     """
@@ -150,7 +151,7 @@ def render_table(directory: str | Path, fmt: str = "md", options: TableOptions |
 
 def table_notes(layout: Layout, runs: list[dict]) -> list[str]:
     """Footnotes of the rendered ``layout`` (render it first) and the runs' provenance warnings."""
-    notes = undefined_footnotes(layout.undefined_used)
+    notes = undefined_footnotes(layout.undefined_used) + forgetting_footnote([row.n_tasks for row in layout.rows])
     if layout.options.ci:
         notes.append(ci_footnote(any(ref is not None for ref in layout.references.values())))
     return notes + provenance_warnings(runs)

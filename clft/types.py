@@ -192,6 +192,15 @@ class Backbone:
         """Columnar examples -> a batch of tensors on ``self.device``."""
         raise NotImplementedError
 
+    def batch_padding(self) -> dict[str, tuple[float, str]]:
+        """How ``collate`` pads the batch columns whose width varies from batch to batch:
+        ``{column: (value, side)}``, side ``"right"`` or ``"left"`` (a text model: token ids with the
+        pad id, attention masks with 0, LM labels with -100). Memories of collated rows (replay's
+        reservoir, DER's buffer: ``clft.strategies._memory.TensorReservoir``) widen a stored row with
+        it, so that it reads as the same row collated in a wider batch; a width-varying column not
+        named here is an error there. Default: none (every column has a fixed width)."""
+        return {}
+
     def forward(self, batch: Batch, task: Task) -> Outputs:  # pragma: no cover - interface
         """One forward pass over a training batch: per-example loss (and logits, for a classifier)."""
         raise NotImplementedError
@@ -251,6 +260,15 @@ class Strategy:
 
     def __init__(self, config: Any) -> None:
         self.config = config
+
+    @classmethod
+    def default_label(cls, config: Any) -> str:
+        """This strategy's part of a compare entry's default label (the parts of a composed run are
+        joined by ``+``): its ``name``, unless ``config`` switches on a component that the method's
+        paper does not have, which the label then names (o-lora with ``protect_head``:
+        ``o-lora+frozen-head``). Lower-case words joined by ``-`` or ``+``. An entry's explicit
+        ``label:`` replaces the whole default label."""
+        return cls.name
 
     def before_task(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
         """Called before the optimizer is built for ``task`` (add/activate adapters here)."""

@@ -28,15 +28,15 @@ def tiny_llama_config(vocab_size: int) -> dict:
             "tie_word_embeddings": False, "initializer_range": 0.3}
 
 
-def save_tokenizer(path: Path, chat: bool = False) -> int:
-    """A lower-casing WordLevel tokenizer over the helper's words (BOS prepended); returns its size."""
+def save_tokenizer(path: Path, chat: bool = False, words: str = "") -> int:
+    """A lower-casing WordLevel tokenizer over the helper's words and ``words`` (BOS prepended); returns its size."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    corpus = [PROMPT_WORDS, *INSTRUCTIONS.values()] + [f"{a} {b}" for rows in EXAMPLES.values() for a, b in rows]
+    corpus = [PROMPT_WORDS, words, *INSTRUCTIONS.values()] + [f"{a} {b}" for rows in EXAMPLES.values() for a, b in rows]
     tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=SPECIALS))
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 3)])
     tok.decoder = decoders.WordPiece()

@@ -2,8 +2,8 @@
 
 R[i][j] = accuracy on task j after training task i. Task 0's accuracy rises after task 1 is
 trained (0.7 -> 0.9, positive backward transfer) and then falls to 0.4: the one place where
-the definitions of forgetting differ. clft (Chaudhry et al. 2018) forgets from the best earlier
-accuracy, f_0 = max(0.7, 0.9) - 0.4 = 0.5; Avalanche from the accuracy right after learning the
+the definitions of forgetting differ. clft (Chaudhry et al. 2018) forgets from the best accuracy
+after the task was learned, f_0 = max(0.7, 0.9) - 0.4 = 0.5; Avalanche from the accuracy right after learning the
 task, f_0 = R[0][0] - R[2][0] = 0.7 - 0.4 = 0.3. On task 1 both give 0.8 - 0.6 = 0.2, so
 F = 0.35 (clft) vs 0.25 (Avalanche = -BWT). ACC and BWT are the same definitions in both.
 """

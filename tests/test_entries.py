@@ -1,6 +1,7 @@
 """Compare entries: labels, per-entry train blocks, validation."""
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
@@ -8,9 +9,11 @@ from clft.config import make_dataclass_instance
 from clft.entries import parse_entry
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig, load_experiment
+from clft.registry import strategies
 from clft.results import load_results
 from clft.summary import summarize
 from clft.sweep import plan_runs, run_experiment
+from clft.types import Strategy
 
 
 def experiment(compare, **more):
@@ -64,3 +67,30 @@ def test_two_labelled_ewc_entries_run_into_their_own_folders_and_rows(write_expe
     assert weak_doc["config"]["train"]["lr"] == 0.01 and weak_doc["acc"] != strong_doc["acc"]
     rows = summarize(load_results(tmp_path / "out"))
     assert [(r.strategy, r.composition) for r in rows] == [("ewc-strong", "ewc"), ("ewc-weak", "ewc")]
+
+
+class WithExtra(Strategy):
+    """A strategy whose option ``extra`` adds a component its (imaginary) paper does not have."""
+
+    name = "with-extra"
+
+    @dataclass
+    class Config:
+        extra: bool = False
+        """Switch the component on."""
+        part: str = "with-extra+component"
+        """What default_label returns when ``extra`` is on."""
+
+    @classmethod
+    def default_label(cls, config):
+        return config.part if config.extra else cls.name
+
+
+def test_default_labels_come_from_each_strategys_resolved_config_and_explicit_labels_stay():
+    with strategies.registered(WithExtra):
+        cfg = experiment(["with-extra", {"name": "with-extra", "extra": True}, ["replay", {"name": "with-extra",
+                          "extra": True}], {"label": "plain", "strategies": {"name": "with-extra", "extra": True}}])
+        assert [plan.label for plan in plan_runs(cfg)] == [
+            "with-extra", "with-extra+component", "replay+with-extra+component", "plain"]
+        with pytest.raises(ConfigError, match="default_label returned 'Bad Part', not lower-case words"):
+            experiment([{"name": "with-extra", "extra": True, "part": "Bad Part"}])

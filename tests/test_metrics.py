@@ -44,21 +44,45 @@ def test_fwt_3x3():
 
 def test_forgetting_3x3_uses_max_not_diagonal():
     # f_1 = max(R[1,1], R[2,1]) − R[3,1] = max(0.9, 0.95) − 0.6 = 0.35   (Avalanche: 0.9 − 0.6 = 0.3)
-    # f_2 = max(R[1,2], R[2,2]) − R[3,2] = max(0.2, 0.8) − 0.5 = 0.3
+    # f_2 = max(R[2,2]) − R[3,2] = 0.8 − 0.5 = 0.3   (R[1,2] = 0.2 is before task 2 was learned)
     # F = (0.35 + 0.3) / 2 = 0.325   (≠ −BWT = 0.3)
     assert m.forgetting(R3) == pytest.approx(0.325)
 
 
-def test_forgetting_counts_steps_before_the_task_was_trained():
-    # Task 2 was better before it was trained (0.7 after task 1) than after (0.6).
+def test_forgetting_ignores_accuracy_before_the_task_was_learned():
+    # Zero-shot skill: task 2 scores 0.7 after task 1, before it is trained (a pretrained LM), 0.6 once
+    # trained, 0.5 at the end. Its forgetting starts from the best accuracy AFTER learning it, 0.6.
     r = [
         [0.9, 0.7, 0.1],
         [0.8, 0.6, 0.2],
         [0.7, 0.5, 0.9],
     ]
-    # f_1 = max(0.9, 0.8) − 0.7 = 0.2 ; f_2 = max(R[1,2]=0.7, R[2,2]=0.6) − 0.5 = 0.2 ; F = 0.2
-    # (Avalanche's R[j,j] version would give f_2 = 0.6 − 0.5 = 0.1 and F = 0.15.)
-    assert m.forgetting(r) == pytest.approx(0.2)
+    # f_1 = max(R[1,1], R[2,1]) − R[3,1] = max(0.9, 0.8) − 0.7 = 0.2
+    # f_2 = max(R[2,2]) − R[3,2] = 0.6 − 0.5 = 0.1          (max over l < T would take R[1,2] = 0.7: 0.2)
+    # F = (0.2 + 0.1) / 2 = 0.15                            (max over l < T: 0.2)
+    assert m.forgetting(r) == pytest.approx(0.15)
+
+
+def test_forgetting_of_a_pretrained_model_whose_zero_shot_rows_are_the_max():
+    # 4 tasks; every task's accuracy before training (rows above the diagonal) is higher than after it:
+    # none of that counts. Task 3 improves after it is learned (0.5 -> 0.6 at step 3) and ends at 0.4.
+    r = [
+        [0.50, 0.90, 0.95, 0.90],
+        [0.45, 0.40, 0.90, 0.90],
+        [0.40, 0.35, 0.50, 0.90],
+        [0.30, 0.35, 0.40, 0.80],
+    ]
+    # f_1 = max(0.50, 0.45, 0.40) − 0.30 = 0.20
+    # f_2 = max(0.40, 0.35) − 0.35 = 0.05
+    # f_3 = max(0.50) − 0.40 = 0.10
+    # F = (0.20 + 0.05 + 0.10) / 3 = 0.35 / 3               (max over l < T: (0.2 + 0.55 + 0.55) / 3)
+    assert m.forgetting(r) == pytest.approx(0.35 / 3)
+
+
+def test_forgetting_with_two_tasks_is_the_drop_from_the_learned_accuracy():
+    # T = 2: only task 1, learned at step 1: f_1 = R[1,1] − R[2,1]; R[1,2] (task 2 before training) is unused.
+    assert m.forgetting([[0.8, 0.95], [0.5, 0.9]]) == pytest.approx(0.3)  # 0.8 − 0.5
+    assert m.forgetting([[0.6, 0.0], [0.7, 0.9]]) == pytest.approx(-0.1)  # 0.6 − 0.7: improved, negative
 
 
 def test_aia_and_curve_3x3():
@@ -99,7 +123,7 @@ def test_all_metrics_2x2():
     assert out["acc"] == pytest.approx(0.75)  # (0.6 + 0.9) / 2
     assert out["bwt"] == pytest.approx(-0.2)  # 0.6 − 0.8
     assert out["fwt"] == pytest.approx(0.05)  # R[1,2] − b[2] = 0.3 − 0.25
-    assert out["forgetting"] == pytest.approx(0.2)  # max(R[1,1]) − R[2,1] = 0.8 − 0.6
+    assert out["forgetting"] == pytest.approx(0.2)  # max_{1≤l<2} R[l,1] − R[2,1] = 0.8 − 0.6
     assert out["aia"] == pytest.approx(0.775)  # (0.8 + (0.6 + 0.9) / 2) / 2
     assert out["la"] == pytest.approx(0.85)  # (0.8 + 0.9) / 2
     assert math.isnan(out["intransigence"])  # no joint run
@@ -171,13 +195,29 @@ def test_forgetting_bounds_minus_bwt(r):
 
 @given(matrices(min_t=2), st.data())
 def test_no_change_after_learning_means_no_forgetting(r, data):
-    # Column j constant from the diagonal down (R[i,j] = R[j,j] for i ≥ j), and never higher before.
+    # Column j constant from the diagonal down (R[i,j] = R[j,j] for i ≥ j); the entries before task j was
+    # learned (i < j) are anything, higher than R[j,j] included: they are not forgotten knowledge.
     t = len(r)
     for j in range(t):
         r[j:, j] = r[j, j]
-        r[:j, j] = data.draw(arrays(float, (j,), elements=st.floats(0.0, 1.0))) * r[j, j]
+        r[:j, j] = data.draw(arrays(float, (j,), elements=st.floats(0.0, 1.0)))
     assert m.backward_transfer(r) == pytest.approx(0.0, abs=1e-12)
     assert m.forgetting(r) == pytest.approx(0.0, abs=1e-12)
+
+
+@given(matrices(min_t=2), st.data())
+def test_forgetting_does_not_read_the_entries_before_a_task_is_learned(r, data):
+    # R[l,j] with l < j (above the diagonal) is task j's accuracy before training it: changing it changes nothing.
+    changed = r.copy()
+    upper = np.triu_indices(len(r), k=1)
+    changed[upper] = data.draw(arrays(float, (len(upper[0]),), elements=st.floats(0.0, 1.0)))
+    assert m.forgetting(changed) == m.forgetting(r)
+
+
+@given(matrices(min_t=2, max_t=2))
+def test_forgetting_of_two_tasks_is_minus_bwt(r):
+    # T = 2: the only candidate of the max is l = j = 1, so f_1 = R[1,1] − R[2,1] = −BWT.
+    assert m.forgetting(r) == pytest.approx(-m.backward_transfer(r), abs=1e-12)
 
 
 @given(st.integers(1, 6), st.floats(0.0, 1.0))
@@ -228,7 +268,7 @@ def test_compute_all_against_a_matrix_computed_by_hand():
         "acc": (0.6 + 0.8) / 2,                    # (1/T) Σ_i R[T,i]
         "bwt": 0.6 - 0.9,                          # R[T,1] − R[1,1]
         "fwt": 0.1 - 0.2,                          # R[1,2] − b[2]
-        "forgetting": 0.9 - 0.6,                   # max_{l<T} R[l,1] − R[T,1]
+        "forgetting": 0.9 - 0.6,                   # max_{1≤l<T} R[l,1] − R[T,1]
         "aia": (0.9 + (0.6 + 0.8) / 2) / 2,        # (1/T) Σ_k (1/k) Σ_{j≤k} R[k,j]
         "la": (0.9 + 0.8) / 2,                     # (1/T) Σ_i R[i,i]
         "intransigence": ((1.0 - 0.9) + (0.9 - 0.8)) / 2,  # (1/T) Σ_k (a*_k − R[k,k])

@@ -84,3 +84,15 @@ def test_provenance_warnings(tmp_path):
     assert "aaaaaaaa (commit 1111111): 1 run" in notes[0] and "bbbbbbbb (commit 1111111, dirty): 1 run" in notes[0]
     assert notes[1].startswith("warning: 1 of 2 runs were made from a tree with uncommitted changes")
     assert len(notes) == 2
+
+
+def test_the_forgetting_definition_is_stated_under_tables_that_show_forgetting(tmp_path):
+    # Zero-shot skill: task 2 scores 0.9 before it is trained and 0.6 after; forgetting counts from 0.6.
+    write(tmp_path / "two", "finetune", 0, [[0.8, 0.9, 0.2], [0.7, 0.6, 0.3], [0.5, 0.4, 0.9]])
+    text = render_table(tmp_path / "two", "md")
+    assert line_of(text, "finetune").split(" | ")[6] == "0.250"  # ((0.8 − 0.5) + (0.6 − 0.4)) / 2
+    definition = "Forgetting: F = mean over j < T of f_j = max_{j ≤ l < T} R[l,j] − R[T,j]"
+    assert definition in text and "before task j was trained (zero-shot) do not count." in text
+    assert definition in render_table(tmp_path / "two", "latex")
+    write(tmp_path / "one", "finetune", 0, [[0.8]])  # one task: no forgetting value, no definition
+    assert "Forgetting:" not in render_table(tmp_path / "one", "md")

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from clft.errors import DataError
+from clft.metrics import FORGETTING_DEFINITION
 from clft.plots import write_plots
 from clft.results import load_results
 from clft.summary import summarize
@@ -129,6 +130,7 @@ def test_markdown(results):
     assert task_il.endswith("|  |  | 0.600 | 0.800 |  |")
     assert lines[2 + 4:] == ["", "n/d¹: class-IL FWT is undefined: before task i is trained its classes are masked "
                              "out of the predictions, so R[i−1,i] = 0 and FWT = −mean(b[2..T]) for every strategy.", "",
+                             FORGETTING_DEFINITION + ".", "",
                              "warning: none of these 7 runs records a code identity (made before clft recorded one); "
                              "re-run them with `clft run EXP --rerun-stale` to tie them to code"]
 

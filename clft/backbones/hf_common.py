@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from clft.backbones.hub_source import check_source
+from clft.data import label_phrase
 from clft.errors import ConfigError
 from clft.stream_cache import file_hash as _file_hash
 from clft.types import Backbone, Benchmark, LabelSpace, Task
@@ -238,15 +239,16 @@ def label_words(benchmark: Benchmark) -> list[str]:
     """The verbalizer: one word or phrase per global label id, for label-word backbones.
 
     ``benchmark.label_texts[i]`` when the benchmark has them (its own verbalisers, e.g. LFPT5's
-    ``sports``), else label name i made a phrase: the part after the last ``/``, with ``_`` as a
-    space (``banking/freeze_account`` -> ``freeze account``).
+    ``sports``, with a YAML ``label_texts: {label name: word}`` applied: ``clft.benchmarks.text_common``),
+    else label name i made a phrase (``clft.data.label_phrase``): the part after the last ``/``,
+    with ``_`` as a space (``banking/freeze_account`` -> ``freeze account``).
     """
     texts = getattr(benchmark, "label_texts", None)
     if texts:
         if len(texts) != len(benchmark.label_names):
             raise ConfigError(f"benchmark has {len(texts)} label_texts for {len(benchmark.label_names)} labels")
         return [str(text) for text in texts]
-    return [name.rsplit("/", 1)[-1].replace("_", " ").strip() or name for name in benchmark.label_names]
+    return [label_phrase(name) for name in benchmark.label_names]
 
 
 def mask_logits(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -292,6 +294,12 @@ class HFBackbone(Backbone):
     def model_config(self):
         """The transformers config of the base model (``hidden_size``, ``model_type``, ...)."""
         return self.base_model.config
+
+    def batch_padding(self) -> dict[str, tuple[int, str]]:
+        """``input_ids`` with the tokenizer's pad id, ``attention_mask`` with 0, on the tokenizer's padding
+        side (``clft.types.Backbone.batch_padding``; the text-to-text backbones declare their own)."""
+        side = self.tokenizer.padding_side
+        return {"input_ids": (self.tokenizer.pad_token_id, side), "attention_mask": (0, side)}
 
     def _prepare_key(self) -> tuple:
         return (self.kind, self._tokenizer_key, self.config.max_length)

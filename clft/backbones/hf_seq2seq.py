@@ -1,14 +1,22 @@
 """``hf-seq2seq``: text-to-text continual learning with an encoder-decoder LM (T5 family).
 
 ``AutoModelForSeq2SeqLM``; the encoder reads the prompt (instruction + allowed
-label names + text, see ``clft.backbones.hf_text2text``) followed by the
+label words + text, see ``clft.backbones.hf_text2text``) followed by the
 tokenizer's end-of-text token, the decoder is trained with teacher forcing on
-the label's name + EOS (``labels``; padding is -100, ignored by the loss), and
-``predict`` decodes greedily and matches the string to the allowed label names
-(-1 when nothing matches). ``peft`` is passed to peft verbatim (e.g.
-``{peft_type: LORA, task_type: SEQ_2_SEQ_LM, r: 8, target_modules: [q, v]}``;
-prompt-learning methods need ``task_type: SEQ_2_SEQ_LM``); ``backbone.model``
-is then the ``PeftModel``. ``logits`` is not available (NotImplementedError).
+the label's word + EOS (``labels``; padding is -100, ignored by the loss).
+
+``predict`` (``decode: rank``, the default; ``clft.backbones.rank_classification``):
+one pass of the model over the prompts (the encoder, plus one decoder step, so
+a peft prompt-learning method or a soft-prompt hook adds its virtual tokens as in
+training) gives the encoder states; the decoder then runs over every (example,
+label) pair's target with teacher forcing, its prompt's encoder states repeated
+per pair, and the summed log-probabilities rank the allowed labels. The encoder
+runs once per batch. ``decode: generate`` decodes greedily and matches the text
+to the allowed label words (-1 when nothing matches). ``peft`` is passed to peft
+verbatim (e.g. ``{peft_type: LORA, task_type: SEQ_2_SEQ_LM, r: 8, target_modules:
+[q, v]}``; prompt-learning methods need ``task_type: SEQ_2_SEQ_LM``);
+``backbone.model`` is then the ``PeftModel``. ``logits`` is not available
+(NotImplementedError).
 """
 
 from __future__ import annotations
@@ -19,13 +27,14 @@ import torch
 
 from clft.backbones.hf_common import pad
 from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig, sequence_outputs
+from clft.backbones.rank_classification import target_log_probs
 from clft.registry import backbones
 from clft.types import Batch, Outputs, Task
 
 
 @backbones.register()
 class HFSeq2Seq(HFTextToText):
-    """Encoder-decoder LM: prompt -> label name."""
+    """Encoder-decoder LM: prompt -> label word."""
 
     name = "hf-seq2seq"
     auto_class = "AutoModelForSeq2SeqLM"
@@ -53,6 +62,28 @@ class HFSeq2Seq(HFTextToText):
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          labels=batch["lm_labels"])
         return sequence_outputs(out.logits, batch["lm_labels"], shift=False)
+
+    def _encode_prompts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(encoder states [B, L', H], their attention mask [B, L']) of the batch's prompts, from one
+        pass of the model (with one decoder step), so a peft prompt-learning method or a
+        soft-prompt hook adds its virtual tokens as in training (L' - L of them, mask 1)."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        start = self.base_model.prepare_decoder_input_ids_from_labels(labels=ids[:, :1])
+        hidden = self.model(input_ids=ids, attention_mask=mask, decoder_input_ids=start).encoder_last_hidden_state
+        return hidden, torch.cat([mask.new_ones(len(ids), hidden.shape[1] - ids.shape[1]), mask], dim=1)
+
+    def _score_pairs(self, encoded: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor,
+                     targets: list[list[int]], last: bool) -> torch.Tensor:
+        """The decoder over each pair's target (teacher forcing, as in training) with its prompt's
+        encoder states repeated per pair; the encoder does not run again."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        hidden, mask = encoded
+        labels = pad(targets, -100).to(self.device)
+        model = self.base_model
+        out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[rows]), attention_mask=mask[rows],
+                    decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels))
+        return target_log_probs(out.logits, labels)
 
     def _generate(self, batch: Batch, max_new_tokens: int | None = None) -> torch.Tensor:
         return self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

@@ -1,23 +1,33 @@
-"""Text-to-text continual learning (O-LoRA, Progressive Prompts, TRACE style), shared by
+"""Text-to-text continual learning (O-LoRA, Progressive Prompts, LFPT5, TRACE style), shared by
 ``hf-seq2seq`` and ``hf-causal-lm``.
 
 Every example becomes a prompt built from ``template`` (default
 ``"{instruction}\\nOptions: {options}\\nInput: {text}\\nAnswer:"``) where
 ``{instruction}`` is the example's ``instruction`` column (else the
-``instruction`` option), ``{options}`` the names of the labels the label space
+``instruction`` option), ``{options}`` the words of the labels the label space
 allows for the example, joined by ", " (task-IL: its task's classes; class-IL:
 every class seen so far, all before training; domain-IL: all), and ``{text}``
-its text. A label's name is its word from ``hf_common.label_words``: the
-verbaliser ``benchmark.label_texts[i]`` when the benchmark has them
-(``Sports`` for ``agnews/Sports``), else ``benchmark.label_names[i]`` made a
-phrase (``banking/freeze_account`` -> ``freeze account``). The target is the label's name followed by EOS;
-the loss is the LM loss on the target tokens only. ``predict`` decodes greedily
-(at most ``max_new_tokens``), strips and lower-cases the decoded string, and
-returns the global id of the allowed label whose (stripped, lower-cased) name
-it equals exactly, or -1 when none does. Runs of whitespace count as one space;
-the decoding of a label's own target ids counts as a spelling of its name (for
-tokenizers that do not round-trip text exactly); when two allowed labels share
-a name (class-IL over AG News and Yahoo "Sports") the lower id wins.
+its text. A label's word comes from the verbalizer ``hf_common.label_words``:
+``benchmark.label_texts[i]`` when the benchmark has them (LFPT5's ``sports`` for
+``ag_news/sports``; a benchmark's YAML ``label_texts: {label name: word}``
+overrides them per label), else ``benchmark.label_names[i]`` made a phrase
+(``banking/freeze_account`` -> ``freeze account``). The target is the label's
+word followed by EOS (``target_ids``; ``target_lengths`` their token counts); the
+loss is the LM loss on the target tokens only.
+
+``predict`` on a classification task (option ``decode``):
+
+- ``rank`` (default): rank classification (``clft.backbones.rank_classification``):
+  every allowed label's target is scored by its summed token log-probabilities
+  given the prompt (``label_scores``, [B, num_classes], -inf for labels not
+  allowed) and the best wins, the lowest id on a tie; the prompts are encoded
+  once per batch.
+- ``generate``: greedy decoding (at most ``max_new_tokens``), stripped and
+  lower-cased, matched exactly to the allowed labels' words: the global id of
+  the label it equals, -1 when none. Runs of whitespace count as one space; the
+  decoding of a label's own target ids counts as a spelling of its word (for
+  tokenizers that do not round-trip text exactly); when two allowed labels share
+  a word (class-IL over AG News and Yahoo "sports") the lower id wins.
 
 Tokenise once: ``prepare`` tokenises ``instruction`` and ``text`` (truncated to
 ``max_length`` tokens); ``collate`` joins those ids with the template's literal
@@ -27,18 +37,27 @@ are tokenised separately; whether a value after a space is tokenised with a
 leading space is decided once by checking which form reproduces the tokenizer's
 own tokenisation of ``"Answer: yes"`` (BPE: yes; SentencePiece/WordPiece: no).
 ``max_length`` bounds the text only: the instruction and options come on top.
+``n_tokens`` (instruction + text, + target for generation tasks) is what
+``lengths`` returns: the runner buckets training batches by it and evaluates
+longest first.
 
 Generation tasks (``task.generative``: examples with a free-text ``target`` and
 ``references`` instead of a ``label``) use ``generation_template`` (default
 SuperNI's ``"Definition: {instruction}\n\nNow complete the following example -\nInput: {text}\nOutput:"``);
 the target is the ``target`` text (truncated to ``max_target_length`` tokens) +
 EOS, and ``predict`` returns the generated texts (stripped), decoded greedily
-for at most ``max_new_tokens`` (when set), else the task's ``max_new_tokens``,
-else 64 new tokens, or until EOS.
+until EOS or the cap: the ``max_new_tokens`` option when set, else the token
+count of the task's longest training reference (``reference_tokens``, counted
+by ``prepare``), at most the task's ``max_new_tokens`` (else 64). A generation
+task whose examples carry candidate answers (``choices`` / ``choice_labels``
+columns, ``clft.benchmarks.instruction_common``) is not generated: ``choose``
+returns the label of the candidate whose text (+ EOS) is the most likely
+continuation of the prompt, which its metric then compares with the references.
 
-``logits`` raises NotImplementedError: these backbones score label names by
-decoding, not with a [B, num_classes] head; logit-based strategies (LwF, DER)
-need ``hf-classifier``.
+``logits`` raises NotImplementedError: these backbones have no [B, num_classes]
+head; DER needs ``hf-classifier``, ``lwf`` distils the token distributions at
+the target positions instead (``forward``'s ``extra``: ``lm_logits`` and the
+aligned ``lm_labels``).
 """
 
 from __future__ import annotations
@@ -46,11 +65,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from clft.backbones.hf_common import HFBackbone, HFConfig, label_words, load_model, wrap_peft
+from clft.backbones.rank_classification import RankClassifier
 from clft.types import Batch, Benchmark, Outputs, Task
 
 DEFAULT_TEMPLATE = "{instruction}\nOptions: {options}\nInput: {text}\nAnswer:"
@@ -68,15 +89,30 @@ class TextToTextConfig(HFConfig):
     instruction: str = ""
     """The instruction for examples without an ``instruction`` column."""
     max_new_tokens: int | None = None
-    """Greedy-decoding cap; None: the longest label name's token count plus one (EOS), for a
-    generation task its own ``max_new_tokens`` (else 64)."""
+    """Greedy-decoding cap (``decode: generate`` and generation tasks); None: the longest label
+    word's token count plus one (EOS), for a generation task the token count of its longest
+    training reference, at most the task's own ``max_new_tokens`` (else 64)."""
     generation_template: str = GENERATION_TEMPLATE
     """The prompt of generation tasks (no ``{options}``); SuperNI's format by default."""
     max_target_length: int = 128
     """Tokens kept per generation target (truncation at tokenisation time; EOS comes on top)."""
+    decode: Literal["rank", "generate"] = "rank"
+    """How a classification example is predicted. ``rank`` (rank classification): every label
+    the scenario allows for the example is scored by the summed log-probability of its target
+    (label word + EOS, what it is trained on) given the prompt, the best wins (lowest id on a
+    tie); the prompt is encoded once per batch. ``generate``: greedy decoding and exact match of
+    the generated text to the allowed label words (-1 when none matches). Generation tasks
+    always generate."""
+    rank_batch_size: int = 128
+    """(example, label) pairs scored per forward pass in rank classification; bounds the memory
+    of the prompt states repeated for each pair (pairs x prompt length)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.decode not in ("rank", "generate"):
+            raise ValueError(f"decode must be 'rank' or 'generate', got {self.decode!r}")
+        if self.rank_batch_size < 1:
+            raise ValueError(f"rank_batch_size must be >= 1, got {self.rank_batch_size}")
         for key in ("template", "generation_template"):
             if "{text}" not in getattr(self, key):
                 raise ValueError(f"{key} must contain {{text}}, got {getattr(self, key)!r}")
@@ -107,19 +143,22 @@ def sequence_outputs(lm_logits: torch.Tensor, labels: torch.Tensor, shift: bool)
     """Per-example mean token cross-entropy of the target tokens (labels != -100), weighted by
     the target's token count, so ``main_loss()`` is the mean over all target tokens of the batch
     (what transformers' own ``loss`` computes). ``shift``: next-token prediction (causal LMs).
-    Positions a prompt-learning peft method prepends to the logits are dropped first."""
+    Positions a prompt-learning peft method prepends to the logits are dropped first.
+    ``extra``: ``lm_logits`` [B, T, V] and ``lm_labels`` [B, T], aligned (position t's logits
+    predict ``lm_labels[:, t]``; -100 = not a target token)."""
     lm_logits = lm_logits[:, lm_logits.shape[1] - labels.shape[1] :]
     if shift:
         lm_logits, labels = lm_logits[:, :-1], labels[:, 1:]
     tokens = F.cross_entropy(lm_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none")
     counts = (labels != -100).sum(dim=1)
     per_example = tokens.view(labels.shape).sum(dim=1) / counts.clamp(min=1)
-    return Outputs(example_loss=per_example, weight=counts, extra={"lm_logits": lm_logits})
+    return Outputs(example_loss=per_example, weight=counts, extra={"lm_logits": lm_logits, "lm_labels": labels})
 
 
-class HFTextToText(HFBackbone):
-    """Prompt assembly, tokenisation, decoding and label matching; subclasses build batches,
-    the forward pass and generation (``_batch``, ``forward``, ``_generate``)."""
+class HFTextToText(RankClassifier, HFBackbone):
+    """Prompt assembly, tokenisation, rank classification, decoding and label matching; subclasses
+    build batches, the forward pass, generation and the prompt states pairs are scored from
+    (``_batch``, ``forward``, ``_generate``, ``_encode_prompts``, ``_score_pairs``)."""
 
     kind = "text2text"
     prompt_suffix_specials = True  # append the tokenizer's end-of-text specials to the prompt
@@ -141,6 +180,7 @@ class HFTextToText(HFBackbone):
         self.max_new_tokens = config.max_new_tokens or max((len(ids) for ids in self.target_ids), default=0) + 1
         self._options: dict[tuple[int, ...], list[int]] = {}
         self._lookups: dict[tuple[int, ...], dict[str, int]] = {}
+        self._longest_reference: dict[str, int] = {}  # train-split fingerprint -> token count
 
     def load_dtype(self) -> str:
         """The dtype the weights load in (the ``dtype`` option)."""
@@ -200,7 +240,21 @@ class HFTextToText(HFBackbone):
             out["target_ids"] = [self._encode(t, self._target_spaced())[: self.config.max_target_length]
                                  for t in columns["target"]]
             out["n_tokens"] = [n + len(t) for n, t in zip(n_tokens, out["target_ids"])]
+            out["reference_tokens"] = self._reference_tokens(columns.get("references") or
+                                                             [[t] for t in columns["target"]])
         return out
+
+    def _reference_tokens(self, references: Sequence[Sequence[str]]) -> list[int]:
+        """Per example, the token count of its longest reference (tokenised as a target)."""
+        flat = [text for refs in references for text in refs]
+        if self._target_spaced() and self._space:
+            flat = [t if t[:1].isspace() else " " + t for t in flat]
+        counts = [len(ids) for ids in self.tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
+        longest, start = [], 0
+        for refs in references:
+            longest.append(max(counts[start : start + len(refs)], default=0))
+            start += len(refs)
+        return longest
 
     def _options_ids(self, allowed: tuple[int, ...]) -> list[int]:
         if allowed not in self._options:
@@ -237,7 +291,22 @@ class HFTextToText(HFBackbone):
         batch["task"] = self._tensor(tasks)
         if labels is not None:
             batch["label"] = self._tensor(labels)
+        if "choices" in examples:  # a task answered by choosing among candidates (``choose``)
+            batch["choice_ids"] = [[self._choice_ids(text) for text in texts] for texts in examples["choices"]]
+            batch["choice_labels"] = [list(labels) for labels in examples["choice_labels"]]
         return batch
+
+    def _choice_ids(self, text: str) -> list[int]:
+        """A candidate answer's ids as a target is tokenised (truncated to ``max_target_length``) + EOS."""
+        eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
+        return self._encode(text, self._target_spaced())[: self.config.max_target_length] + eos
+
+    def batch_padding(self) -> dict[str, tuple[int, str]]:
+        """How ``_batch`` pads (``clft.types.Backbone.batch_padding``): ids, masks and ``lm_labels`` (-100)
+        on the right; a causal LM's decoding prompt (``prompt_ids``/``prompt_mask``) on the left."""
+        pad_id = self.tokenizer.pad_token_id
+        return {"input_ids": (pad_id, "right"), "attention_mask": (0, "right"), "lm_labels": (-100, "right"),
+                "prompt_ids": (pad_id, "left"), "prompt_mask": (0, "left")}
 
     def _batch(self, prompts: list[list[int]], targets: list[list[int]] | None) -> Batch:  # pragma: no cover
         raise NotImplementedError
@@ -253,13 +322,34 @@ class HFTextToText(HFBackbone):
                 "use_cache": True, "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
 
     def new_tokens(self, task: Task) -> int:
-        """The generation cap of a generation task: the option, else the task's, else 64."""
-        return self.config.max_new_tokens or task.max_new_tokens or DEFAULT_GENERATION_TOKENS
+        """The generation cap of a generation task: the ``max_new_tokens`` option when set; else
+        the token count of the task's longest training reference (``reference_tokens``, as the
+        target is tokenised, EOS not counted), at most the task's ``max_new_tokens`` (else 64)."""
+        if self.config.max_new_tokens:
+            return self.config.max_new_tokens
+        cap = task.max_new_tokens or DEFAULT_GENERATION_TOKENS
+        key = task.train._fingerprint
+        if key not in self._longest_reference:
+            prepared = self.prepare(task.train)
+            counts = prepared.with_format("numpy")["reference_tokens"][:] if len(prepared) else [0]
+            self._longest_reference[key] = int(max(counts))
+        return min(cap, self._longest_reference[key]) if self._longest_reference[key] else cap
 
     def generate_texts(self, batch: Batch, task: Task) -> list[str]:
         """Greedy generations for a generation task's batch, decoded and stripped."""
         ids = self._generate(batch, self.new_tokens(task))
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def generated_ids(self, batch: Batch, task: Task) -> list[list[int]]:
+        """The greedy generations of ``generate_texts`` as token ids per example: the new tokens up to
+        and including the first EOS (a decoder's start token and the padding after EOS dropped), the
+        continuation ``continuation_nll`` scores (adapter-per-task's perplexity of a generation)."""
+        ids = self._generate(batch, self.new_tokens(task))
+        if self.model_config.is_encoder_decoder:
+            ids = ids[:, 1:]  # generate() returns the decoder start token first
+        eos = self.tokenizer.eos_token_id
+        rows = [row.tolist() for row in ids]
+        return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
 
     def _lookup(self, allowed: tuple[int, ...]) -> dict[str, int]:
         """Normalised name -> global id for the allowed labels (first wins on a tie); the decoded
@@ -279,15 +369,18 @@ class HFTextToText(HFBackbone):
         return [self._lookup(self.label_space.allowed(int(k))).get(normalise(t), -1) for t, k in zip(texts, task_ids)]
 
     def predict(self, batch: Batch, task: Task, scenario: str) -> torch.Tensor | list[str]:
-        """Greedy decode, exact match to the allowed label names -> global ids [B] (-1: no match);
-        for a generation task the generated texts."""
+        """Global label ids [B]: rank classification (``decode: rank``: argmax of ``label_scores``,
+        the lowest id on a tie) or greedy decoding matched to the allowed label words (``decode:
+        generate``; -1 when none matches); for a generation task the generated texts."""
         if task.generative:
-            return self.generate_texts(batch, task)
+            return self.choose(batch) if "choice_ids" in batch else self.generate_texts(batch, task)
+        if self.config.decode == "rank":
+            return self.label_scores(batch).argmax(dim=1)  # torch.argmax returns the first maximum
         texts = self.tokenizer.batch_decode(self._generate(batch), skip_special_tokens=True)
         return self._tensor(self.match(texts, batch["task"].tolist()))
 
     def logits(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError(
-            f"{self.name} predicts label names by decoding and has no [batch, num_classes] logits; "
-            "strategies that need class logits (LwF, DER) require the hf-classifier backbone"
+            f"{self.name} predicts label words (rank classification or decoding) and has no [batch, num_classes] "
+            "head; strategies that need class logits (DER, lwf-vandeven) require the hf-classifier backbone"
         )

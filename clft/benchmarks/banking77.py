@@ -32,6 +32,7 @@ from clft.benchmarks.text_common import (
     load_hub,
     missing_file,
     seeded_order,
+    verbalizer,
 )
 from clft.benchmarks.text_io import read_csv, read_json, require_columns
 from clft.data import check_disjoint_classes, data_dir
@@ -109,6 +110,7 @@ class Banking77(Benchmark):
             self.label_names = read_categories(categories)
         else:
             self.label_names = sorted(set(raw["train"][1]) | set(raw["test"][1]))
+        self.label_texts = verbalizer(config, self.label_names)
         self._splits: dict[str, Split] = {
             key: (texts, encode_labels(labels, self.label_names, f"{where} {key}"))
             for key, (texts, labels) in raw.items()

@@ -12,7 +12,8 @@ domains. ``label_names`` are the 150 intents grouped by domain in the order of
 - ``by-domain``: 10 tasks, one per domain (15 intents each), in the order of
   ``domains.json`` or shuffled by the run seed (``shuffle_order``);
 - ``chunks``: ``n_tasks`` tasks of consecutive intents in label order, or in a
-  seed-shuffled order (``shuffle_order``); uneven sizes allowed (larger first).
+  seed-shuffled order (``shuffle_order``); uneven sizes allowed (larger first);
+  ``n_intents`` keeps only the first n intents of the label order (a small stream).
 
 Each task has the published validation split as ``Task.val``. With ``hub: true``
 and no local ``data_full.json`` the queries come from the hub dataset
@@ -36,6 +37,7 @@ from clft.benchmarks.text_common import (
     load_hub,
     missing_file,
     seeded_order,
+    verbalizer,
 )
 from clft.benchmarks.text_io import read_json
 from clft.data import check_disjoint_classes, data_dir
@@ -92,6 +94,12 @@ def read_domains(path) -> dict[str, list[str]]:
     return {str(domain): [str(i) for i in intents] for domain, intents in data.items()}
 
 
+def only_intents(split: tuple[list[str], list[str]], kept: set[str]) -> tuple[list[str], list[str]]:
+    """The (texts, intents) rows of ``split`` whose intent is in ``kept``, in order."""
+    rows = [(text, intent) for text, intent in zip(*split) if intent in kept]
+    return [text for text, _ in rows], [intent for _, intent in rows]
+
+
 @benchmarks.register()
 class Clinc150(Benchmark):
     """CLINC150: 150 intents, by domain (10 x 15) or in ``n_tasks`` chunks (see the module docstring)."""
@@ -112,11 +120,19 @@ class Clinc150(Benchmark):
         """class-il: predict among all intents seen so far; task-il: among the task's own intents."""
         hub: bool = False
         """When data_full.json is missing, download clinc/clinc_oos (plus) from the HuggingFace hub."""
+        n_intents: int | None = None
+        """``split: chunks`` only: keep the first n intents of the label order (a smaller stream, e.g. for an
+        LLM on a CPU); the label set is then those n intents. None: all 150."""
 
         def __post_init__(self) -> None:
             super().__post_init__()
             if not 1 <= self.n_tasks <= NUM_INTENTS:
                 raise ValueError(f"n_tasks must lie in 1..{NUM_INTENTS}, got {self.n_tasks}")
+            if self.n_intents is not None and self.split != "chunks":
+                raise ValueError(f"n_intents needs split: chunks, got split: {self.split}")
+            if self.n_intents is not None and not self.n_tasks <= self.n_intents <= NUM_INTENTS:
+                bounds = f"n_tasks..{NUM_INTENTS} ({self.n_tasks}..{NUM_INTENTS})"
+                raise ValueError(f"n_intents must lie in {bounds}, got {self.n_intents}")
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -134,6 +150,10 @@ class Clinc150(Benchmark):
             self.label_names = [intent for intents in self.domains.values() for intent in intents]
         else:
             self.label_names = sorted(set(raw["train"][1]))
+        if config.n_intents is not None:
+            self.label_names = self.label_names[: config.n_intents]
+            raw = {key: only_intents(pair, set(self.label_names)) for key, pair in raw.items()}
+        self.label_texts = verbalizer(config, self.label_names)
         where = str(data_path or HUB[0])
         self._splits: dict[str, Split] = {
             key: (texts, encode_labels(intents, self.label_names, f"{where} [{key!r}]"))

@@ -4,7 +4,11 @@ An instruction example is ``(instruction, input, references)``; as a dataset row
 columns ``instruction``, ``text`` (the input), ``target`` (the first reference: what training
 teaches), ``references`` (every accepted answer: what scoring compares with) and ``task``.
 Generation tasks have no label ids (``classes`` is empty); their ``metric`` says how they are
-scored (``clft.scoring``).
+scored (``clft.scoring``). A task scored by choosing among candidate answers also has the
+columns ``choices`` (the candidates' texts, scored as continuations of the prompt) and
+``choice_labels`` (the answer each candidate stands for, compared with the references): the
+text-to-text backbones then predict the label of the most likely candidate (rank
+classification) instead of generating.
 
 Per-task sizes are drawn without replacement by a generator seeded with ``(seed, task name)``,
 so a stream is deterministic for a seed and a task's sample does not depend on which other
@@ -27,18 +31,23 @@ from clft.types import Task
 
 @dataclass
 class Rows:
-    """Parallel lists of one split's examples."""
+    """Parallel lists of one split's examples; ``choices``: per example, (label, text) candidates, or None."""
 
     instructions: list[str]
     inputs: list[str]
     references: list[list[str]]
+    choices: list[list[tuple[str, str]]] | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def take(self, indices: Sequence[int]) -> Rows:
+        choices = None if self.choices is None else [self.choices[i] for i in indices]
         return Rows([self.instructions[i] for i in indices], [self.inputs[i] for i in indices],
-                     [self.references[i] for i in indices])
+                    [self.references[i] for i in indices], choices)
+
+    def with_choices(self, choices: list[list[tuple[str, str]]]) -> Rows:
+        return Rows(self.instructions, self.inputs, self.references, choices)
 
 
 def references_of(value, where: str) -> list[str]:
@@ -60,11 +69,12 @@ def sample_indices(n: int, size: int | None, seed: int, name: str, salt: str, ex
 
 def to_dataset(rows: Rows, task_id: int) -> datasets.Dataset:
     """The rows as a dataset with the columns of the module docstring."""
-    data = datasets.Dataset.from_dict({
-        "instruction": rows.instructions, "text": rows.inputs,
-        "target": [refs[0] for refs in rows.references], "references": rows.references,
-    })
-    return with_task_column(data, task_id)
+    columns = {"instruction": rows.instructions, "text": rows.inputs,
+               "target": [refs[0] for refs in rows.references], "references": rows.references}
+    if rows.choices is not None:
+        columns["choices"] = [[text for _, text in pairs] for pairs in rows.choices]
+        columns["choice_labels"] = [[label for label, _ in pairs] for pairs in rows.choices]
+    return with_task_column(datasets.Dataset.from_dict(columns), task_id)
 
 
 def generation_task(task_id: int, name: str, metric: str, splits: dict[str, Rows | None],

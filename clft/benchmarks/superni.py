@@ -16,7 +16,17 @@ the examples. A task is named by its folder (``task1572_samsum_summary``) or its
 - Metric: exact match for the three classification tasks (folder name ending in
   ``_classification``: sst2, sentiment140, emotion), ROUGE-L for the others (``clft.scoring``).
 - ``general_tasks``: tasks held out of the stream and scored before training and after every
-  task (general ability; ``general_test_size`` examples each).
+  task (general ability; ``general_test_size`` examples each; never trained on, their
+  ``train_size`` training sample only sets a generated answer's length cap, the backbone's
+  longest training reference). With ``general_choices`` the
+  general tasks whose answer is one of a closed set are scored by rank classification
+  (``instruction_common``: ``choices``) with exact match of the chosen answer: a multiple-choice
+  task whose every input lists lettered options ``(A)... (B)...`` and whose references are
+  letters (commonsenseqa) chooses among its options' texts, each scored as the continuation of
+  the prompt (the "cloze" form of multiple-choice evaluation, which measures a small model's
+  knowledge where letter answers measure its letter bias), and answers the chosen letter; a
+  ``_classification`` task (sst2, sentiment140, emotion) chooses among the answers its files
+  use. Other general tasks are generated.
 - ``scenario``: ``task-il`` (default; strategies that pick an adapter by task id may) or
   ``domain-il`` (no task id at test time). Generation has no label space, so this matters only
   to strategies.
@@ -37,6 +47,7 @@ from clft.registry import benchmarks
 from clft.types import Benchmark, Task
 
 FOLDER = "superni_cl"
+OPTION = re.compile(r"\(([A-Z])\)")
 SOURCE = "github circle-hit/SAPT CL_Benchmark/SuperNI"
 ORDERS = {
     1: ["samsum", "sst2", "xsum", "outcome_extraction", "quoref", "evalution_relation_extraction", "multi_woz",
@@ -71,6 +82,9 @@ class SuperNICL(Benchmark):
         """Held-out tasks scored before training and after each task (general ability)."""
         general_test_size: int | None = None
         """Test examples per general-ability task; None: all."""
+        general_choices: bool = False
+        """Score the multiple-choice and classification general tasks by rank classification over their
+        answers (module docstring) instead of generating."""
         max_new_tokens: int = 50
         """Generation cap per example (a backbone's ``max_new_tokens`` option overrides it)."""
         scenario: Literal["task-il", "domain-il"] = "task-il"
@@ -116,18 +130,46 @@ class SuperNICL(Benchmark):
     def _task(self, task_id: int, folder: str, seed: int, general: bool = False) -> Task:
         cfg = self.config
         train, test = read_rows(self.root / folder / "train.json"), read_rows(self.root / folder / "test.json")
-        train_rows = sample_indices(len(train), 1 if general else cfg.train_size, seed, folder, "train")
+        # a general task is never trained on; its training sample sets its generation cap (the longest reference)
+        train_rows = sample_indices(len(train), cfg.train_size, seed, folder, "train")
         val_rows = sample_indices(len(train), cfg.val_size, seed, folder, "val", train_rows) if cfg.val_size else None
         test_size = cfg.general_test_size if general else cfg.test_size
+        metric = metric_of(folder)
+        if general and cfg.general_choices:
+            candidates = answer_choices(folder, train, test)
+            if candidates is not None:
+                test, metric = test.with_choices(candidates), "exact-match"
         splits = {"train": train.take(train_rows), "test": test.take(sample_indices(len(test), test_size, seed,
                                                                                     folder, "test")),
                   "val": train.take(val_rows) if val_rows is not None else None}
-        return generation_task(task_id, folder, metric_of(folder), splits, cfg.max_new_tokens)
+        return generation_task(task_id, folder, metric, splits, cfg.max_new_tokens)
 
 
 def metric_of(folder: str) -> str:
     """exact-match for the classification tasks, rouge-l for the others."""
     return "exact-match" if folder.endswith("_classification") else "rouge-l"
+
+
+def lettered_options(text: str) -> list[tuple[str, str]] | None:
+    """``[(letter, option text)]`` of an input ending in options ``(A)x (B)y ...`` (A, B, ... in order), else None."""
+    marks = list(OPTION.finditer(text))
+    if len(marks) < 2 or [m.group(1) for m in marks] != [chr(ord("A") + i) for i in range(len(marks))]:
+        return None
+    ends = [m.start() for m in marks[1:]] + [len(text)]
+    return [(m.group(1), text[m.end() : end].strip()) for m, end in zip(marks, ends)]
+
+
+def answer_choices(folder: str, train: Rows, test: Rows) -> list[list[tuple[str, str]]] | None:
+    """Per test example, its ``(answer, text to score)`` candidates: the lettered options when every
+    input has them and every reference is one of its letters; a classification task's answers (every
+    reference of its files, sorted) for each example; else None (the task is generated)."""
+    options = [lettered_options(text) for text in test.inputs]
+    if all(o is not None and set(refs) <= {letter for letter, _ in o} for o, refs in zip(options, test.references)):
+        return options
+    if folder.endswith("_classification"):
+        answers = sorted({ref for refs in train.references + test.references for ref in refs})
+        return [[(answer, answer) for answer in answers]] * len(test)
+    return None
 
 
 def resolve_task(name: str, folders: list[str]) -> str:

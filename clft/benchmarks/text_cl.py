@@ -20,7 +20,8 @@ e.g. agnews train 4,000 / test 7,600). ``dev.json`` equals ``test.json`` in the
 source, so it is NOT used as a validation split (``Task.val`` is None). Each
 dataset's labels get their own global ids, in stream order; names shared by two
 datasets are prefixed (``agnews/Sports``, ``yahoo/Sports``) and
-``label_texts`` keeps the raw verbalisers. Rows labelled ``-`` (MNLI test:
+``label_texts`` keeps the raw verbalisers (the ``label_texts`` option overrides
+them per label, ``clft.benchmarks.text_common``). Rows labelled ``-`` (MNLI test:
 131 rows without a gold label) are dropped unless ``drop_unlabeled: false``.
 No hub fallback: the hub copies are not these samples.
 """
@@ -30,7 +31,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from clft.benchmarks.text_common import Split, TextConfig, build_task, encode_labels, locate, unique_label_names
+from clft.benchmarks.text_common import (
+    Split,
+    TextConfig,
+    build_task,
+    encode_labels,
+    locate,
+    unique_label_names,
+    verbalizer,
+)
 from clft.benchmarks.text_io import read_json
 from clft.data import check_disjoint_classes
 from clft.errors import DataError
@@ -119,8 +128,8 @@ class _TextCL(Benchmark):
         order = config.order
         self.datasets = list(ORDERS[order] if isinstance(order, int) else order)
         raw = [(name, read_labels(config, name)) for name in self.datasets]
-        self.label_texts = [label for _, names in raw for label in names]
         self.label_names = unique_label_names(raw)
+        self.label_texts = verbalizer(config, self.label_names, [label for _, names in raw for label in names])
         self._raw_names = dict(raw)
 
     def tasks(self, seed: int) -> list[Task]:

@@ -30,6 +30,7 @@ from clft.benchmarks.text_common import (
     class_split_tasks,
     seeded_order,
     unique_label_names,
+    verbalizer,
 )
 from clft.benchmarks.text_sources import (
     Raw,
@@ -101,6 +102,7 @@ class TextClassification(Benchmark):
             self._init_single(config)
         else:
             self._init_sequence(config)
+        self.label_texts = verbalizer(config, self.label_names)
 
     def _init_single(self, config: Config) -> None:
         raw = read_source(config, config.data_dir, config.hub, "text-classification")

@@ -4,11 +4,18 @@ Text tasks hold ``datasets.Dataset`` objects with the columns ``text`` (str),
 ``label`` (global label id), ``instruction`` (one string per task, for
 text-to-text backbones, which append the label options themselves) and
 ``task`` (added by ``clft.data.make_task``).
+
+Every text-classification benchmark's ``Config`` extends ``TextConfig``, whose
+``label_texts`` option (``{label name: word}``, partial) overrides the verbalizer
+that text-to-text backbones train on and score (``hf_common.label_words``): each
+benchmark sets ``self.label_texts = verbalizer(config, label_names, own)``, where
+``own`` are its own verbalisers (LFPT5's, O-LoRA's raw label names) or None.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +23,8 @@ import datasets
 import numpy as np
 
 from clft.benchmarks.text_io import require_columns
-from clft.data import LocalDataConfig, data_dir, make_task, subsample_per_class
-from clft.errors import DataError
+from clft.data import LocalDataConfig, data_dir, label_phrase, make_task, subsample_per_class
+from clft.errors import ConfigError, DataError
 from clft.types import Task
 
 FEATURES = datasets.Features(
@@ -26,7 +33,37 @@ FEATURES = datasets.Features(
 Split = tuple[Sequence[str], Sequence[int]]  # (texts, global label ids)
 
 
-TextConfig = LocalDataConfig  # options every text benchmark has (each benchmark's ``Config`` extends it)
+@dataclass
+class TextConfig(LocalDataConfig):
+    """Options every text-classification benchmark has (each benchmark's ``Config`` extends it)."""
+
+    label_texts: dict[str, str] | None = None
+    """The verbalizer of text-to-text backbones, overridden per label: ``{label name: word}``
+    (e.g. ``{ag_news/sports: sport}``). Labels not named keep the benchmark's own word (LFPT5's
+    and O-LoRA's raw label names) or their name made a phrase (``banking/freeze_account`` ->
+    ``freeze account``); that word is the target the backbone trains on and scores."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        blank = [name for name, word in (self.label_texts or {}).items() if not str(word).strip()]
+        if blank:
+            raise ValueError(f"label_texts: the word for {blank[0]!r} is empty")
+
+
+def verbalizer(config: TextConfig, label_names: Sequence[str], own: Sequence[str] | None = None) -> list[str] | None:
+    """One word per label: ``config.label_texts[name]`` where given, else ``own[i]`` (the
+    benchmark's verbalisers), else ``label_phrase(name)``; None when neither overrides nor
+    ``own`` exist (backbones then phrase the names themselves). ConfigError for a name that is
+    not a label."""
+    overrides = config.label_texts or {}
+    unknown = [name for name in overrides if name not in set(label_names)]
+    if unknown:
+        shown = ", ".join(map(repr, list(label_names)[:6])) + (" ..." if len(label_names) > 6 else "")
+        raise ConfigError(f"label_texts: {unknown[0]!r} is not a label name of this benchmark; labels: {shown}")
+    if not overrides:
+        return list(own) if own is not None else None
+    base = list(own) if own is not None else [label_phrase(name) for name in label_names]
+    return [overrides.get(name, word) for name, word in zip(label_names, base)]
 
 
 def find_file(root: Path | None, folders: Sequence[str], name: str) -> Path | None:

@@ -1,4 +1,5 @@
-"""The episodic memory shared by the rehearsal strategies (``replay``, ``rehearsal``, ``agem``, ``gem``).
+"""The episodic memories shared by the rehearsal strategies (``replay``, ``rehearsal``, ``agem``, ``gem``,
+``der``, ``derpp``).
 
 One class, ``EpisodicMemory``, keeps at most ``capacity`` raw training rows
 (any columns: vectors, text, ids; a columnar dict of lists) and offers each
@@ -17,10 +18,12 @@ on the same memory differ only in what they do with it:
   and of Hsu et al. 2018's naive rehearsal (GT-RIPL ``agents/exp_replay.py``).
 
 ``TensorReservoir`` is the online form, for memories updated at every step
-from the collated batch (``der``/``derpp``'s examples and logits, ``replay``
-with ``online: true``): per-example tensors, Algorithm R over the stream of
-examples (``reservoir_slots``), and only rows whose floating-point tensors are
-all finite enter it (a batch skipped under ``on_nan: skip`` because of a
+from the collated batch (``der``/``derpp``'s examples and logits, ``replay``'s
+default ``update: step``): per-example tensors, Algorithm R over the stream of
+examples (``reservoir_slots``), each width-varying column padded as the
+backbone pads it (``Backbone.batch_padding``: labels -100, ids the pad id,
+masks 0, on their side), and only rows whose floating-point tensors are all
+finite enter it (a batch skipped under ``on_nan: skip`` because of a
 non-finite example cannot poison the memory).
 
 Randomness comes from the memory's own generator (``clft.strategies._random``),
@@ -39,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from clft.columns import columns as column_slices
+from clft.errors import ConfigError
 from clft.strategies._random import generator_from_state, generator_state, new_generator
 from clft.types import Backbone, Batch, Strategy, Task
 
@@ -209,12 +213,18 @@ def unpacked(values: np.ndarray | list) -> list:
     return values.tolist() if isinstance(values, np.ndarray) else copy.deepcopy(list(values))
 
 
-def pad_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Right-pad every dimension after the first with zeros up to ``shape``."""
+Padding = dict[str, tuple[float, str]]  # column -> (value, side): ``clft.types.Backbone.batch_padding``
+SIDES = ("right", "left")
+
+
+def pad_to(tensor: torch.Tensor, shape: tuple[int, ...], value: float = 0, side: str = "right") -> torch.Tensor:
+    """Pad every dimension after the first with ``value`` up to ``shape``, on ``side`` (right or left)."""
+    if side not in SIDES:
+        raise ValueError(f"padding side must be one of {', '.join(SIDES)}, got {side!r}")
     pads: list[int] = []
     for have, want in zip(reversed(tensor.shape[1:]), reversed(shape)):
-        pads += [0, want - have]
-    return F.pad(tensor, pads) if any(pads) else tensor
+        pads += [want - have, 0] if side == "left" else [0, want - have]
+    return F.pad(tensor, pads, value=value) if any(pads) else tensor
 
 
 def per_example(batch: Batch) -> dict[str, torch.Tensor]:
@@ -237,9 +247,13 @@ class TensorReservoir:
     """At most ``capacity`` rows of collated batches, kept on the CPU, filled online by Algorithm R.
 
     Every tensor of a batch whose first dimension is the batch size is stored (``x`` for the MLP;
-    ``input_ids``/``attention_mask`` for text; ``label``, ``task``, and extra columns such as DER's
-    logits). Variable-length dimensions are right-padded with 0 to the longest row seen (attention
-    masks mark it as padding). Rows with a non-finite floating value are dropped before the draw.
+    ``input_ids``/``attention_mask``/``lm_labels`` for text; ``label``, ``task``, and extra columns such
+    as DER's logits). A column whose width varies between batches is padded as the backbone pads it
+    (``padding``, from ``Backbone.batch_padding``: token ids with the pad id, attention masks with 0,
+    LM labels with -100, each on its side), so a stored row is the row as it would be collated in a
+    batch as wide as the widest row seen: a replayed batch trains on the same targets as the rows
+    collated afresh, never on padding. A width-varying column without declared padding is a
+    ConfigError. Rows with a non-finite floating value are dropped before the draw.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -249,8 +263,9 @@ class TensorReservoir:
         self.n_seen = 0  # finite rows offered so far
         self.rng: np.random.Generator | None = None
 
-    def add(self, rows: dict[str, torch.Tensor]) -> None:
-        """Offer the finite rows of ``rows`` (all columns share the first dimension) to Algorithm R."""
+    def add(self, rows: dict[str, torch.Tensor], padding: Padding | None = None) -> None:
+        """Offer the finite rows of ``rows`` (all columns share the first dimension) to Algorithm R;
+        ``padding``: how the width-varying columns are padded (``Backbone.batch_padding``)."""
         self.rng = self.rng or new_generator()
         keep = finite_rows(rows)
         if not bool(keep.all()):
@@ -263,8 +278,9 @@ class TensorReservoir:
         target, source = torch.tensor(list(chosen)), torch.tensor(list(chosen.values()))
         for column, values in rows.items():
             values = values.detach().cpu()
-            stored = self._column(column, values)
-            stored[target] = pad_to(values, stored.shape[1:])[source].to(stored.dtype)
+            value, side = self._padding(column, values, padding or {})
+            stored = self._column(column, values, value, side)
+            stored[target] = pad_to(values, stored.shape[1:], value, side)[source].to(stored.dtype)
         self.size = min(self.capacity, self.n_seen)
 
     def sample(self, count: int, device=None) -> Batch:
@@ -273,13 +289,24 @@ class TensorReservoir:
         rows = torch.from_numpy(np.sort(self.rng.choice(self.size, size=min(count, self.size), replace=False)))
         return {column: values[rows].to(device) for column, values in self.buffer.items()}
 
-    def _column(self, column: str, values: torch.Tensor) -> torch.Tensor:
-        """The buffer column for ``values``, created or widened (zero padding) to fit them."""
+    def _padding(self, column: str, values: torch.Tensor, padding: Padding) -> tuple[float, str]:
+        """The column's (value, side); a ConfigError when its width varies and no padding is declared."""
+        if column in padding:
+            return padding[column]
+        stored = self.buffer.get(column)
+        if stored is not None and stored.shape[1:] != values.shape[1:]:
+            raise ConfigError(f"memory: batch column {column!r} changes shape between batches "
+                              f"({tuple(stored.shape[1:])}, then {tuple(values.shape[1:])}) and the backbone "
+                              "declares no padding for it (Backbone.batch_padding: {column: (value, side)})")
+        return 0, "right"
+
+    def _column(self, column: str, values: torch.Tensor, value: float, side: str) -> torch.Tensor:
+        """The buffer column for ``values``, created or widened (with ``value`` on ``side``) to fit them."""
         stored = self.buffer.get(column)
         if stored is None:
-            stored = torch.zeros((self.capacity, *values.shape[1:]), dtype=values.dtype)
+            stored = torch.full((self.capacity, *values.shape[1:]), value, dtype=values.dtype)
         shape = tuple(max(a, b) for a, b in zip(stored.shape[1:], values.shape[1:]))
-        self.buffer[column] = stored = pad_to(stored, shape)
+        self.buffer[column] = stored = pad_to(stored, shape, value, side)
         return stored
 
     def extra_state_bytes(self) -> int:

@@ -12,6 +12,9 @@ switching adapters for evaluation never leaves an old adapter trainable.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from clft.errors import ConfigError
@@ -58,3 +61,17 @@ def lora_a_matrices(backbone: Backbone, name: str) -> dict[str, torch.nn.Paramet
     """LoRA A matrices [r, in] of adapter ``name`` keyed by their layer's name (``...query``)."""
     suffix = f".lora_A.{name}.weight"
     return {n[: -len(suffix)]: p for n, p in backbone.model.named_parameters() if n.endswith(suffix)}
+
+
+@contextmanager
+def adapters_disabled(backbone: Backbone) -> Iterator[None]:
+    """Run the base model: every adapter (and ``modules_to_save`` copy) off, through peft's
+    ``PeftModel.disable_adapter``; a no-op for a backbone that is not peft-wrapped. peft re-enables
+    the adapters on exit and marks the active ones trainable: call ``activate`` afterwards."""
+    from peft import PeftModel
+
+    if not isinstance(backbone.model, PeftModel):
+        yield
+        return
+    with backbone.model.disable_adapter():
+        yield

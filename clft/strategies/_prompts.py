@@ -9,7 +9,9 @@ replaces ``input_ids`` by ``inputs_embeds`` = [prefix; token embeddings] and
 prepends ones to ``attention_mask``. An encoder-decoder model also gets a
 pre-hook that lengthens the mask it passes to the decoder's cross-attention.
 ``hf-classifier``'s pooling counts the prefix positions as tokens (mean) or
-skips them (cls). A decoder-only model (``hf-causal-lm``) gets the same
+skips them (cls); a strategy whose head reads the prompts (l2p) sets the
+backbone's ``pool_prefix``, and the embedding is then the prefix positions'
+mean alone. A decoder-only model (``hf-causal-lm``) gets the same
 pre-hook (and ``labels``, when passed, get -100 over the prefix) plus a forward
 hook that drops the prefix positions' logits, so the backbone's loss sees
 logits aligned with its tokens; its ``generate`` is wrapped to pass

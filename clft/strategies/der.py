@@ -15,9 +15,10 @@ pass gave (no second forward), is offered to the reservoir, as in the authors' c
 ``derpp`` (DER++) adds a cross-entropy term on a second buffer batch.
 
 The buffer is ``clft.strategies._memory.TensorReservoir`` (shared with
-``replay``'s online mode): the collated batch's per-example tensors plus the
-logits, on the CPU, right-padded where lengths vary; only rows whose inputs and
-logits are all finite enter it. Buffer rows keep their ``task`` column, so the
+``replay``'s default ``update: step``): the collated batch's per-example tensors
+plus the logits, on the CPU, padded where lengths vary as the backbone pads them
+(``Backbone.batch_padding``: pad ids, attention masks 0, on the tokenizer's side);
+only rows whose inputs and logits are all finite enter it. Buffer rows keep their ``task`` column, so the
 backbone masks each with its own task's label space.
 """
 
@@ -73,7 +74,7 @@ class DER(Strategy):
         if outputs.logits is None:
             raise ConfigError(f"{self.name} stores class logits; backbone {backbone.name!r} has none (use "
                               "hf-classifier or mlp)")
-        self.memory.add({**per_example(batch), LOGITS: outputs.logits.float()})
+        self.memory.add({**per_example(batch), LOGITS: outputs.logits.float()}, backbone.batch_padding())
 
     def buffer_loss(self, backbone: Backbone, task: Task, batch_size: int) -> torch.Tensor:
         """α · MSE(f(x'), z') on one buffer batch."""

@@ -13,11 +13,30 @@ domain-il, one group with the whole shared label space. T² keeps the gradient
 scale independent of T. z is the step's own forward output (``outputs.logits``):
 only the old model runs a second forward pass.
 
+Text-to-text backbones (``hf-causal-lm``, ``hf-seq2seq``) have no class logits:
+the old model's outputs are its next-token distributions. At the M target
+positions (b, t) of the batch (the label word or answer tokens + EOS, where
+``outputs.extra["lm_labels"]`` is not -100), with z[b, t] the step's own
+``outputs.extra["lm_logits"]`` over the vocabulary V,
+
+    extra = λ · T² · (1/M) Σ_(b,t) KL( softmax(z_old[b, t] / T) ‖ softmax(z[b, t] / T) )
+
+(the mean over target tokens, as the main loss). This is LwF's distillation on
+the new task's data with the vocabulary as the output layer. Unlike a
+classifier's old heads, the old model's outputs share positions and words with
+the new targets, so the term pulls against the new task's cross-entropy at the
+same positions; λ sets the trade-off. LFPT5 (Qin & Joty 2022, ICLR), whose
+"label consistency" term is this KL with T = 1 (between the previous task's and
+the current prompt, over the vocabulary at every target position), applies it to
+the pseudo-examples it generates of earlier tasks, not to the new data, with
+weight 0.01 on a summed KL (``Classification/model.py``); clft's replay rows are
+the data-based counterpart.
+
 The old model is the current one with its trainable parameters temporarily
 swapped for θ_old (``module._parameters`` entries replaced, never written in
 place, so the autograd graph of the current forward is untouched); frozen
-weights and buffers are shared, so only the trainable parameters are copied.
-It runs in eval mode under ``no_grad``.
+weights and buffers are shared, so only the trainable parameters are copied
+(with LoRA: the LoRA matrices). It runs in eval mode under ``no_grad``.
 """
 
 from __future__ import annotations
@@ -53,6 +72,11 @@ def swapped_parameters(model: torch.nn.Module, values: Tensors) -> Iterator[None
     finally:
         for module, attr, original in reversed(saved):
             module._parameters[attr] = original
+
+
+def token_outputs(outputs: Outputs) -> bool:
+    """Whether a text-to-text forward exposed its aligned ``lm_logits`` and ``lm_labels``."""
+    return "lm_logits" in outputs.extra and "lm_labels" in outputs.extra
 
 
 @strategies.register()
@@ -91,19 +115,22 @@ class LwF(Strategy):
         else:
             self.groups = [list(range(backbone.label_space.num_classes))]
 
-    def distilling(self, backbone: Backbone, outputs: Outputs) -> bool:
+    def distilling(self, backbone: Backbone, outputs: Outputs, tokens: bool = False) -> bool:
         """Whether this step has a distillation term: an old model, old classes and λ > 0
-        (ConfigError for a backbone without class logits)."""
+        (ConfigError for a backbone with neither class logits nor, when ``tokens``, LM logits)."""
         if not self.old or not self.groups or self.config.lam == 0:
             return False
-        if outputs.logits is None:
-            raise ConfigError(f"{self.name} distils class logits; backbone {backbone.name!r} has none "
-                              "(use hf-classifier or mlp)")
+        if outputs.logits is None and not (tokens and token_outputs(outputs)):
+            what = "class logits or LM logits at target positions" if tokens else "class logits"
+            raise ConfigError(f"{self.name} distils {what}; backbone {backbone.name!r} has none "
+                              f"(use hf-classifier or mlp{', hf-causal-lm or hf-seq2seq' if tokens else ''})")
         return True
 
     def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
-        if not self.distilling(backbone, outputs):
+        if not self.distilling(backbone, outputs, tokens=True):
             return None
+        if outputs.logits is None:
+            return self.token_distillation(backbone, batch, outputs, task)
         new = outputs.logits.float()
         old = self.old_logits(backbone, batch)
         t = self.config.temperature
@@ -114,8 +141,22 @@ class LwF(Strategy):
             total = total + F.kl_div(log_new, log_old, log_target=True, reduction="batchmean")
         return self.config.lam * t * t * total
 
+    def token_distillation(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor:
+        """λ T² · mean over target positions of KL(softmax(z_old / T) ‖ softmax(z / T)) over the vocabulary."""
+        targets = outputs.extra["lm_labels"] != -100
+        new = outputs.extra["lm_logits"][targets].float()  # [M, V]
+        old = self.old_model(backbone, lambda: backbone.forward(batch, task)).extra["lm_logits"][targets].float()
+        t = self.config.temperature
+        log_new, log_old = F.log_softmax(new / t, dim=-1), F.log_softmax(old / t, dim=-1)
+        divergence = F.kl_div(log_new, log_old, log_target=True, reduction="sum") / max(len(new), 1)
+        return self.config.lam * t * t * divergence
+
     def old_logits(self, backbone: Backbone, batch: Batch) -> torch.Tensor:
-        """f(x; θ_old): the current model with θ_old swapped in, eval mode, no grad."""
+        """f(x; θ_old): the class logits of the current model with θ_old swapped in, eval mode, no grad."""
+        return self.old_model(backbone, lambda: backbone.logits(batch)).float()
+
+    def old_model(self, backbone: Backbone, compute):
+        """``compute()`` with θ_old swapped in for the trainable parameters, in eval mode, without gradients."""
         model = backbone.model
         params = trainable(backbone)
         for name, value in self.old.items():  # after load_state_dict: move once, keep there
@@ -125,7 +166,7 @@ class LwF(Strategy):
         model.eval()
         try:
             with torch.no_grad(), swapped_parameters(model, self.old):
-                return backbone.logits(batch).float()
+                return compute()
         finally:
             model.train(was_training)
 
@@ -159,11 +200,11 @@ class LwFVanDeVen(LwF):
     name = "lwf-vandeven"
 
     def extra_loss(self, backbone: Backbone, batch: Batch, outputs: Outputs, task: Task) -> torch.Tensor | None:
+        if not self.distilling(backbone, outputs):  # class logits only: van de Ven's code has no LM variant
+            return None
         if backbone.label_space.scenario != "class-il":
             term = super().extra_loss(backbone, batch, outputs, task)
             return None if term is None else term / len(self.groups) * task.id  # task.id = t - 1
-        if not self.distilling(backbone, outputs):
-            return None
         new, old, t = outputs.logits.float(), self.old_logits(backbone, batch), self.config.temperature
         seen, (group,) = sorted(backbone.label_space.seen), self.groups
         target = new.new_zeros(new.shape[0], len(seen))

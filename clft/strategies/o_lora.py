@@ -16,18 +16,29 @@ sums absolute values, which we follow; the second is that code's L2 term on
 the new LoRA (a sum of Frobenius norms, not squared; 0 by default as there).
 Prediction needs no task id: every LoRA is active.
 
-O-LoRA itself is text-to-text (``hf-seq2seq`` / ``hf-causal-lm``: no head).
-With ``hf-classifier`` the linear head is shared by every task; trained
+What the paper does (the default here): every task's LoRA is frozen once its
+task ends and stays active; the only trained parameters are the new LoRA's, so
+old tasks are protected by the frozen LoRAs and the orthogonality term alone.
+O-LoRA is text-to-text (``hf-seq2seq`` / ``hf-causal-lm``): labels are words
+produced through the frozen LM head, so no trained head is shared between
+tasks. On an encoder, ``hf-classifier`` with ``head: label-embedding`` is the
+same setting: logits are cosines to the frozen encoder's embeddings of the
+label words, nothing in the head trains.
+
+What ``protect_head`` adds (off by default; not in the paper): with
+``hf-classifier``'s ``linear`` head, the head is a shared trained layer. Trained
 unconstrained in class-IL it learns to favour the newest classes and o-lora
-ends at finetune's level whatever the LoRAs do. With ``protect_head`` (default)
-the head rows of earlier tasks' classes (those not in the current task) are
+ends near finetune's level whatever the LoRAs do. With ``protect_head`` the
+head rows of earlier tasks' classes (those not in the current task) are
 frozen: their gradient is zeroed before every step and their values restored
-after the task, so old classes' logits change only through the features,
-which the frozen old LoRAs and the orthogonal new one are there to protect:
-the head's analogue of the frozen old LoRAs. (Freezing rather than masking the
+after the task, so old classes' logits change only through the features: the
+head's analogue of the frozen old LoRAs. (Freezing rather than masking the
 old logits out of the loss: the new classes still have to beat the old ones in
 the shared softmax, as class-IL evaluation asks.) New rows and the current
-task's rows train.
+task's rows train. A row with it on is labelled ``o-lora+frozen-head`` by
+default (``default_label``), so a table never shows it as plain O-LoRA;
+protect_head on a backbone without a linear head is a ConfigError (nothing to
+freeze). With ``protect_head`` off, a linear head trains freely (all rows).
 
 ``report()`` gives, for every pair i < j of tasks (key ``"i-j"``):
 ``olora_overlap`` = Σ_layers Σ|A_i A_jᵀ| (the penalty's measure) and
@@ -78,8 +89,9 @@ class OLoRA(Strategy):
         """LoRA scaling numerator (peft's lora_alpha)."""
         target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
         """Modules that get LoRA (BERT: query/value; T5: q/v)."""
-        protect_head: bool = True
-        """Freeze a shared classifier head's rows of earlier tasks' classes (see the module doc)."""
+        protect_head: bool = False
+        """Not in the paper: freeze the rows of earlier tasks' classes in ``hf-classifier``'s linear
+        head (module doc); the default label becomes ``o-lora+frozen-head``."""
 
         def __post_init__(self) -> None:
             if self.lam1 < 0 or self.lam2 < 0:
@@ -100,6 +112,11 @@ class OLoRA(Strategy):
         self._frozen_rows: list[int] = []  # head rows of earlier tasks' classes, frozen in this task
         self._frozen_values: tuple[torch.Tensor, torch.Tensor] | None = None  # their weight and bias
 
+    @classmethod
+    def default_label(cls, config: Config) -> str:
+        """``o-lora``, or ``o-lora+frozen-head`` with ``protect_head`` (a component the paper lacks)."""
+        return f"{cls.name}+frozen-head" if config.protect_head else cls.name
+
     def block(self) -> dict:
         return {"peft_type": "LORA", "r": self.config.r, "lora_alpha": self.config.lora_alpha,
                 "target_modules": list(self.config.target_modules)}
@@ -115,11 +132,18 @@ class OLoRA(Strategy):
         self.freeze_old_rows(backbone, task, stream)
 
     def freeze_old_rows(self, backbone: Backbone, task: Task, stream: list[Task]) -> None:
-        """Remember which head rows to keep still in this task (earlier tasks' classes) and their values."""
+        """With ``protect_head``: remember which head rows to keep still in this task (earlier
+        tasks' classes) and their values."""
+        self._frozen_rows, self._frozen_values = [], None
+        if not self.config.protect_head:
+            return
         head = getattr(backbone.base_model, "classifier", None)
+        if not isinstance(head, torch.nn.Linear):
+            raise ConfigError(f"o-lora: protect_head freezes rows of a linear classifier head and this "
+                              f"{backbone.name} backbone has none (head: label-embedding, or text-to-text); "
+                              "set protect_head: false")
         old = sorted({c for t in stream if t.id < task.id for c in t.classes} - set(task.classes))
-        if not self.config.protect_head or not isinstance(head, torch.nn.Linear) or not old:
-            self._frozen_rows, self._frozen_values = [], None
+        if not old:
             return
         self._frozen_rows = old
         self._frozen_values = (head.weight.detach()[old].clone(), head.bias.detach()[old].clone())
@@ -134,12 +158,12 @@ class OLoRA(Strategy):
                 param.grad[self._frozen_rows] = 0
 
     def activate_all(self, backbone: Backbone, last: int) -> None:
-        """LoRAs 0..last active, only ``last`` trainable (and the shared plain head, if any)."""
+        """LoRAs 0..last active, only ``last`` trainable (and a shared linear head, if any)."""
         activate(backbone, [adapter_name(i) for i in range(last + 1)], trainable=adapter_name(last))
         head = getattr(backbone.base_model, "classifier", None)
         if isinstance(head, torch.nn.Linear):
             head.requires_grad_(True)
-        elif head is not None:
+        elif head is not None and any(True for _ in head.parameters()):  # peft's per-adapter copies
             raise ConfigError("o-lora keeps every LoRA active, which peft's modules_to_save head copies "
                               "cannot follow; drop modules_to_save from the backbone's peft block")
 

@@ -110,3 +110,21 @@ def test_generative_tasks_carry_metric_and_references(setup):
     assert stream[0].classes == () and stream[0].generative
     assert bench.general_tasks(0)[0].name == "general"
     assert stream[1].test[0]["references"] == ["a dog barks"]
+
+
+def test_generation_cap_is_the_longest_training_reference_of_the_task(setup, monkeypatch):
+    from dataclasses import replace
+
+    backbone, stream = build(setup)  # no max_new_tokens option
+    tok = backbone.tokenizer
+    for task, words in zip(stream, (1, 3)):  # colours: "blue"; animals: "a dog barks"
+        longest = max(len(tok(" " + ref, add_special_tokens=False)["input_ids"])
+                      for refs in task.train["references"] for ref in refs)
+        assert task.max_new_tokens == 64 and backbone.new_tokens(task) == longest == words
+    assert backbone.new_tokens(replace(stream[1], max_new_tokens=2)) == 2  # the task's cap still bounds it
+    fixed, _ = build(setup, max_new_tokens=6)
+    assert fixed.new_tokens(stream[0]) == 6  # the option wins
+    caps = []
+    monkeypatch.setattr(backbone, "_generate", lambda batch, cap=None: caps.append(cap) or torch.zeros(2, 0).long())
+    backbone.predict(backbone.collate(backbone.prepare(stream[1].test)[:2]), stream[1], "task-il")
+    assert caps == [3]

@@ -269,8 +269,9 @@ GENERATIVE = {
 
 @pytest.mark.parametrize("name", sorted(GENERATIVE))
 def test_text2text_overfits_and_decodes_exact_matches(tiny, name):
+    """decode: generate (greedy decoding, exact match); then rank classification on the same model."""
     torch.manual_seed(0)
-    backbone, stream = build({"name": name, "model": tiny[GENERATIVE[name][0]]})
+    backbone, stream = build({"name": name, "model": tiny[GENERATIVE[name][0]], "decode": "generate"})
     data = backbone.prepare(datasets.concatenate_datasets([task.train for task in stream]))
     optimizer = torch.optim.Adam(backbone.trainable_parameters(), lr=3e-3)
     backbone.model.train()
@@ -289,6 +290,8 @@ def test_text2text_overfits_and_decodes_exact_matches(tiny, name):
     backbone.max_new_tokens = 1  # "world news" needs two tokens: cut short, it matches no label
     predicted, labels = predict_all(backbone, stream[1])
     assert predicted == [2 if label == 2 else -1 for label in labels]
+    backbone.config.decode = "rank"  # scores whole targets: no decoding cap applies
+    assert predict_all(backbone, stream[1]) == (labels, labels)
 
 
 @pytest.mark.parametrize("name", sorted(GENERATIVE))

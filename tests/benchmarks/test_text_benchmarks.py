@@ -180,6 +180,30 @@ def test_no_data_directory_names_the_file_and_its_source(name):
         build(name, None, **SMALL[name]).tasks(0)
 
 
+@pytest.mark.parametrize("name", TEXT_BENCHMARKS)
+def test_label_texts_option_overrides_the_verbalizer_of_the_named_labels(tmp_path, name):
+    from clft.backbones.hf_common import label_words
+
+    root = write_all(tmp_path)
+    plain = build(name, root, **SMALL[name])
+    words = label_words(plain)
+    first, last = plain.label_names[0], plain.label_names[-1]
+    bench = build(name, root, label_texts={first: "alpha", last: "omega words"}, **SMALL[name])
+    assert label_words(bench) == ["alpha", *words[1:-1], "omega words"]  # a partial mapping
+    assert snapshot(bench.tasks(0)) == snapshot(plain.tasks(0))  # the stream itself is unchanged
+    with pytest.raises(ConfigError, match=rf"label_texts: 'nope' is not a label name .*labels: {first!r}"):
+        build(name, root, label_texts={"nope": "x"}, **SMALL[name])
+    with pytest.raises(ConfigError, match=rf"label_texts: the word for {first!r} is empty"):
+        build(name, root, label_texts={first: " "}, **SMALL[name])
+
+
+def test_every_text_config_benchmark_is_covered_by_the_label_texts_tests():
+    from clft.benchmarks.text_common import TextConfig
+
+    text = {name for name in benchmarks.names() if issubclass(benchmarks.get(name).Config, TextConfig)}
+    assert text == {*TEXT_BENCHMARKS, "text-classification"}  # text-classification: its own test file
+
+
 @pytest.mark.parametrize("key", ["train_per_class", "test_per_class"])
 def test_per_class_must_be_positive(tmp_path, key):
     with pytest.raises(ConfigError, match=key):
@@ -387,6 +411,37 @@ def test_lfpt5_shuffle_keeps_label_ids(tmp_path):
     for stream in streams:
         by_name = {t.name: t.classes for t in stream}
         assert by_name["ag_news"] == (0, 1, 2, 3)
+
+
+def test_lfpt5_orders_are_those_lfpt5s_code_draws():
+    import random
+
+    from clft.benchmarks.lfpt5 import LFPT5_ORDERS
+
+    names = ["ag_news", "amazon", "dbpedia", "yahoo"]  # Classification.py's alltaskfold order
+    for run in range(3):
+        random.seed(42 + 100 * run)  # seed_everything(args) with args.seed = 42 + run * 100
+        index = list(range(4))
+        random.shuffle(index)
+        assert LFPT5_ORDERS[run] == tuple(names[i] for i in index)
+
+
+def test_lfpt5_split_seed_seed_reads_the_run_seeds_sample_in_its_lfpt5_order(tmp_path):
+    from clft.benchmarks.lfpt5 import LFPT5_ORDERS
+
+    bench = build("lfpt5-fewshot", write_lfpt5(tmp_path), split_seed="seed", order="lfpt5")
+    assert bench.label_names[:4] == ["world", "ag_news/sports", "ag_news/business", "ag_news/science"]
+    for seed, folder in enumerate(("0_42", "1_142", "2_242")):
+        stream = bench.tasks(seed)
+        assert tuple(t.name for t in stream) == LFPT5_ORDERS[seed]
+        assert all(t.train[0]["text"].startswith(f"{folder} ") for t in stream)
+        assert {t.name: t.classes for t in stream}["ag_news"] == (0, 1, 2, 3)  # ids in ag/amazon/dbpedia/yahoo order
+    with pytest.raises(ConfigError, match="must be 0, 1 or 2.*got seed 3"):
+        bench.tasks(3)
+    fixed = build("lfpt5-fewshot", tmp_path, split_seed=1)  # a fixed sample whatever the seed
+    assert fixed.tasks(2)[0].train[0]["text"].startswith("1_142 ")
+    with pytest.raises(ConfigError, match="shuffle_order"):
+        build("lfpt5-fewshot", tmp_path, order="lfpt5", shuffle_order=True)
 
 
 def test_lfpt5_line_without_tab(tmp_path):

@@ -236,3 +236,13 @@ def test_duplicate_sequence_names(tmp_path):
     a = files(tmp_path, tag="a")
     with pytest.raises(ConfigError, match="task names must be unique"):
         build(sequence=[{"files": a}, {"files": a}])
+
+
+def test_label_texts_option_overrides_the_verbalizer(tmp_path):
+    from clft.backbones.hf_common import label_words
+
+    bench = build(files=files(tmp_path), n_tasks=2, label_texts={"science": "science and technology"})
+    assert label_words(bench) == ["business", "science and technology", "sports", "world"]
+    assert build(files=files(tmp_path), n_tasks=2).label_texts is None  # no override: names made phrases
+    with pytest.raises(ConfigError, match=r"label_texts: 'Science' is not a label name .*'business', 'science'"):
+        build(files=files(tmp_path), n_tasks=2, label_texts={"Science": "x"})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import clft.benchmarks  # noqa: F401  (registers the built-ins)
-from clft.errors import DataError
+from clft.errors import ConfigError, DataError
 from clft.registry import benchmarks
 
 DATA = os.environ.get("CLFT_DATA_DIR")
@@ -49,6 +49,21 @@ def test_clinc150_chunks_cover_every_intent():
     need("clinc150")
     stream = build("clinc150", split="chunks", n_tasks=15, shuffle_order=True).tasks(1)
     assert sorted(c for t in stream for c in t.classes) == list(range(150))
+
+
+def test_clinc150_n_intents_keeps_the_first_intents_of_the_label_order():
+    need("clinc150")
+    full = build("clinc150", split="chunks", n_tasks=3)
+    small = build("clinc150", split="chunks", n_tasks=3, n_intents=15, test_per_class=4)
+    stream = small.tasks(0)
+    assert small.label_names == full.label_names[:15]
+    assert [list(t.classes) for t in stream] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 14]]
+    assert all(set(Counter(t.train["label"]).values()) == {100} for t in stream)  # every row of a kept intent
+    assert all(set(Counter(t.test["label"]).values()) == {4} for t in stream)
+    with pytest.raises(ConfigError, match="n_intents needs split: chunks"):
+        build("clinc150", n_intents=15)
+    with pytest.raises(ConfigError, match="n_intents must lie in n_tasks"):
+        build("clinc150", split="chunks", n_tasks=5, n_intents=3)
 
 
 def test_banking77_published_counts():

@@ -51,7 +51,9 @@ def test_no_strategy_runs_a_second_training_forward_pass_on_the_step_batch(write
     monkeypatch.setattr(MLP, "collate", counting_collate)
     monkeypatch.setattr(MLP, "forward", counted(forward))
     monkeypatch.setattr(MLP, "logits", counted(logits))
-    group = ["lwf", {"name": "derpp", "memory_size": 40}, {"name": "replay", "memory_size": 40}, "ewc"]
+    # replay at task end collates its replay batches (the ER default replays stored tensors, never collated)
+    group = ["lwf", {"name": "derpp", "memory_size": 40}, {"name": "replay", "memory_size": 40, "update": "task-end"},
+             "ewc"]
     assert run_main(write_experiment, tmp_path, strategies=group,
                     train={"epochs": 1, "batch_size": 16, "lr": 0.01, "max_steps_per_task": 3}) == 0
     trained = [n for n in calls.values() if n]

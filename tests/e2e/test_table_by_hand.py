@@ -9,14 +9,16 @@ import numpy as np
 
 
 def by_hand(acc: list[list[float]], baseline: list[float]) -> dict[str, float]:
-    """The DESIGN.md formulas written out with loops, independent of clft.metrics."""
+    """The DESIGN.md formulas written out with loops, independent of clft.metrics (forgetting as issue 22
+    corrects DESIGN.md's max_{l<T}: only steps after task j was learned count)."""
     R, T = np.array(acc), len(acc)
     last = R[T - 1]
     return {
         "acc": sum(last) / T,
         "bwt": sum(last[i] - R[i, i] for i in range(T - 1)) / (T - 1),
         "fwt": sum(R[i - 1, i] - baseline[i] for i in range(1, T)) / (T - 1),
-        "forgetting": sum(max(R[k, j] for k in range(T - 1)) - last[j] for j in range(T - 1)) / (T - 1),
+        # the best accuracy on task j after it was learned (steps j..T−2, 0-based), minus the final one
+        "forgetting": sum(max(R[k, j] for k in range(j, T - 1)) - last[j] for j in range(T - 1)) / (T - 1),
         "aia": sum(sum(R[k, j] for j in range(k + 1)) / (k + 1) for k in range(T)) / T,
         "la": sum(R[i, i] for i in range(T)) / T,
     }

@@ -26,13 +26,16 @@ def test_invalid_options(spec):
 
 
 
-@pytest.mark.parametrize(("name", "policy"), [("replay", "reservoir"), ("rehearsal", "task-balanced"),
-                                              ("agem", "class-balanced"), ("gem", "task-balanced")])
-def test_episodic_memory_options_are_shared_and_checked_alike(name, policy):
+@pytest.mark.parametrize(("spec", "policy"), [({"name": "replay", "update": "task-end"}, "reservoir"),
+                                              ({"name": "rehearsal"}, "task-balanced"),
+                                              ({"name": "agem"}, "class-balanced"), ({"name": "gem"}, "task-balanced")],
+                         ids=["replay", "rehearsal", "agem", "gem"])
+def test_episodic_memory_options_are_shared_and_checked_alike(spec, policy):
     """One MemoryConfig: the same checks and messages for every memory strategy, each with its own
     default policy (the paper's), and its memory built from them."""
-    assert strategies.build({"name": name}).memory.policy == policy
-    assert strategies.build({"name": name, "memory_size": 7}).memory.capacity == 7
+    name = spec["name"]
+    assert strategies.build(spec).memory.policy == policy
+    assert strategies.build({**spec, "memory_size": 7}).memory.capacity == 7
     with pytest.raises(ConfigError, match="memory_size must be at least 1, got 0"):
         strategies.build({"name": name, "memory_size": 0})
     with pytest.raises(ConfigError, match=r"\.policy: 'fifo' is not valid; valid: 'reservoir', 'class-balanced'"):
@@ -148,19 +151,41 @@ def test_der_stores_the_steps_own_logits_after_the_step_and_matches_its_loss_by_
     assert der.memory.n_seen == 16 and der.memory.size == 8
 
 
-def test_der_buffer_pads_variable_length_columns_and_round_trips():
+def test_reservoir_pads_each_column_as_the_backbone_declares_and_round_trips():
+    """Rows of widths 3, 5 and 2: every column is widened with its own value on its own side (LM labels
+    with -100, ids with the pad id; a left-padded prompt on the left), as ``collate`` would pad them."""
     der = strategies.build({"name": "der", "memory_size": 5})
     der.memory.rng = np.random.default_rng(0)
-    der.memory.add({"input_ids": torch.ones(2, 3, dtype=torch.long), "label": torch.tensor([0, 1])})
-    der.memory.add({"input_ids": torch.full((2, 5), 2), "label": torch.tensor([1, 0])})
-    der.memory.add({"input_ids": torch.full((1, 2), 3), "label": torch.tensor([1])})
+    padding = {"input_ids": (9, "right"), "lm_labels": (-100, "right"), "prompt_ids": (9, "left")}
+
+    def rows(n, width, fill):
+        ids = torch.full((n, width), fill)
+        return {"input_ids": ids, "lm_labels": ids.clone(), "prompt_ids": ids.clone(), "label": torch.arange(n)}
+
+    for n, width, fill in [(2, 3, 1), (2, 5, 2), (1, 2, 3)]:
+        der.memory.add(rows(n, width, fill), padding)
     assert der.memory.buffer["input_ids"].shape == (5, 5)
-    assert der.memory.buffer["input_ids"][:5].tolist() == [[1, 1, 1, 0, 0]] * 2 + [[2] * 5] * 2 + [[3, 3, 0, 0, 0]]
+    assert der.memory.buffer["input_ids"].tolist() == [[1, 1, 1, 9, 9]] * 2 + [[2] * 5] * 2 + [[3, 3, 9, 9, 9]]
+    assert der.memory.buffer["lm_labels"].tolist() == ([[1, 1, 1, -100, -100]] * 2 + [[2] * 5] * 2
+                                                       + [[3, 3, -100, -100, -100]])
+    assert der.memory.buffer["prompt_ids"].tolist() == [[9, 9, 1, 1, 1]] * 2 + [[2] * 5] * 2 + [[9, 9, 9, 3, 3]]
     copy_ = strategies.build({"name": "der", "memory_size": 5})
     copy_.load_state_dict(through_checkpoint(der.state_dict()))
     assert_same(through_checkpoint(copy_.state_dict()), through_checkpoint(der.state_dict()))
-    assert copy_.extra_state_bytes() == der.extra_state_bytes() == 5 * 5 * 8 + 5 * 8
+    assert copy_.extra_state_bytes() == der.extra_state_bytes() == 3 * 5 * 5 * 8 + 5 * 8
     assert pad_to(torch.ones(1, 2, 3), (4, 3)).shape == (1, 4, 3)
+    assert pad_to(torch.ones(1, 2), (4,), value=-1, side="left").tolist() == [[-1, -1, 1, 1]]
+
+
+def test_reservoir_refuses_a_width_varying_column_without_declared_padding():
+    from clft.strategies._memory import TensorReservoir
+
+    memory = TensorReservoir(4)
+    memory.add({"x": torch.ones(2, 3), "label": torch.tensor([0, 1])})
+    memory.add({"x": torch.ones(1, 3), "label": torch.tensor([1])})  # the same width: no padding needed
+    with pytest.raises(ConfigError, match=r"batch column 'x' changes shape between batches \(\(3,\), then \(4,\)\) "
+                       "and the backbone declares no padding for it"):
+        memory.add({"x": torch.ones(1, 4), "label": torch.tensor([1])})
 
 
 def test_der_plain_has_no_label_term():
@@ -192,10 +217,13 @@ def test_der_keeps_non_finite_rows_out_of_its_buffer(name):
     assert torch.equal(kept, torch.cat([batch["x"][:3], batch["x"][4:]]))
 
 
-def test_online_replay_fills_the_reservoir_every_step_and_replays_within_the_task():
+def test_replay_fills_a_reservoir_every_step_by_default_and_replays_within_the_task():
+    """ER (Chaudhry et al. 2019), the default ``update: step``: the step's batch enters the reservoir after
+    the step, so the second batch of the first task already replays the first; ``update: task-end``
+    offers a task's examples when it ends."""
     backbone, tasks = tiny()
-    online = strategies.build({"name": "replay", "memory_size": 20, "online": True, "replay_batch_size": 4})
-    after_task = strategies.build({"name": "replay", "memory_size": 20})
+    online = strategies.build({"name": "replay", "memory_size": 20, "replay_batch_size": 4})
+    after_task = strategies.build({"name": "replay", "memory_size": 20, "update": "task-end"})
     start_task(backbone, [online, after_task], tasks[0], tasks)
     first = backbone.collate(tasks[0].train[:8])
     outputs = backbone.forward(first, tasks[0])
@@ -214,8 +242,31 @@ def test_online_replay_fills_the_reservoir_every_step_and_replays_within_the_tas
     assert online.memory.n_seen == 8  # the second batch enters after its step
     online.after_step(backbone, second, backbone.forward(second, tasks[0]).detached(), tasks[0])
     assert online.memory.n_seen == 16
-    with pytest.raises(ConfigError):
-        strategies.build({"name": "replay", "online": True, "policy": "class-balanced"})
+    online.after_task(backbone, tasks[0])
+    after_task.after_task(backbone, tasks[0])
+    assert online.memory.n_seen == 16 and after_task.memory.n_seen == len(tasks[0].train)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"update": "online"}, r"\.update: 'online' is not valid; valid: 'step', 'task-end'"),
+    ({"policy": "class-balanced"}, "policy 'class-balanced' needs update: task-end; update: step keeps a reservoir "
+     r"\(valid: update step with policy reservoir, or update task-end with policy reservoir, class-balanced, "
+     r"task-balanced\)"),
+    ({"policy": "task-balanced", "update": "step"}, "policy 'task-balanced' needs update: task-end"),
+    ({"online": True}, "online"),  # the bool it replaces is gone
+], ids=["unknown-update", "class-balanced-with-step", "task-balanced-with-step", "online-is-gone"])
+def test_replay_update_options_are_checked_in_one_line(spec, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        strategies.build({"name": "replay", **spec})
+    assert "\n" not in str(error.value)
+    assert strategies.build({"name": "replay", "policy": "task-balanced", "update": "task-end"}).memory.policy == \
+        "task-balanced"
+
+
+def test_replay_default_label_says_which_memory_update_ran():
+    replay = type(strategies.build({"name": "replay"}))
+    assert replay.default_label(replay.Config()) == "replay"  # ER, the paper's
+    assert replay.default_label(replay.Config(update="task-end", policy="class-balanced")) == "replay-task-end"
 
 
 def test_memory_checkpoints_numeric_columns_as_arrays_and_restores_the_same_rows():

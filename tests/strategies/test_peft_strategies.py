@@ -78,6 +78,8 @@ def test_adapter_per_task_old_adapters_stay_bit_identical_and_task_il_bwt_is_zer
     acc = result["acc"]
     assert all(acc[2][j] == acc[j][j] for j in range(2))
     assert backward_transfer(acc) == 0.0
+    untrained = [(i, j) for i in range(3) for j in range(i + 1, 3)]  # task j after task i: no adapter for it yet
+    assert all(acc[i][j] == result["baseline_acc"][j] for i, j in untrained)  # the base model, as before training
     trainable = {n for n, p in run_.backbone.model.named_parameters() if p.requires_grad}
     assert trainable and all(".task2." in n for n in trainable)
 
@@ -211,7 +213,7 @@ def test_l2p_runs_in_class_il_and_reports_prompt_use(tmp_path, monkeypatch):
     {"name": "adapter-per-task", "peft": {"r": 8}}, {"name": "adapter-per-task", "batch_size": 0},
     {"name": "adapter-per-task", "peft": {"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4}},
     {"name": "o-lora", "lam1": -1.0}, {"name": "o-lora", "r": 0}, {"name": "o-lora", "target_modules": []},
-    {"name": "progressive-prompts", "prompt_length": 0},
+    {"name": "progressive-prompts", "prompt_length": 0}, {"name": "progressive-prompts", "mlp_bottleneck": 0},
     {"name": "l2p", "top_n": 11}, {"name": "l2p", "lam": -0.1}, {"name": "l2p", "pool_size": 0},
 ])
 def test_invalid_options(spec):
@@ -222,7 +224,8 @@ def test_invalid_options(spec):
 # ---------------------------------------------------------------- resume through the command line
 
 RESUME_CASES = [("adapter-per-task", "class-il"), ("o-lora", "class-il"), ("progressive-prompts", "task-il"),
-                ("l2p", "class-il")]
+                ("l2p", "class-il"), ({"name": "progressive-prompts", "residual_mlp": True}, "task-il"),
+                ({"name": "l2p", "frequency_penalty": True}, "class-il")]
 
 
 @pytest.mark.slow
@@ -245,7 +248,8 @@ def test_killed_in_task_one_then_resumed_gives_the_same_matrix(name, scenario, t
 def test_o_lora_freezes_the_head_rows_of_earlier_classes_in_class_il(tmp_path, monkeypatch):
     heads: list[torch.Tensor] = []
     record = lambda r, task: heads.append(r.backbone.base_model.classifier.weight.detach().clone())  # noqa: E731
-    run_, _ = run(tmp_path, monkeypatch, {"name": "o-lora"}, "class-il", n_tasks=3, on_task_end=record)
+    run_, _ = run(tmp_path, monkeypatch, {"name": "o-lora", "protect_head": True}, "class-il", n_tasks=3,
+                  on_task_end=record)
     tasks = run_.tasks
     for t in (1, 2):
         old = sorted(c for task in tasks[:t] for c in task.classes)
@@ -254,7 +258,7 @@ def test_o_lora_freezes_the_head_rows_of_earlier_classes_in_class_il(tmp_path, m
         assert not torch.equal(heads[t][new], heads[t - 1][new]), t
     free_heads: list[torch.Tensor] = []
     record = lambda r, task: free_heads.append(r.backbone.base_model.classifier.weight.detach().clone())  # noqa: E731
-    free, _ = run(tmp_path, monkeypatch, {"name": "o-lora", "protect_head": False}, "class-il", n_tasks=2,
+    free, _ = run(tmp_path, monkeypatch, {"name": "o-lora"}, "class-il", n_tasks=2,  # protect_head off by default
                   on_task_end=record, name="free")
     old = list(free.tasks[0].classes)
     assert not torch.equal(free_heads[-1][old], free_heads[0][old])  # unprotected, the old rows move

@@ -157,9 +157,11 @@ def test_lwf_is_silent_on_the_first_task():
 
 
 
-@pytest.mark.parametrize("name", ["lwf", "lwf-vandeven"])
-def test_lwf_on_outputs_without_class_logits_is_a_config_error_naming_the_strategy(name):
-    """Both variants share one check: a distillation term needs class logits (a text-to-text LM has none)."""
+@pytest.mark.parametrize("name, needs", [("lwf", "class logits or LM logits at target positions"),
+                                         ("lwf-vandeven", "class logits")])
+def test_lwf_on_outputs_without_class_logits_is_a_config_error_naming_the_strategy(name, needs):
+    """Both variants share one check: a distillation term needs class logits (lwf also distils a text-to-text
+    LM's token distributions: tests/strategies/test_lwf_text.py; lwf-vandeven does not)."""
     backbone, tasks = tiny()
     lwf = strategies.build({"name": name})
     train(backbone, [lwf], tasks, stop=1)
@@ -168,7 +170,7 @@ def test_lwf_on_outputs_without_class_logits_is_a_config_error_naming_the_strate
     outputs = backbone.forward(batch, tasks[1])
     assert lwf.extra_loss(backbone, batch, outputs, tasks[1]) is not None  # with logits: a term
     outputs.logits = None
-    with pytest.raises(ConfigError, match=rf"^{name} distils class logits; backbone 'mlp' has none"):
+    with pytest.raises(ConfigError, match=rf"^{name} distils {needs}; backbone 'mlp' has none"):
         lwf.extra_loss(backbone, batch, outputs, tasks[1])
 
 def hand_van_de_ven(new, old, old_classes, seen, t):
