@@ -110,6 +110,7 @@ class WorkerPool:
         self.lock = threading.Lock()
         self._wake_read, self._wake_write = self.context.Pipe(duplex=False)
         self._closing = False
+        self._broken: RemoteError | None = None
         self._manager = threading.Thread(target=self._manage, daemon=True, name="clft-worker-pool")
         self._manager.start()
 
@@ -117,6 +118,8 @@ class WorkerPool:
         future: Future = Future()
         with self.lock:
             self.queue.append((future, function, args))
+        if self._broken is not None:
+            self._fail_all(self._broken)
         self._wake()
         return future
 
@@ -173,6 +176,24 @@ class WorkerPool:
             self._wake_write.send_bytes(b"!")
 
     def _manage(self) -> None:
+        try:
+            self._manage_loop()
+        except BaseException as exc:  # noqa: BLE001 - never leave the driver waiting on calls nobody runs
+            self._broken = RemoteError(f"the worker pool failed: {exc!r}")
+            self._fail_all(self._broken)
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self.lock:
+            running = [w.future for w in self.workers if w is not None and w.future is not None]
+            queued, self.queue = [future for future, _, _ in self.queue], deque()
+        for future in running:
+            if not future.done():
+                future.set_exception(error)
+        for future in queued:
+            if future.set_running_or_notify_cancel():  # False: it was cancelled (and is now notified)
+                future.set_exception(error)
+
+    def _manage_loop(self) -> None:
         while True:
             with self.lock:
                 if self._closing and all(w is None or w.future is None for w in self.workers):
@@ -198,7 +219,11 @@ class WorkerPool:
                 if not future.set_running_or_notify_cancel():
                     continue  # cancelled while queued
                 if worker is None:
-                    worker = self.workers[slot] = _Worker(self.context, self.gpus[slot])
+                    try:
+                        worker = self.workers[slot] = _Worker(self.context, self.gpus[slot])
+                    except Exception as exc:  # noqa: BLE001 - no process to be had (too many open files, no memory)
+                        future.set_exception(RemoteError(f"no worker process could be started: {exc}"))
+                        continue
                 worker.future = future
                 with suppress(OSError):  # the worker died this instant: its sentinel reports it next
                     worker.conn.send((function, args))

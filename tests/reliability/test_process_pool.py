@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from clft.process_pool import WorkerDied, WorkerPool
+import clft.process_pool as process_pool
+from clft.process_pool import RemoteError, WorkerDied, WorkerPool
 
 TIMEOUT = 120
 
@@ -97,3 +98,30 @@ def test_terminate_ends_running_calls_at_once(tmp_path):
     with pytest.raises(CancelledError):
         running.result(timeout=TIMEOUT)
     assert time.monotonic() - started < 30
+
+
+def test_a_worker_that_cannot_start_fails_its_calls_instead_of_hanging(monkeypatch):
+    def no_worker(*args):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(process_pool, "_Worker", no_worker)
+    pool = WorkerPool([None])
+    try:
+        for _ in range(2):  # the first breaks the pool; a later call fails at once too
+            with pytest.raises(RemoteError, match="Too many open files"):
+                pool.submit(fail).result(timeout=TIMEOUT)
+    finally:
+        pool.terminate()
+
+
+def test_a_failing_pool_fails_its_calls_instead_of_hanging(monkeypatch):
+    def broken_wait(*args, **kwargs):
+        raise RuntimeError("the pipes are gone")
+
+    monkeypatch.setattr(process_pool, "wait", broken_wait)
+    pool = WorkerPool([None])
+    try:
+        with pytest.raises(RemoteError, match="the worker pool failed: RuntimeError"):
+            pool.submit(fail).result(timeout=TIMEOUT)
+    finally:
+        pool.terminate()
