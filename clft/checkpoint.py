@@ -25,7 +25,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ import torch
 
 from clft.errors import CheckpointError
 from clft.faults import kill_point
-from clft.results import SCHEMA_VERSION, WriteError, atomic_write_text
+from clft.results import SCHEMA_VERSION, WriteError, atomic_write_text, mkdtemp_umasked
 from clft.state_io import flatten, load_tensors, save_tensors, unflatten
 from clft.yaml_safe import brief
 
@@ -68,7 +67,7 @@ def save_checkpoint(root: Path, task_index: int, meta: dict, model: dict, state:
     """Write one task's checkpoint atomically and point LATEST at it."""
     root.mkdir(parents=True, exist_ok=True)
     name = f"task{task_index:03d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    tmp = mkdtemp_umasked(f".{name}.", root)
     try:
         state_tensors: dict[str, torch.Tensor] = {}
         rng_json, rng_tensors = capture_rng()

@@ -1,4 +1,4 @@
-"""The ``clft`` command: run, table, tune, plot, report, list, presets.
+"""The ``clft`` command: run, table, tune, plot, report, list, presets, show (and ``clft --version``).
 
 Options and ``key=value`` overrides may come in any order
 (``clft run EXP --out DIR train.epochs=2``): each command's arguments are read
@@ -15,7 +15,6 @@ process that could not be waited for, 130 an interrupt (docs/reliability.md list
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,8 +29,15 @@ over a preset of the same name (./NAME.yaml, ./experiments/NAME.yaml).
 overrides: dotted KEY=VALUE pairs, values parsed as YAML and type-checked;
 list items by index. Options and overrides may come in any order, e.g.
 
-  clft run quickstart --out /tmp/qs train.epochs=1 seeds=[0] strategies.0.lam=50
+  clft run quickstart --out /tmp/qs train.epochs=1 seeds=[0] compare.1.lam=50
   clft run experiments/clinc150-lora.yaml scenarios=[task-il] --dry-run
+
+finished runs made by other code (an upgrade, an edited plugin) are stale:
+  clft run quickstart --out /tmp/qs --verify-stale 2   # re-run 2 of them; keep all if identical
+  clft run quickstart --out /tmp/qs --accept-stale     # keep them as they are (flagged in tables)
+
+output: one line per finished run and a progress bar (stderr); --quiet: errors
+and warnings only; -v: also each run's start and the libraries' own output.
 """
 
 
@@ -45,7 +51,7 @@ def experiment_path(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    quiet_libraries(args.quiet)
+    set_verbosity(args)
     from clft.executors import run_sweep
     from clft.experiment import load_experiment
     from clft.validation import check_out_folder
@@ -59,7 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     run_sweep(cfg, out, jobs=args.jobs, executor=args.executor, address=args.address, base_dir=path.resolve().parent,
               resume=args.resume, overwrite=args.overwrite, rerun_stale=args.rerun_stale, progress=not args.quiet,
-              restart_runs=tuple(args.restart_run or ()))
+              restart_runs=tuple(args.restart_run or ()), verify_stale=args.verify_stale,
+              accept_stale=args.accept_stale)
     if not _is_main_process():
         return 0  # a data-parallel launch: the main process prints the summary
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
@@ -95,17 +102,30 @@ def _is_main_process() -> bool:
     return Parallel.current().is_main
 
 
-def quiet_libraries(quiet: bool) -> None:
-    """No per-dataset ``Map`` bars from datasets (tokenising is quick; our tqdm shows progress);
-    with ``--quiet`` or output that is not a terminal, no weight-loading bars from transformers either."""
-    import warnings
+def set_verbosity(args: argparse.Namespace) -> None:
+    """``--quiet`` / default / ``-v`` for this process and the ones it starts (``clft.console``)."""
+    from clft import console
 
-    if quiet or not sys.stderr.isatty():  # read by huggingface_hub (and transformers) when first imported
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import datasets
+    if args.quiet and args.verbose:
+        raise ClftError("--quiet and -v exclude each other; pass one of them")
+    console.set_verbosity(console.QUIET if args.quiet else console.VERBOSE if args.verbose else console.NORMAL)
 
-    datasets.disable_progress_bars()
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+def results_folder(args: argparse.Namespace) -> Path:
+    """``clft table/plot/report``'s folder: the one given, else the quickstart's (``results/quickstart``);
+    without either, a one-line ConfigError listing the folders under ``results/``."""
+    from clft.errors import ConfigError
+
+    if args.directory:
+        return Path(args.directory)
+    default, root = Path("results") / QUICKSTART, Path("results")
+    if default.is_dir():
+        return default
+    found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if found:
+        raise ConfigError(f"no folder given and {default} does not exist; folders under {root}/: {', '.join(found)} "
+                          f"(e.g. `clft {args.command} {root / found[0]}`)")
+    raise ConfigError(f"no folder given and {default} does not exist; run `clft run` first, or name a folder")
 
 
 def _table(directory: Path, fmt: str, ci: bool = False) -> str:
@@ -127,8 +147,8 @@ def table_text(args: argparse.Namespace) -> str:
         from clft.reference import render_reference
 
         experiment = None if args.reference is True else find_experiment(args.reference)
-        return render_reference(Path(args.directory), args.format, experiment)
-    return _table(Path(args.directory), args.format, args.ci)
+        return render_reference(results_folder(args), args.format, experiment)
+    return _table(results_folder(args), args.format, args.ci)
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -137,7 +157,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         from clft.results import load_results
         from clft.table_notes import provenance_warnings
 
-        for line in provenance_warnings(load_results(args.directory)):
+        for line in provenance_warnings(load_results(results_folder(args))):
             print(line, file=sys.stderr)
     if args.output:
         from clft.results import atomic_write_text
@@ -148,7 +168,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    quiet_libraries(args.quiet)
+    set_verbosity(args)
     import clft.plugins  # noqa: F401
     from clft.config import load_yaml
     from clft.presets import find_experiment
@@ -165,7 +185,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    paths = _plots(Path(args.directory), Path(args.out) if args.out else None)
+    paths = _plots(results_folder(args), Path(args.out) if args.out else None)
     for path in paths:
         print(path)
     return 0
@@ -214,27 +234,57 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from clft.report import write_report
 
-    print(write_report(Path(args.directory), Path(args.output) if args.output else None))
+    print(write_report(results_folder(args), Path(args.output) if args.output else None))
     return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from clft.show import show
+
+    print(show(args.name))
+    return 0
+
+
+class VersionAction(argparse.Action):
+    """``clft --version``: clft's version and the code identity results record (``clft.provenance``)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print clft's version and code identity, then exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from clft import __version__
+        from clft.provenance import code_identity, describe
+
+        print(f"clft {__version__} (code {describe(code_identity())})")
+        parser.exit()
+
+
+DIRECTORY_HELP = "results folder (default: results/quickstart; without it, the folders under results/ are listed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clft", description="Continual learning for fine-tuning pretrained models.")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run an experiment (default: the quickstart preset)", epilog=RUN_EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("experiment", nargs="?", help="experiment YAML file or preset name (default: quickstart)")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                     help="dotted overrides, e.g. train.epochs=2 strategies.0.lam=50")
+                     help="dotted overrides, e.g. train.epochs=2 compare.1.lam=50")
     run.add_argument("--out", help="results folder (default results/<experiment name>/)")
     run.add_argument("--resume", action="store_true", help="continue killed runs from their last finished task")
     run.add_argument("--overwrite", action="store_true", help="rerun runs whose results exist with another config")
     run.add_argument("--rerun-stale", action="store_true",
                      help="re-run finished runs whose results were made by other code (see `clft run` output)")
+    run.add_argument("--verify-stale", nargs="?", type=int, const=2, metavar="K",
+                     help="re-run K sampled stale runs (default 2) per code that made them; if each gives its stored "
+                          "matrix bit for bit, keep all those runs as made by this code (recorded in each result)")
+    run.add_argument("--accept-stale", action="store_true",
+                     help="keep stale runs as they are: recorded in each result and flagged under tables")
     run.add_argument("--restart-run", action="append", metavar="RUN",
-                     help="discard RUN's checkpoint (e.g. class-il/replay+ewc/seed0) and train it from scratch")
+                     help="discard RUN's checkpoint (e.g. class-il/replay/seed0) and train it from scratch")
     run.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verbosity(run)
     run.add_argument("--dry-run", action="store_true", help="print the runs (and which are done) without training")
     run.add_argument("--jobs", type=int, default=1, help="runs at a time in separate processes (local executor)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -242,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray for the sweep)")
     run.set_defaults(func=cmd_run)
     table = sub.add_parser("table", help="aggregate run JSONs into a table")
-    table.add_argument("directory")
+    table.add_argument("directory", nargs="?", help=DIRECTORY_HELP)
     table.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     table.add_argument("--output", help="also write the table to this file")
     table.add_argument("--ci", action="store_true",
@@ -259,10 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     tuner.add_argument("--values", required=True, help="comma-separated values, each parsed as YAML: 10,100,1000")
     tuner.add_argument("--out", help="folder (default results/<experiment name>-tune/)")
     tuner.add_argument("--rerun-stale", action="store_true", help="re-run grid runs made by other code")
-    tuner.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verbosity(tuner)
     tuner.set_defaults(func=cmd_tune)
     plot = sub.add_parser("plot", help="write accuracy-matrix heatmaps and accuracy curves (PNG)")
-    plot.add_argument("directory")
+    plot.add_argument("directory", nargs="?", help=DIRECTORY_HELP)
     plot.add_argument("--out", help="folder for the PNGs (default DIRECTORY/plots)")
     plot.set_defaults(func=cmd_plot)
     lister = sub.add_parser("list", help="registered strategies, benchmarks and backbones")
@@ -272,11 +322,32 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("kind", nargs="?", choices=["experiments", "benchmarks"])
     presets.set_defaults(func=cmd_presets)
     report = sub.add_parser("report", help="write one self-contained HTML page of an experiment's results")
-    report.add_argument("directory")
+    report.add_argument("directory", nargs="?", help=DIRECTORY_HELP)
     report.add_argument("--output", help="the HTML file (default DIRECTORY/report.html)")
     report.set_defaults(func=cmd_report)
+    shower = sub.add_parser("show", help="a strategy, benchmark or backbone: its docstring and every option "
+                                         "(type, default, doc) and the distribution it comes from")
+    shower.add_argument("name", help="a registered name (`clft list`), e.g. replay")
+    shower.set_defaults(func=cmd_show)
     parser.commands = sub.choices  # name -> the command's parser (read by parse_args)
     return parser
+
+
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="errors and warnings only: no progress bar, "
+                        "no per-run lines (the table still goes to stdout)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="also each run's start and what the libraries "
+                        "print (download bars, wandb, Ray workers)")
+
+
+def optional_count(argv: list[str], option: str, default: int) -> list[str]:
+    """``OPTION`` not followed by an integer becomes ``OPTION=default``, so that ``--verify-stale
+    train.epochs=1`` leaves the override alone (argparse would read it as K)."""
+    fixed = []
+    for i, arg in enumerate(argv):
+        following = argv[i + 1] if i + 1 < len(argv) else ""
+        fixed.append(f"{option}={default}" if arg == option and not following.lstrip("-").isdigit() else arg)
+    return fixed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -289,16 +360,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         argv = ["run"]
     if argv[0] not in commands:
         return parser.parse_args(argv)  # --help, or a one-line error naming the valid commands
-    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args = commands[argv[0]].parse_intermixed_args(optional_count(argv[1:], "--verify-stale", 2))
     args.command = argv[0]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    from clft.console import keep_verbosity
+
     one_line_plugin_warnings()
     args = parse_args(argv)
     try:
-        return args.func(args)
+        with keep_verbosity():  # a command's --quiet / -v ends with it (main called in-process)
+            return args.func(args)
     except ClftError as exc:
         print(f"clft: error: {exc}", file=sys.stderr)
         return exc.exit_code

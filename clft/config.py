@@ -133,6 +133,58 @@ def _is_required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
+@dataclasses.dataclass(frozen=True)
+class FieldDoc:
+    """One option of a plugin's ``Config``: what ``clft show`` prints."""
+
+    name: str
+    type: str
+    """The type as the YAML is checked against it (``int | None``)."""
+    default: str
+    """The default as YAML would write it (``200``, ``null``, ``[16]``), or ``required``."""
+    doc: str
+    """The field's docstring (the string right after it), empty when it has none."""
+
+
+def config_fields(config: type) -> list[FieldDoc]:
+    """Every init field of the dataclass ``config`` with its type, default and docstring, in order."""
+    hints = typing.get_type_hints(config)
+    docs = field_docs(config)
+    found = []
+    for f in dataclasses.fields(config):
+        if not f.init:
+            continue
+        if _is_required(f):
+            default = "required"
+        else:
+            value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = yaml.safe_dump(to_plain(value), default_flow_style=True, width=10_000).strip()
+            default = default.removesuffix("\n...").strip()
+        kind = _type_name(hints.get(f.name, f.type)).replace("NoneType", "None")
+        found.append(FieldDoc(f.name, kind, default, docs.get(f.name, "").strip()))
+    return found
+
+
+def field_docs(config: type) -> dict[str, str]:
+    """Attribute docstrings (a string right after the field) of ``config`` and its dataclass bases."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(config.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr) \
+                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+                docs[node.target.id] = after.value.value
+    return docs
+
+
 def to_plain(obj: Any) -> Any:
     """Dataclasses/tuples -> plain dicts/lists, for JSON and YAML."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

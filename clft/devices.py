@@ -66,6 +66,38 @@ class Devices:
     def prepare_optimizer(self, optimizer: torch.optim.Optimizer):
         return optimizer if self.plain else self.accelerator.prepare_optimizer(optimizer)
 
+    def strategy_losses(self):
+        """The context the strategies' ``loss``/``extra_loss`` hooks run in: under fp16,
+        ``torch.autograd.grad`` is refused with one line (:func:`refuse_inner_gradients`)."""
+        return refuse_inner_gradients() if self.mixed_precision == "fp16" else contextlib.nullcontext()
+
+
+INNER_GRADIENTS_UNDER_FP16 = (
+    "a strategy's loss or extra_loss calls torch.autograd.grad under train.mixed_precision fp16: those "
+    "gradients are taken of the unscaled loss in float16 and may underflow (fp16 loss scaling applies only to "
+    "the runner's backward); use train.mixed_precision bf16 or no")
+
+
+@contextlib.contextmanager
+def refuse_inner_gradients():
+    """Within the block ``torch.autograd.grad`` raises ConfigError(:data:`INNER_GRADIENTS_UNDER_FP16`).
+
+    Gradients inside ``extra_loss`` (a gradient-norm penalty, MAML-style inner steps) work with
+    gradient accumulation, bf16 and clft's data parallelism; under fp16 the loss scaler guards only
+    the runner's own backward, so they are refused rather than silently wrong."""
+    from clft.errors import ConfigError
+
+    original = torch.autograd.grad
+
+    def refused(*args, **kwargs):
+        raise ConfigError(INNER_GRADIENTS_UNDER_FP16)
+
+    torch.autograd.grad = refused
+    try:
+        yield
+    finally:
+        torch.autograd.grad = original
+
 
 def _accelerator(cpu: bool, precision: str):
     key = (cpu, precision)

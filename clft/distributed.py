@@ -134,7 +134,8 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
     setup = sweep.setup_run(cfg, plan, base_dir)  # through sweep: tests patch clft.sweep's names
     resolved = sweep.resolved_config(cfg, plan, setup)
     config_hash = sweep.config_hash(resolved)  # as run_one
-    expected = {"config_hash": config_hash, "source_sha256": sweep.code_identity()["source_sha256"]}
+    identity = sweep.run_identity(setup)
+    expected = sweep.checkpoint_identity(config_hash, identity)
     result_path = safe_join(out_dir, setup.scenario, plan.label, f"seed{plan.seed}.json")
     ckpt_root = safe_join(out_dir / ".checkpoints", setup.scenario, plan.label, f"seed{plan.seed}")
     with ExitStack() as held:
@@ -150,7 +151,7 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
             try:
                 check_no_links(out_dir, result_path)  # under the lock, as clft.sweep.run_one
                 check_no_links(out_dir, ckpt_root)
-                done = sweep._already_done(result_path, config_hash, overwrite, rerun_stale, log)
+                done = sweep._already_done(result_path, config_hash, overwrite, rerun_stale, log, identity)
                 decision = "skip" if done else "train"
             except ConfigError as exc:
                 decision = f"error: {exc}"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -37,6 +36,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from clft import console
 from clft.distributed import Parallel, run_one_parallel
 from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig
@@ -44,6 +44,7 @@ from clft.locks import RunLockedError
 from clft.preflight import preflight
 from clft.process_pool import WorkerDied, WorkerPool
 from clft.progress import SweepProgress
+from clft.stale_runs import settle_stale
 from clft.sweep import RunPlan, check_plan, check_restart_runs, classify_runs, folder_claim, plan_runs
 
 RETRIES = 2
@@ -91,7 +92,8 @@ def run_plan(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options: RunOp
         torch.set_num_threads(options.threads)
     started, clock = time.time(), time.perf_counter()
     kwargs = {"base_dir": options.base_dir, "resume": options.resume, "overwrite": options.overwrite,
-              "rerun_stale": options.rerun_stale, "progress": False, "log": _log, "restart_runs": options.restart_runs}
+              "rerun_stale": options.rerun_stale, "progress": False, "log": console.detail,
+              "restart_runs": options.restart_runs}
     if wait_if_locked:
         path = sweep._run_when_free(cfg, plan, out_dir, kwargs)
     else:
@@ -100,7 +102,8 @@ def run_plan(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options: RunOp
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A sweep-level line (``clft.console``: above the progress bar; not with ``--quiet``)."""
+    console.say(message)
 
 
 @dataclass
@@ -187,7 +190,7 @@ class Driver:
         if self.cancel_queued is not None:
             self.cancel_queued()
         running = [attempt.describe() for future, attempt in pending.items() if future.running()]
-        _log(f"interrupted: no new run will start; waiting for {len(running)} running run(s) to finish "
+        console.warn(f"interrupted: no new run will start; waiting for {len(running)} running run(s) to finish "
              f"({', '.join(running) or 'none'}); press Ctrl-C again to stop them now (finished tasks are "
              "checkpointed)")
 
@@ -206,8 +209,8 @@ class Driver:
                     raise WorkerDied(f"the worker of {attempt.describe()} died {RETRIES + 1} times ({exc}); "
                                      "its checkpoint is kept: rerun with --resume") from None
                 attempt.retries += 1
-                _log(f"the worker of {attempt.describe()} died ({exc}); retry {attempt.retries}/{RETRIES} "
-                     "from its checkpoint")
+                console.warn(f"the worker of {attempt.describe()} died ({exc}); retry {attempt.retries}/{RETRIES} "
+                             "from its checkpoint")
                 return attempt, replace(options, resume=True)
             raise cause from None
         self.paths[attempt.index] = outcome.path
@@ -218,14 +221,16 @@ class Driver:
 def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: str = "local",
               address: str | None = None, base_dir: Path | None = None, resume: bool = False,
               overwrite: bool = False, rerun_stale: bool = False, progress: bool = True,
-              restart_runs: tuple[str, ...] = ()) -> list[Path]:
+              restart_runs: tuple[str, ...] = (), verify_stale: int | None = None,
+              accept_stale: bool = False) -> list[Path]:
     """Every planned run of ``cfg`` on the chosen executor; returns the result paths in plan order.
 
     Every run's configs and plugin pairings are checked first (``clft.preflight``), so a bad
     entry anywhere stops the sweep before any run trains. Then every planned run is classified
     (``clft.sweep.check_plan``): stale results without ``rerun_stale``, or results of another
-    config without ``overwrite``, stop the sweep with one line (exit 2) and nothing trains; so
-    does a live sweep of another config on the folder (``clft.sweep_claims``)."""
+    config without ``overwrite``, stop the sweep with one line (exit 2) and nothing trains; first,
+    ``verify_stale`` (K) or ``accept_stale`` settle the stale runs (``clft.stale_runs``). A live sweep
+    of another config on the folder stops it too, before it writes anything (``clft.sweep_claims``)."""
     check_executor_options(executor, jobs, address)
     if executor == "ray":
         from clft.ray_executor import prepare_ray
@@ -237,7 +242,11 @@ def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: 
     options = RunOptions(base_dir, resume, overwrite, rerun_stale=rerun_stale, restart_runs=tuple(restart_runs))
     parallel = Parallel.current()
     planned = classify_runs(cfg, out_dir, base_dir, overwrite)
+    if (verify_stale is not None or accept_stale) and parallel.active:
+        raise ConfigError("--verify-stale / --accept-stale: run them once without accelerate launch / torchrun")
     with folder_claim(cfg, planned, out_dir, overwrite):
+        planned = settle_stale(cfg, planned, out_dir, base_dir, verify=verify_stale, accept=accept_stale,
+                               rerun=rerun_stale, overwrite=overwrite, log=_log)
         check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale,
                    log=_log if parallel.is_main else lambda message: None)
         plans = [p.plan for p in planned]
@@ -298,7 +307,7 @@ def _run_parallel(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, options: 
     started, clock = time.time(), time.perf_counter()
     path = run_one_parallel(cfg, plan, out_dir, base_dir=options.base_dir, resume=options.resume,
                             overwrite=options.overwrite, rerun_stale=options.rerun_stale, parallel=parallel,
-                            log=_log if parallel.is_main else _quiet)
+                            log=console.detail if parallel.is_main else _quiet)
     return Outcome(path, time.perf_counter() - clock, path.stat().st_mtime >= started)
 
 

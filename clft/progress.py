@@ -4,7 +4,8 @@ The line, on stderr: ``done class-il/replay/seed0  12.3s  ACC 0.8125`` for a run
 trained now, ``skip class-il/replay/seed0  (finished before)  ACC 0.8125`` for one
 whose result was already there. ACC = (1/T) Σ_i R[T,i] (``clft.metrics.average_accuracy``)
 read back from the run's JSON. The bar is drawn only on a terminal (tqdm's
-``disable=None``); the lines are always written.
+``disable=None``); the lines are written unless ``clft run --quiet`` (``clft.console``),
+through ``tqdm.write``, so they never overwrite the bar.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from clft.console import NORMAL, verbosity
 from clft.metrics import average_accuracy
 
 
@@ -47,7 +49,8 @@ class SweepProgress:
             return
         line = run_line(self.out_dir, outcome)
         self.lines.append(line)
-        tqdm.write(line, file=self.stream)
+        if verbosity() >= NORMAL:
+            tqdm.write(line, file=self.stream)
         self.bar.update(1)
 
     def __enter__(self) -> SweepProgress:

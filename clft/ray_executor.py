@@ -47,13 +47,15 @@ def ray_backend(cfg: ExperimentConfig, out_dir: Path, address: str | None):
     """Yields ``(submit, is_worker_death)`` for ``clft.executors.Driver``; connects to (or starts) Ray
     (``prepare_ray`` has checked the address)."""
     ray = _import_ray()
+    from clft.console import ray_init_options
     from clft.executors import RunOptions, run_plan
 
+    quiet = ray_init_options()  # clft.console: no worker output or INFO lines below -v
     if address is None:
-        ray.init(include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(SOURCE_ROOT)}})
+        ray.init(include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(SOURCE_ROOT)}}, **quiet)
     else:
         try:
-            ray.init(address=address)
+            ray.init(address=address, **quiet)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {' '.join(str(exc).split())}") from None
     try:

@@ -4,8 +4,11 @@ Computed from the run JSONs only, like tables and plots. The page holds, in orde
 the metrics table of ``clft.tables`` (columns sortable by a click; ``#sort=ACC`` or
 ``#sort=ACC:desc`` in the address sorts on load), the published numbers of the
 experiment file (its ``published:`` block) where present, the heatmaps and
-accuracy curves of ``clft.plots`` as base64 PNGs, and every run's resolved config
-and ``env`` (package versions, code identity) as recorded. No external resource
+accuracy curves of ``clft.plots`` as base64 PNGs, the environment (``env``: package
+versions, device, git revision; and the code identity, ``clft.provenance.describe``)
+once for what every run shares, and a table of the runs: each one's resolved config
+and the part of its environment where runs differ (no such column when none does).
+Under the metrics table a note says what ``mean ± std`` means. No external resource
 is referenced (no CDN, no web font): the file can be mailed as it is.
 """
 
@@ -20,6 +23,7 @@ import yaml
 
 from clft.errors import DataError
 from clft.plots import figures, png_bytes
+from clft.provenance import describe
 from clft.reference import HEADERS as REFERENCE_HEADERS
 from clft.reference import compare, comparison_cells, published_of
 from clft.results import atomic_write_text, load_results
@@ -85,7 +89,8 @@ def render_report(runs: list[dict]) -> str:
     names = sorted({str(run.get("experiment", "experiment")) for run in runs})
     title = f"clft report: {', '.join(names)}"
     body = [f"<h1>{_e(title)}</h1>", _summary(runs), "<h2>Metrics</h2>", _metrics_table(runs), _reference_table(runs),
-            _published(runs), "<h2>Plots</h2>", _figures(runs), "<h2>Runs</h2>", _runs_table(runs)]
+            _published(runs), "<h2>Plots</h2>", _figures(runs), "<h2>Environment</h2>", _environment(runs),
+            "<h2>Runs</h2>", _runs_table(runs)]
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
             f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + f"\n<script>{SORT_SCRIPT}</script>"
             "\n</body></html>\n")
@@ -114,7 +119,33 @@ def _metrics_table(runs: list[dict]) -> str:
     """The `clft table` rows (mean ± std over seeds) and its notes (footnotes, provenance warnings)."""
     layout = Layout(summarize(runs))
     table = _html_table("metrics", _headers(layout.rows), [_cells(row, layout, MD) for row in layout.rows])
-    return table + "".join(f"<p class=note>{_e(note)}</p>" for note in table_notes(layout, runs))
+    notes = [SPREAD_NOTE, *table_notes(layout, runs)]
+    return table + "".join(f"<p class=note>{_e(note)}</p>" for note in notes)
+
+
+SPREAD_NOTE = ("mean ± std: the mean over the row's seeds (n) ± their sample standard deviation (n − 1 in the "
+               "denominator), seed to seed, not a confidence interval (`clft table --ci` adds the 95% t interval); "
+               "a one-seed row shows the mean alone.")
+
+
+def environment(run: dict) -> dict:
+    """What a run ran on: its recorded ``env`` and its code identity (``code identity``)."""
+    return {**(run.get("env") or {}), "code identity": describe(run.get("code"))}
+
+
+def shared_environment(runs: list[dict]) -> tuple[dict, list[str]]:
+    """(the environment entries every run has alike, the keys where runs differ)."""
+    envs = [environment(run) for run in runs]
+    keys = list(dict.fromkeys(key for env in envs for key in env))
+    differ = [k for k in keys if any(json.dumps(env.get(k)) != json.dumps(envs[0].get(k)) for env in envs)]
+    return {k: envs[0][k] for k in keys if k not in differ}, differ
+
+
+def _environment(runs: list[dict]) -> str:
+    shared, differ = shared_environment(runs)
+    where = (f"shared by all {len(runs)} runs" if not differ
+             else f"shared by all {len(runs)} runs; where they differ ({', '.join(differ)}): the runs table")
+    return f"<p>{_e(where)}</p><pre id=environment>{_e(json.dumps(shared, indent=1))}</pre>"
 
 
 def _reference_table(runs: list[dict]) -> str:
@@ -145,15 +176,20 @@ def _figures(runs: list[dict]) -> str:
 
 
 def _runs_table(runs: list[dict]) -> str:
-    """One row per run: its identity, ``env`` as recorded, and the resolved config (folded)."""
-    head = "".join(f"<th>{h}</th>" for h in ("run", "scenario", "seed", "config hash", "finished", "env", "config"))
+    """One row per run: its identity, its environment where runs differ (``_environment`` holds the rest),
+    and the resolved config (folded)."""
+    _, differ = shared_environment(runs)
+    headers = ["run", "scenario", "seed", "config hash", "finished", *(["env (where runs differ)"] if differ else []),
+               "config"]
+    head = "".join(f"<th>{h}</th>" for h in headers)
     body = []
     for run in sorted(runs, key=lambda r: (r.get("scenario", ""), r.get("run", ""))):
         config = yaml.safe_dump(run.get("config") or {}, sort_keys=False, allow_unicode=True)
         cells = [run.get("run", ""), run.get("scenario", ""), run.get("seed", ""), run.get("config_hash", ""),
                  run.get("finished_at", "")]
+        own = {k: environment(run).get(k) for k in differ}
         body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells)
-                    + f"<td><pre>{_e(json.dumps(run.get('env') or {}, indent=1))}</pre></td>"
+                    + (f"<td><pre>{_e(json.dumps(own, indent=1))}</pre></td>" if differ else "")
                     + f"<td><details><summary>config</summary><pre>{_e(config)}</pre></details></td></tr>")
     return (f'<div class="scroll"><table class="sortable" id="runs"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>")

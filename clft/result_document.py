@@ -1,14 +1,25 @@
-"""A finished run's result JSON (schema_version 1; docs/architecture.md), as ``clft.sweep`` writes it."""
+"""A finished run's result JSON (schema_version 1; docs/architecture.md), as ``clft.sweep`` writes it,
+and the code identity it records (``run_identity``)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 from clft.experiment import ExperimentConfig
-from clft.provenance import code_identity, git_sha, package_versions
+from clft.provenance import git_sha, package_versions, run_code
 from clft.results import SCHEMA_VERSION
+from clft.run_setup import RunSetup
 from clft.runner import Run
 from clft.types import Task
+
+
+def run_identity(setup: RunSetup | Run) -> dict:
+    """The code that makes (made) this run: clft's and its plugin classes' (``clft.provenance.run_code``)."""
+    if isinstance(setup, RunSetup):
+        classes = [setup.backbone.cls, *(choice.cls for choice in setup.strategies)]
+    else:
+        classes = [type(setup.backbone), *(type(strategy) for strategy in setup.strategies)]
+    return run_code([type(setup.benchmark), *classes])
 
 
 def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
@@ -19,7 +30,7 @@ def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str
         "schema_version": SCHEMA_VERSION, "experiment": cfg.name, "run": run.run_id,
         "strategy": "+".join(s.name for s in run.strategies),
         "label": label or "+".join(s.default_label(s.config) for s in run.strategies), "seed": run.seed,
-        "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": code_identity(),
+        "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": run_identity(run),
         "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
         "tasks": [task_entry(t) for t in run.tasks],
         "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,

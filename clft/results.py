@@ -1,6 +1,8 @@
 """Results: one JSON file per run (schema in docs/architecture.md), written atomically.
 
-Tables and plots are computed from these files only (``load_results``).
+Tables and plots are computed from these files only (``load_results``). Every file
+written here (results, tables, plots, the report) gets the mode ``open()`` would give
+it, ``0o666`` less the process's umask (``tempfile.mkstemp`` alone makes ``0o600``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def _write_and_replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umasked(0o666))  # as open() would create it, not mkstemp's 0o600
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -58,6 +61,33 @@ def _write_and_replace(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def current_umask() -> int:
+    """The process's umask: read from /proc on Linux (no change, no race with other threads), else set
+    and restored at once (os.umask has no getter)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umasked(mode: int) -> int:
+    """``mode`` less the umask: what ``open()`` (0o666) or ``mkdir()`` (0o777) would create."""
+    return mode & ~current_umask()
+
+
+def mkdtemp_umasked(prefix: str, folder: Path) -> Path:
+    """``tempfile.mkdtemp`` (0o700) given the mode ``mkdir()`` would: a folder renamed into place later
+    (a checkpoint, a cache entry) is then readable as the user's umask says."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+    os.chmod(tmp, umasked(0o777))
+    return tmp
 
 
 def _fsync_dir(folder: Path) -> None:

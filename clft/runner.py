@@ -203,7 +203,7 @@ def forward_backward(run: Run, task: Task, examples: dict, step: int, pending: l
     advice = ("lower train.batch_size and raise train.grad_accumulation_steps to keep the effective batch "
               f"(now {cfg.batch_size} x {cfg.grad_accumulation_steps})")
     with explain_oom(f"at task {task.id} ({task.name!r}) step {step} with batch_size {cfg.batch_size}", advice):
-        with run.devices.autocast():
+        with run.devices.autocast(), run.devices.strategy_losses():  # fp16: no torch.autograd.grad in hooks
             batch = backbone.collate(examples)
             outputs = backbone.forward(batch, task)
             if local is None:

@@ -4,9 +4,14 @@ A planned run's result file may hold:
 
 * nothing: **to-do**;
 * a run of another resolved config: **another config** (never overwritten without ``--overwrite``);
-* a run of the same config made by this code (same ``code.source_sha256``): **done**, skipped;
-* a run of the same config made by other code, or one that records no code identity
-  (results written before clft recorded it): **stale**, re-run only with ``--rerun-stale``.
+* a run of the same config made by this code (the same ``code.source_sha256`` and the same
+  plugin distributions, ``code.plugins``: ``clft.provenance``): **done**, skipped;
+* a run of the same config made by other code (clft's or a plugin's), or one that records no
+  code identity (results written before clft recorded it): **stale**. ``clft run`` refuses to
+  go on until told what to do with them: ``--rerun-stale`` re-runs them, ``--verify-stale K``
+  re-runs K of them and keeps them all if those match bit for bit (``clft.stale_runs``),
+  ``--accept-stale`` keeps them as they are, recorded in each result (``stale_accepted``) and
+  flagged under tables. A result that this code accepted is done for this code.
 
 The config is compared by hashing the stored ``config`` again (:func:`config_hash`),
 so a result stays comparable when the hash's definition changes. ``published`` and
@@ -22,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from clft.errors import ConfigError, DataError
-from clft.provenance import describe
+from clft.provenance import describe, plugins_of
 from clft.result_check import read_result as verified_result
 from clft.yaml_safe import brief
 
@@ -85,6 +90,18 @@ def source_of(result: dict) -> str | None:
     return code.get("source_sha256") if isinstance(code, dict) else None
 
 
+def same_code(recorded: dict | None, identity: dict) -> bool:
+    """Whether a recorded code identity is ``identity``: the same clft source hash and the same plugin
+    distributions (name and sha256; a record without ``plugins`` used none)."""
+    if not isinstance(recorded, dict) or recorded.get("source_sha256") != identity["source_sha256"]:
+        return False
+    return _plugin_key(recorded) == _plugin_key(identity)
+
+
+def _plugin_key(identity: dict) -> list[tuple]:
+    return sorted((str(p.get("name")), str(p.get("sha256"))) for p in plugins_of(identity))
+
+
 def status_of(result: dict | None, planned_hash: str, identity: dict) -> str:
     """DONE, STALE, TODO or OTHER_CONFIG for a planned run (see the module docstring)."""
     if result is None:
@@ -92,7 +109,11 @@ def status_of(result: dict | None, planned_hash: str, identity: dict) -> str:
     config = result.get("config")
     if not isinstance(config, dict) or config_hash(config) != planned_hash:
         return OTHER_CONFIG
-    return DONE if source_of(result) == identity["source_sha256"] else STALE
+    accepted = result.get("stale_accepted")
+    if same_code(result.get("code"), identity) or (isinstance(accepted, dict) and same_code(accepted.get("code"),
+                                                                                            identity)):
+        return DONE
+    return STALE
 
 
 def plan_summary(statuses: list[str]) -> str:
@@ -113,4 +134,5 @@ def stale_error(results: list[dict], total: int, out_dir: Path, identity: dict) 
     return StaleResultsError(
         f"{len(results)} of {total} runs in {out_dir} were made by other code ({stale_codes(results)}; "
         f"this code: {describe(identity)}); nothing was trained: pass --rerun-stale to re-run them, "
-        "or --out another folder")
+        "--verify-stale [K] to re-run K of them (default 2) and keep all if those match bit for bit, "
+        "--accept-stale to keep them as they are, or --out another folder")

@@ -40,7 +40,6 @@ import inspect
 import json
 import os
 import shutil
-import tempfile
 from contextlib import suppress
 from dataclasses import fields
 from functools import lru_cache
@@ -48,6 +47,7 @@ from pathlib import Path
 
 from clft.config import to_plain
 from clft.errors import ConfigError
+from clft.results import mkdtemp_umasked
 from clft.types import Benchmark, Task
 
 SPLITS = ("train", "test", "val")
@@ -158,7 +158,7 @@ def stream_key(benchmark: Benchmark, seed: int) -> str:
 def _save(tasks: list[Task], folder: Path) -> bool:
     """Write the entry (atomically: a temporary folder renamed into place); whether it is there now."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = mkdtemp_umasked(f".{folder.name}.", folder.parent)
     try:
         meta = []
         for task in tasks:

@@ -7,9 +7,11 @@ A run is (compare entry, scenario, seed). Its files, under the output folder::
     <out>/<scenario>/<label>/seed<k>.lock         held while a process runs it
 
 Before anything is trained every planned run is classified (``clft.staleness``):
-a result of the same resolved config made by this code is skipped; one made by
-other code is *stale* and re-run only with ``rerun_stale``; a result with another
-config is never overwritten unless ``overwrite`` is set. Two sweeps of one config
+a result of the same resolved config made by this code (clft's and the run's plugin
+distributions: ``clft.provenance.run_code``) is skipped; one made by other code is
+*stale* and re-run only with ``rerun_stale`` (or verified or kept first by
+``clft.stale_runs``); a result with another config is never
+overwritten unless ``overwrite`` is set. Two sweeps of one config
 may share one folder: a run locked by the other is waited for, not lost
 (``run_experiment``; docs/reliability.md); a sweep of another config is refused
 before it writes anything (``clft.sweep_claims``). Nothing is written through a
@@ -31,9 +33,9 @@ from clft.experiment import ExperimentConfig, TrainConfig
 from clft.faults import kill_point
 from clft.locks import RunLock, RunLockedError
 from clft.preflight import preflight
-from clft.provenance import code_identity
+from clft.provenance import run_code
 from clft.result_check import with_checksum
-from clft.result_document import result_document
+from clft.result_document import result_document, run_identity
 from clft.results import WriteError, atomic_write_json
 from clft.run_checkpoint import check_checkpoint_folder, resume_run, save_task_checkpoint
 from clft.run_setup import RunSetup, build_run, resolve_run, setup_run
@@ -91,7 +93,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | Non
     entry anywhere stops the experiment before anything trains. Then every planned run is
     classified (``classify_runs``): with stale results and no ``rerun_stale``, or results of
     another config and no ``overwrite``, nothing is trained and a one-line ConfigError (exit 2)
-    says what to pass. ``restart_runs`` names runs (``<scenario>/<strategies>/seed<k>``) whose
+    says what to pass (``clft run`` can verify or keep stale runs first: ``clft.executors.run_sweep``).
+    ``restart_runs`` names runs (``<scenario>/<strategies>/seed<k>``) whose
     checkpoint is discarded, so they train from scratch.
 
     A run that another process holds locked is put aside; after the other runs this
@@ -146,6 +149,8 @@ class PlannedRun:
     config_hash: str
     status: str
     existing: dict | None
+    identity: dict | None = None
+    """The code identity this run would be made by (``clft.provenance.run_code``)."""
     scenario: str = ""
     setting: str = ""
     """The config up to the seed (``clft.staleness.setting_hash``): what the run's table row holds."""
@@ -162,15 +167,23 @@ def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = 
     Only configs are resolved (the benchmark is built once per scenario); no stream, no model.
     An unreadable result is a one-line ConfigError, or (``overwrite``) a run to do again.
     """
-    identity, built = code_identity(), {}
-    classified = []
+    built, classified = {}, []
     for plan in plan_runs(cfg):
-        resolved = resolved_config(cfg, plan, resolve_run(cfg, plan, base_dir, built))
+        setup = resolve_run(cfg, plan, base_dir, built)
+        resolved, identity = resolved_config(cfg, plan, setup), run_identity(setup)
         path = result_path(out_dir, resolved["scenarios"][0], plan)
         existing, digest = _readable_result(path, overwrite), config_hash(resolved)
-        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing,
+        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing, identity,
                                      resolved["scenarios"][0], setting_hash(resolved)))
     return classified
+
+
+def checkpoint_identity(digest: str, identity: dict) -> dict:
+    """What a run's checkpoints must match to be resumed: the config hash and the code (with plugins)."""
+    expected = {"config_hash": digest, "source_sha256": identity["source_sha256"]}
+    if identity.get("plugins"):
+        expected["plugins"] = identity["plugins"]
+    return expected
 
 
 def _readable_result(path: Path, overwrite: bool) -> dict | None:
@@ -191,7 +204,8 @@ def check_plan(planned: list[PlannedRun], out_dir: Path, *, overwrite: bool, rer
                           "use another --out or pass --overwrite")
     stale = [p.existing for p in planned if p.status == STALE]
     if stale and not rerun_stale:
-        raise stale_error(stale, len(planned), out_dir, code_identity())
+        identity = next(p.identity for p in planned if p.status == STALE)
+        raise stale_error(stale, len(planned), out_dir, identity or run_code([]))
     if any(p.status != TODO for p in planned):
         log(plan_summary([p.status for p in planned]))
     if stale:
@@ -236,7 +250,7 @@ def run_status(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, base_dir: Pa
     setup = setup_run(cfg, plan, base_dir)
     digest = config_hash(resolved_config(cfg, plan, setup))
     path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
-    status = status_of(read_result(path), digest, code_identity())
+    status = status_of(read_result(path), digest, run_identity(setup))
     if status != TODO:
         return RunStatus(setup.scenario, status, path)
     latest = ckpt_root / "LATEST"
@@ -261,20 +275,23 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
     resolved = resolved_config(cfg, plan, setup)
     digest = config_hash(resolved)
     path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
-    run_key = f"{setup.scenario}/{plan.label}/seed{plan.seed}"
+    run_key, identity = f"{setup.scenario}/{plan.label}/seed{plan.seed}", run_identity(setup)
     check_no_links(out_dir, path)  # the lock's folders are made next: none may lead out of the folder
-    if not overwrite and not _leftovers(path, ckpt_root) and _already_done(path, digest, False, rerun_stale, log):
+    if not overwrite and not _leftovers(path, ckpt_root) and _already_done(path, digest, False, rerun_stale, log,
+                                                                           identity):
+        _log_finished(cfg, path, out_dir, run_key)
         return path  # finished is final: no lock needed to skip it (so a read-only folder of done runs works)
     with run_lock(path):
         check_no_links(out_dir, path)  # again under the lock: nothing this run writes goes through a link
         check_no_links(out_dir, ckpt_root)
         for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its rename
             leftover.unlink(missing_ok=True)
-        if _already_done(path, digest, overwrite, rerun_stale, log):  # checked under the lock: no double runs
+        if _already_done(path, digest, overwrite, rerun_stale, log, identity):  # under the lock: no double runs
             _remove_tree(ckpt_root)  # left behind by a kill between the result and the clean-up
+            _log_finished(cfg, path, out_dir, run_key)
             return path
         run = build_run(cfg, plan, base_dir, progress, setup)  # the model is loaded only for work to do
-        expected = {"config_hash": digest, "source_sha256": code_identity()["source_sha256"]}
+        expected = checkpoint_identity(digest, identity)
         if run_key in restart_runs:
             log(f"{run_key}: discarding its checkpoint; training it from scratch (--restart-run)")
             _remove_tree(ckpt_root)
@@ -297,13 +314,20 @@ def _leftovers(path: Path, ckpt_root: Path) -> bool:
     return os.path.lexists(ckpt_root) or any(path.parent.glob(f".{path.name}.*.tmp"))
 
 
+def _log_finished(cfg: ExperimentConfig, path: Path, out_dir: Path, run_key: str) -> None:
+    """Trackers asked for after the run finished: logged from its result file."""
+    if cfg.train.log_with:
+        from clft.trackers import log_finished_run
+
+        log_finished_run(cfg.train.log_with, path, out_dir / "logs", run_key)
+
+
 def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved: dict) -> None:
     """``execute(run)``, feeding the trackers of ``train.log_with`` (one tracker run per clft run)."""
     if not cfg.train.log_with:
         execute(run)
         return
-    from clft.metrics import compute_all
-    from clft.trackers import RunLogger
+    from clft.trackers import RunLogger, final_metrics
 
     logger = RunLogger.open(cfg.train.log_with, cfg.name, f"{run.scenario}/{run.run_id}", logs, resolved)
     run.on_step.append(logger.on_step)
@@ -313,7 +337,7 @@ def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved:
     except BaseException:
         logger.finish()
         raise
-    logger.finish(compute_all(run.state.acc, run.state.baseline_acc))
+    logger.finish(final_metrics(run.state.acc, run.state.baseline_acc, run.scenario))
 
 
 def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -> dict:
@@ -332,19 +356,20 @@ def resolved_config(cfg: ExperimentConfig, plan: RunPlan, run: Run | RunSetup) -
     return data
 
 
-def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, log) -> bool:
-    """True when ``path`` holds this run made by this code; False when it must (re)run; else a ConfigError."""
+def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, log, identity: dict) -> bool:
+    """True when ``path`` holds this run made by this code (``identity``: ``run_identity``); False when it
+    must (re)run; else a ConfigError."""
     if overwrite:
         return False
     existing = read_result(path)
-    status = status_of(existing, digest, code_identity())
+    status = status_of(existing, digest, identity)
     if status == DONE:
         log(f"skip {path} (finished, same config, same code)")
         return True
     if status == OTHER_CONFIG:
         raise ConfigError(f"{path} holds a run with another config; use another --out or pass --overwrite")
     if status == STALE and not rerun_stale:  # appeared after the plan was checked (another process)
-        raise stale_error([existing], 1, path.parent, code_identity())
+        raise stale_error([existing], 1, path.parent, identity)
     return False
 
 

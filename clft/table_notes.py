@@ -26,6 +26,23 @@ def provenance_warnings(runs: list[dict]) -> list[str]:
     if dirty:
         lines.append(f"warning: {len(dirty)} of {len(runs)} runs were made from a tree with uncommitted changes "
                      "under clft/ (dirty); commit and re-run them to make them traceable")
+    return lines + stale_settled_notes(runs)
+
+
+def stale_settled_notes(runs: list[dict]) -> list[str]:
+    """A warning naming the runs kept by ``--accept-stale`` (made by other code, never re-run under this one)
+    and a note on runs re-stamped by ``--verify-stale`` (``clft.stale_runs``)."""
+    lines = []
+    accepted = [run for run in runs if isinstance(run.get("stale_accepted"), dict)]
+    if accepted:
+        lines.append(f"warning: {len(accepted)} of {len(runs)} runs were made by other code and kept with "
+                     f"--accept-stale, neither re-run nor verified ({stale_codes(accepted)}); "
+                     "`clft run EXP --verify-stale` or `--rerun-stale` ties them to the code that accepted them")
+    verified = [run["stale_verification"] for run in runs if isinstance(run.get("stale_verification"), dict)]
+    if verified:
+        rerun = sorted({key for record in verified for key in record.get("rerun", [])})
+        lines.append(f"note: {len(verified)} of {len(runs)} runs were made by older code and re-stamped after "
+                     f"--verify-stale re-ran {len(rerun)} of them with identical matrices ({', '.join(rerun)})")
     return lines
 
 

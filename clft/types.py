@@ -106,7 +106,8 @@ class Outputs:
       ``main_loss = Σ_b weight_b · example_loss_b / Σ_b weight_b`` (None: the plain mean;
       text-to-text LMs weight by target tokens, so the main loss is the token mean).
     - ``logits`` [B, num_classes] or None: raw, unmasked class scores (classifiers); mask
-      them with ``backbone.allowed(batch, task)`` where a scenario's label space matters.
+      them with ``backbone.label_space.mask(batch["task"], logits.device)`` (True where a
+      class is allowed, ``LabelSpace``) where a scenario's label space matters.
     - ``extra``: anything else a backbone exposes (e.g. ``lm_logits`` of an LM).
     """
 
@@ -174,7 +175,12 @@ class Backbone:
     input_kind: ClassVar[str | None] = None
     """The benchmark ``input_kind`` this backbone takes; None = any (checked before any run trains)."""
     model: "torch.nn.Module"
+    """The network being trained, set by the subclass's ``__init__``. The runner moves it with ``to``,
+    trains what ``trainable_parameters`` returns, switches ``train()``/``eval()`` around evaluation,
+    and checkpoints its ``state_dict`` (the parameters trainable at some task end, and the buffers).
+    Strategies read it (EWC's anchors, LwF's old copy) and may set its weights with ``load_weights``."""
     label_space: LabelSpace
+    """Set by the runner before training: which classes each example may be predicted as."""
 
     def __init__(self, config: Any, benchmark: Benchmark, tasks: list[Task]) -> None:
         self.config = config
@@ -219,7 +225,35 @@ class Backbone:
         raise NotImplementedError
 
     def trainable_parameters(self) -> list["torch.nn.Parameter"]:
+        """The parameters the optimizer trains (``requires_grad``), in ``model.parameters()`` order."""
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def weights(self) -> dict[str, "torch.Tensor"]:
+        """A copy of the model's trainable parameters and buffers (``state_dict`` names, detached clones):
+        what a strategy keeps to reset or restore the model later with ``load_weights``. Frozen
+        parameters are left out: nothing changes them."""
+        trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
+        buffers = {name for name, _ in self.model.named_buffers()}
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items() if k in trainable | buffers}
+
+    def load_weights(self, weights: dict[str, "torch.Tensor"]) -> None:
+        """Copy ``weights`` (from ``weights()``, possibly through a checkpoint) into the model, in place.
+
+        The way for a strategy to reset or restore the model (GDumb retrains from scratch on its
+        memory at every task; early stopping restores the best epoch): call it in ``before_task``
+        (the runner builds the task's optimizer afterwards, over the same parameter objects) or
+        in ``after_task`` (before the task's evaluation). Keep what you load in the strategy's
+        ``state_dict``, so that a resumed run loads the same. A name the model lacks, or a tensor
+        of another shape, is a ValueError."""
+        own = self.model.state_dict()
+        unknown = sorted(set(weights) - set(own))
+        if unknown:
+            raise ValueError(f"load_weights: the model has no {unknown[:3]}")
+        for name, value in weights.items():
+            if tuple(value.shape) != tuple(own[name].shape):
+                raise ValueError(f"load_weights: {name} has shape {tuple(value.shape)}, "
+                                 f"the model's {tuple(own[name].shape)}")
+        self.model.load_state_dict(weights, strict=False)
 
     def to(self, device: Any) -> "Backbone":
         self.device = device
@@ -243,7 +277,10 @@ class Strategy:
     6. ``s.after_step(backbone, b, outputs.detached(), t)`` for every micro-batch of the step.
 
     Hooks change only the strategy's own state or return a loss; the runner owns the loop,
-    the optimizer and the batch. Several strategies may run together: hooks run in list order,
+    the optimizer and the batch. Two things a hook may change in the backbone: its structure in
+    ``before_task`` (add or activate an adapter or prompt, freeze weights), and its weights through
+    ``backbone.load_weights`` in ``before_task`` or ``after_task`` (reset or restore them; keep what
+    is loaded in ``state_dict``). Several strategies may run together: hooks run in list order,
     ``extra_loss`` terms are summed; at most one may override ``loss``, ``predict`` or
     ``train_data`` (two are a ConfigError before training).
     """

@@ -53,7 +53,7 @@ def test_two_gloo_processes_give_the_single_process_matrix(write_experiment, tmp
     exp = write_experiment(compare=STRATEGIES, strategies=None, backbone={"name": "mlp", "hidden": [32]},
                            train={"epochs": 1, "batch_size": 15, "lr": 0.01, "max_steps_per_task": 8, "threads": 1})
     one, two = tmp_path / "one", tmp_path / "two"
-    common = ["run", str(exp), "--quiet", "--no-plots", "--out"]
+    common = ["run", str(exp), "-v", "--no-plots", "--out"]  # -v: each run's start ("on 2 processes")
     subprocess.run([sys.executable, "-m", "clft", *common, str(one)], check=True, capture_output=True, timeout=600)
     launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "clft",
                                *common, str(two)], capture_output=True, text=True, timeout=600)

@@ -31,3 +31,13 @@ def test_the_labelled_example_is_documented():
     plans = plan_runs(make_dataclass_instance(ExperimentConfig, labelled, where="README"))
     assert [p.label for p in plans[::2]] == ["adam", "sgd", "ewc", "ewc-online"]
     assert plans[2].train.optimizer == "sgd" and plans[0].train.optimizer == "adam"
+
+
+def test_the_readme_says_why_class_il_ewc_equals_finetune_in_the_quickstart():
+    """The README's sentence cites the literature and quotes the committed reference table's class-IL rows."""
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    table = (ROOT / "results" / "quickstart-reference" / "table.md").read_text(encoding="utf-8")
+    acc = {cells[1]: cells[3] for cells in (line.split(" | ") for line in table.splitlines())
+           if len(cells) > 4 and cells[0] == "| class-il"}
+    assert f"EWC scores like finetune in class-IL (ACC {acc['ewc']} vs {acc['finetune']}" in readme
+    assert "Hsu et al. 2018" in readme and "Re-evaluating Continual Learning Scenarios" in readme

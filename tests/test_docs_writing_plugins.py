@@ -63,19 +63,24 @@ def test_the_walkthrough_installs_passes_its_tests_lists_and_runs(tmp_path):
 
     tests = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], project, env)
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "4 passed" in tests.stdout
+    assert "5 passed" in tests.stdout
 
     listed = run([sys.executable, "-m", "clft.cli", "list"], project, env)
     assert listed.returncode == 0 and "PluginWarning" not in listed.stderr, listed.stderr
     rows = {line.split()[0]: line.split()[1] for line in listed.stdout.splitlines() if line.startswith("  ")}
-    assert {name: rows.get(name) for name in ("l2-anchor", "focal", "blobs", "linear")} == dict.fromkeys(
-        ("l2-anchor", "focal", "blobs", "linear"), "my-clft-plugin")
+    assert {name: rows.get(name) for name in ("l2-anchor", "focal", "restart", "blobs", "linear")} == dict.fromkeys(
+        ("l2-anchor", "focal", "restart", "blobs", "linear"), "my-clft-plugin")
+    shown = run([sys.executable, "-m", "clft.cli", "show", "restart"], project, env)
+    assert shown.returncode == 0 and shown.stdout.startswith("strategy restart (distribution my-clft-plugin 0.1.0)")
+    assert "every: int = 1\n        Reset before every ``every``-th task" in shown.stdout
 
     ran = run([sys.executable, "-m", "clft.cli", "run", "experiment.yaml", "--out", "out", "--quiet", "--no-plots"],
               project, env)
     assert ran.returncode == 0, ran.stderr
     result = json.loads((project / "out" / "class-il" / "focal+l2-anchor" / "seed0.json").read_text())
     assert len(result["acc"]) == 3 and result["acc"][0][0] > 0.9  # two well-separated blobs
+    [plugin] = result["code"]["plugins"]  # the distribution that supplied the strategies, benchmark and backbone
+    assert (plugin["name"], plugin["version"], len(plugin["sha256"])) == ("my-clft-plugin", "0.1.0", 64)
 
 
 def test_the_yaml_only_benchmark_of_the_doc_is_a_valid_stream(tmp_path, monkeypatch):

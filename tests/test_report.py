@@ -1,6 +1,7 @@
 """`clft report`: one self-contained HTML page (table, published numbers, plots, configs and env)."""
 
 import base64
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -87,11 +88,41 @@ def test_plots_are_embedded_pngs(report):
 
 def test_runs_show_config_env_and_published_block(report):
     header, *rows = Page(report).tables["runs"]
-    assert header == ["run", "scenario", "seed", "config hash", "finished", "env", "config"]
+    assert header == ["run", "scenario", "seed", "config hash", "finished", "env (where runs differ)", "config"]
     assert [r[0] for r in rows] == ["finetune/seed0", "finetune/seed1", "joint/seed0"]
-    assert json.loads(rows[1][5]) == {"torch": "9.9", "git_sha": "sha-finetune-1", "code": {"clft": "digest"}}
+    assert json.loads(rows[1][5]) == {"git_sha": "sha-finetune-1"}  # the rest is shared: shown once
     assert "seeds:\n- 1" in rows[1][6] and rows[1][3] == "hash-finetune-1"  # each run's own config
     assert "Made-up reference for the test" in report and "Two tasks." in report
+
+
+def environment_block(report: str) -> dict:
+    (block,) = re.findall(r"<pre id=environment>(.*?)</pre>", report, re.S)
+    return json.loads(html.unescape(block))
+
+
+def test_the_shared_environment_is_shown_once(report):
+    shared = environment_block(report)
+    assert shared == {"torch": "9.9", "code": {"clft": "digest"}, "code identity": "no code identity"}
+    assert report.count("9.9") == 1  # not once per run
+    assert "where they differ (git_sha)" in report
+
+
+def test_runs_that_share_their_whole_environment_have_no_env_column(tmp_path):
+    directory = write_results(tmp_path / "results")
+    for path in directory.rglob("seed*.json"):
+        run = json.loads(path.read_text())
+        run["env"]["git_sha"] = "same"
+        path.write_text(json.dumps(run))
+    text = write_report(directory).read_text(encoding="utf-8")
+    header = Page(text).tables["runs"][0]
+    assert header == ["run", "scenario", "seed", "config hash", "finished", "config"]
+    assert environment_block(text)["git_sha"] == "same" and html.unescape(text).count('"same"') == 1
+    assert "shared by all 3 runs" in text
+
+
+def test_the_table_says_what_plus_minus_means(report):
+    (note,) = [n for n in re.findall(r"<p class=note>(.*?)</p>", report) if "±" in n]
+    assert "sample standard deviation" in note and "seeds" in note and "one-seed row shows the mean alone" in note
 
 
 def test_page_is_self_contained(report):

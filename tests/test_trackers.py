@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from clft.errors import ConfigError
-from clft.metrics import compute_all
+from clft.metrics import compute_all, undefined_reason
 from clft.trackers import flatten, make_tracker
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 OPTIONAL = [name for name in ("wandb", "mlflow") if importlib.util.find_spec(name) is not None]
 RUN = "class-il/finetune/seed0"
@@ -55,12 +57,21 @@ def test_csv_has_every_loss_each_accuracy_row_and_the_final_metrics(logged):
     assert np.allclose(np.asarray(matrix).T, result["acc"])  # column j logged after each task = R[:, j]
     final = {r["name"][6:]: float(r["value"]) for r in rows if r["name"].startswith("final/")}
     expected = compute_all(result["acc"], result["baseline_acc"])
-    assert final == pytest.approx({k: v for k, v in expected.items() if math.isfinite(v)})
+    defined = {k: v for k, v in expected.items() if math.isfinite(v) and undefined_reason(k, "class-il", 5) is None}
+    assert final == pytest.approx(defined)
+
     steps = [int(r["step"]) for r in rows]
     assert steps == sorted(steps) and steps[-1] == len(losses)
     hparams = json.loads((out / "logs" / RUN / "hparams.json").read_text())
     assert hparams["train.lr"] == result["config"]["train"]["lr"]
     assert json.loads(hparams["strategies"]) == result["config"]["strategies"]
+
+
+def test_class_il_fwt_is_not_logged_where_tables_print_n_d(logged):
+    out, result = logged
+    assert result["scenario"] == "class-il" and math.isfinite(compute_all(result["acc"], result["baseline_acc"])["fwt"])
+    assert "final/fwt" not in {r["name"] for r in _csv_rows(out)}  # the table prints n/d¹ for it
+    assert "final/bwt" in {r["name"] for r in _csv_rows(out)}
 
 
 def test_tensorboard_events_match_the_csv(logged):
@@ -102,7 +113,9 @@ def test_wandb_offline_run_holds_the_losses_and_final_metrics(logged):
 def test_mlflow_run_has_params_and_metric_history(logged, monkeypatch):
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the store clft writes beside the results
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri results/quickstart/logs/mlruns" in readme
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as the README says: MLflow 3 reads a file store so
 
     out, result = logged
     client = mlflow.MlflowClient(tracking_uri=(out / "logs" / "mlruns").resolve().as_uri())
@@ -123,3 +136,25 @@ def test_missing_tracker_package_is_one_line_naming_the_extra(tmp_path, monkeypa
 def test_flatten_gives_dotted_scalars():
     assert flatten({"train": {"lr": 0.1, "log": None}, "seeds": [0, 1], "name": "x"}) == {
         "train.lr": 0.1, "train.log": "null", "seeds": "[0, 1]", "name": "x"}
+
+
+def test_trackers_asked_for_after_the_runs_finished_log_them_from_their_results(cli, write_experiment, tmp_path):
+    exp, out = write_experiment(), tmp_path / "out"
+    assert cli("run", str(exp), "--out", str(out), "--quiet", "--no-plots").returncode == 0
+    assert not (out / "logs").exists()
+    later = cli("run", str(exp), "--out", str(out), "--no-plots", "train.log_with=[csv]")
+    assert later.returncode == 0, later.stderr
+    assert f"logged {RUN} to csv from its result file" in later.stderr
+    assert "per-step losses are not stored" in later.stderr
+    result = json.loads((out / f"{RUN}.json").read_text())
+    rows = _csv_rows(out)
+    assert not [r for r in rows if r["name"] == "loss"]
+    matrix = [[float(r["value"]) for r in rows if r["name"] == f"acc/{t['name']}"] for t in result["tasks"]]
+    assert np.allclose(np.asarray(matrix).T, result["acc"])
+    assert [int(r["step"]) for r in rows if r["name"] == "task"] == [1, 2, 3, 4, 5]  # x axis: the task number
+    final = {r["name"][6:]: float(r["value"]) for r in rows if r["name"].startswith("final/")}
+    assert final["acc"] == pytest.approx(compute_all(result["acc"], None)["acc"]) and "fwt" not in final
+    before = (out / "logs" / RUN / "metrics.csv").read_bytes()
+    again = cli("run", str(exp), "--out", str(out), "--no-plots", "train.log_with=[csv]")
+    assert again.returncode == 0 and "logged" not in again.stderr  # logged once
+    assert (out / "logs" / RUN / "metrics.csv").read_bytes() == before

@@ -59,6 +59,7 @@ class InstructionTuning(Benchmark):
         max_new_tokens: int = 64
         """Generation cap per example (a backbone's ``max_new_tokens`` option overrides it)."""
         scenario: Literal["task-il", "domain-il"] = "task-il"
+        """task-il: strategies may use the task id at test time; domain-il: they may not."""
 
         def __post_init__(self) -> None:
             super().__post_init__()

@@ -19,12 +19,9 @@ an unknown option. A failed check raises ``AssertionError`` saying what is wrong
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
 import tempfile
-import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +30,7 @@ from unittest import mock
 import torch
 import yaml
 
+from clft.config import field_docs
 from clft.errors import ConfigError
 from clft.registry import Registry, backbones, benchmarks, strategies
 from clft.testing._state import assert_same, differs, through_checkpoint, without_rng
@@ -71,22 +69,6 @@ def workdir(path: Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="clft-check-") as tmp:
         yield Path(tmp)
-
-
-def field_docs(config: type) -> dict[str, str]:
-    """Attribute docstrings (a string right after the field) of ``config`` and its dataclass bases."""
-    docs: dict[str, str] = {}
-    for klass in reversed(config.__mro__):
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError, SyntaxError):
-            continue
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for node, after in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr) \
-                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
-                docs[node.target.id] = after.value.value
-    return docs
 
 
 def check_documented_config(registry: Registry, name: str) -> None:
@@ -191,10 +173,25 @@ def check_strategy_in(name: str, scenario: str, backbone: dict, benchmark: dict,
 
 def check_strategy(cls_or_name: type | str, scenarios: list[str] | None = None, *, backbone: dict | None = None,
                    benchmark: dict | None = None, workdir_path: Path | None = None) -> dict[str, list]:
-    """Conformance of a strategy (module docstring); returns ``{scenario: accuracy matrix}``.
+    """Conformance of a strategy; returns ``{scenario: accuracy matrix}``. Raises ``AssertionError``
+    naming the strategy and what is wrong. It checks:
+
+    - documentation: a class docstring; ``Config`` is a dataclass, every field has a docstring
+      (the string under it, which ``clft show`` prints), and an unknown option is refused with
+      a ConfigError naming it;
+    - a new instance keeps no state (``extra_state_bytes() == 0``);
+    - for each scenario (``scenarios``, default: every scenario the benchmark offers, only
+      ``task-il`` for a ``requires_task_id`` strategy), a few steps of a two-task run through
+      the real sweep (``clft.sweep``) give a full T×T matrix of accuracies in [0, 1];
+    - the state after the first task survives ``state_dict`` -> the checkpoint format
+      (safetensors + JSON) -> a fresh instance's ``load_state_dict`` exactly, with the same
+      ``extra_state_bytes()``, which is > 0 when any state (other than an RNG) is kept;
+    - a run killed in the second task and resumed from the first task's checkpoint ends with
+      the same matrix, model weights and strategy state as the uninterrupted run, bit for bit.
 
     ``backbone``/``benchmark`` default to the class's ``conformance_backbone`` and
-    ``conformance_benchmark`` (an mlp on two-task split-digits)."""
+    ``conformance_benchmark`` (an mlp on two-task split-digits); ``workdir_path`` keeps the
+    runs there (default: a temporary folder)."""
     with using(strategies, cls_or_name) as name:
         cls = strategies.get(name)
         check_documented_config(strategies, name)
@@ -210,7 +207,18 @@ def check_strategy(cls_or_name: type | str, scenarios: list[str] | None = None, 
 
 
 def check_benchmark(cls_or_name: type | str, options: dict | None = None, seeds: tuple[int, ...] = (0, 1)) -> list:
-    """A documented config; ``tasks(seed)`` deterministic and well formed; returns the tasks of ``seeds[0]``."""
+    """Conformance of a benchmark (built with ``options``); returns the tasks of ``seeds[0]``. Raises
+    ``AssertionError`` naming what is wrong. It checks:
+
+    - documentation: a class docstring, a ``Config`` dataclass whose every field has a docstring,
+      an unknown option refused with a ConfigError naming it;
+    - ``scenario`` is one of ``SCENARIOS`` and of the class's ``scenarios``; ``label_names`` are strings;
+    - ``tasks(seed)`` is deterministic: called twice it gives the same task names, classes and
+      (first 50) training examples;
+    - every stream of ``seeds`` is well formed: task ids 0..T-1 in order, classes within the
+      label names, non-empty train and test splits with ``label`` and ``task`` columns, labels
+      within the task's classes, the ``task`` column equal to the task id, and classes
+      disjoint across tasks where the scenario requires it (``clft.data.check_disjoint_classes``)."""
     from clft.data import check_disjoint_classes
 
     with using(benchmarks, cls_or_name) as name:
@@ -244,9 +252,18 @@ def check_stream(name: str, tasks: list, bench) -> None:
 
 def check_backbone(cls_or_name: type | str, options: dict | None = None, *, benchmark: dict | None = None,
                    workdir_path: Path | None = None) -> Outputs:
-    """A documented config; ``forward`` on one batch gives a well-formed, differentiable ``Outputs``
-    whose ``main_loss`` is ``loss``; ``predict`` gives ids of allowed labels (or -1); then a
-    finetune two-task run (``check_strategy``) on this backbone. Returns the batch's outputs."""
+    """Conformance of a backbone (built with ``options`` on ``benchmark``, default two-task
+    split-digits); returns the ``Outputs`` of one batch. Raises ``AssertionError`` naming what is
+    wrong. It checks:
+
+    - documentation: a class docstring, a ``Config`` dataclass whose every field has a docstring,
+      an unknown option refused with a ConfigError naming it;
+    - ``forward`` on a batch of 8 returns an ``Outputs``: ``example_loss`` of shape [8], finite,
+      ``logits`` (when given) of shape [8, number of classes], and ``loss(batch, task)`` equal to
+      ``forward(batch, task).main_loss()``;
+    - a gradient flows: after ``main_loss().backward()`` some trainable parameter has a non-zero grad;
+    - ``predict`` returns shape [8] of label ids the label space allows for the task (or -1);
+    - a finetune run of two tasks on it passes ``check_strategy`` (full matrix, kill/resume identity)."""
     with using(backbones, cls_or_name) as name:
         check_documented_config(backbones, name)
         spec, bench_spec = {"name": name, **(options or {})}, dict(benchmark or DEFAULT_BENCHMARK)

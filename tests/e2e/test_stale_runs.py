@@ -74,6 +74,126 @@ def test_cli_exits_2_with_one_line_naming_the_flag(cli, write_experiment, tmp_pa
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("clft: error: 1 of 2 runs in") and "no code identity: 1 run" in last
     assert "nothing was trained: pass --rerun-stale" in last and "Traceback" not in done.stderr
-    again = cli("run", str(exp), "--out", str(out), "--no-plots", "--quiet", "--rerun-stale")
-    assert again.returncode == 0 and "training" in again.stderr
+    again = cli("run", str(exp), "--out", str(out), "--no-plots", "--rerun-stale")
+    assert again.returncode == 0 and "re-running 1 stale run(s)" in again.stderr
+    assert "done class-il/ewc/seed0" in again.stderr and "skip class-il/finetune/seed0" in again.stderr
     assert "source_sha256" in json.loads((out / "class-il" / "ewc" / "seed0.json").read_text())["code"]
+
+
+# ---------------------------------------------------------------- --verify-stale / --accept-stale
+def made_by(path, source, acc=None):
+    """Rewrite ``path`` as a genuine result of the code ``source`` (optionally with another matrix)."""
+    data = json.loads(path.read_text())
+    data.pop(CHECKSUM_KEY)
+    data["code"] = {"source_sha256": source * 64, "git_commit": None, "git_dirty": None, "plugins": []}
+    if acc is not None:
+        data["acc"] = acc
+    path.write_text(json.dumps(with_checksum(data)))
+    return data
+
+
+def sweep(cfg, out, **options):
+    from clft.executors import run_sweep
+
+    return run_sweep(cfg, out, progress=False, **options)
+
+
+def test_verify_stale_reruns_k_per_older_code_and_restamps_every_stale_run(finished, capsys):
+    cfg, out, (finetune, ewc) = finished
+    stored = {p: made_by(p, "a") for p in (finetune, ewc)}
+    sweep(cfg, out, verify_stale=1)
+    err = capsys.readouterr().err
+    assert "--verify-stale: re-running 1 of 2 stale run(s) made by aaaaaaaa (no git)" in err
+    assert "2 run(s) re-stamped" in err and "done " not in err  # nothing else trained: both done now
+    for path, before in stored.items():
+        after = json.loads(path.read_text())
+        assert after["acc"] == before["acc"] and after["code"]["source_sha256"] != "a" * 64
+        record = after["stale_verification"]
+        assert record["previous_code"]["source_sha256"] == "a" * 64
+        assert record["stale_runs"] == 2 and record["k"] == 1 and len(record["rerun"]) == 1
+    assert [p.status for p in classify_runs(cfg, out)] == [DONE, DONE]
+    assert not (out / ".verify-stale").exists()
+    from clft.tables import render_table
+
+    assert "re-stamped after --verify-stale re-ran 1 of them with identical matrices" in render_table(out)
+
+
+def test_verify_stale_samples_from_each_older_code(finished, capsys):
+    cfg, out, (finetune, ewc) = finished
+    made_by(finetune, "a")
+    made_by(ewc, "b")
+    sweep(cfg, out, verify_stale=1)
+    err = capsys.readouterr().err
+    assert "re-running 1 of 1 stale run(s) made by aaaaaaaa" in err and "made by bbbbbbbb" in err
+    assert [p.status for p in classify_runs(cfg, out)] == [DONE, DONE]
+
+
+def test_verify_stale_stops_naming_the_run_that_differs(finished):
+    from clft.stale_runs import StaleMismatchError
+
+    cfg, out, (finetune, ewc) = finished
+    acc = json.loads(ewc.read_text())["acc"]
+    acc[1][0] = 0.5 if acc[1][0] != 0.5 else 0.25
+    made_by(finetune, "a")
+    made_by(ewc, "a", acc=acc)
+    before = (finetune.read_bytes(), ewc.read_bytes())
+    with pytest.raises(StaleMismatchError, match=r"class-il/ewc/seed0 differs from its stored result .*acc\[1\]\[0\]"):
+        sweep(cfg, out, verify_stale=2)
+    assert (finetune.read_bytes(), ewc.read_bytes()) == before  # nothing re-stamped
+    assert not (out / ".verify-stale").exists()
+
+
+def test_accept_stale_keeps_the_runs_records_it_and_flags_them(finished, capsys):
+    from clft.tables import render_table
+
+    cfg, out, (finetune, ewc) = finished
+    stored = made_by(ewc, "a")
+    sweep(cfg, out, accept_stale=True)
+    assert "--accept-stale: 1 stale run(s) kept" in capsys.readouterr().err
+    kept = json.loads(ewc.read_text())
+    assert kept["acc"] == stored["acc"] and kept["code"] == stored["code"]  # still names the code that made it
+    assert kept["stale_accepted"]["code"]["source_sha256"] == json.loads(finetune.read_text())["code"]["source_sha256"]
+    assert [p.status for p in classify_runs(cfg, out)] == [DONE, DONE]  # done for the code that accepted it
+    table = render_table(out)
+    assert "1 of 2 runs were made by other code and kept with --accept-stale" in table
+
+
+def test_verify_and_accept_exclude_each_other_and_k_is_positive(finished):
+    from clft.errors import ConfigError
+
+    cfg, out, (_, ewc) = finished
+    made_by(ewc, "a")
+    with pytest.raises(ConfigError, match="--verify-stale and --accept-stale exclude each other"):
+        sweep(cfg, out, verify_stale=2, accept_stale=True)
+    with pytest.raises(ConfigError, match="--rerun-stale and --accept-stale exclude each other"):
+        sweep(cfg, out, rerun_stale=True, accept_stale=True)
+    with pytest.raises(ConfigError, match="K must be >= 1, got 0"):
+        sweep(cfg, out, verify_stale=0)
+
+
+def test_the_cli_reads_verify_stale_with_and_without_k():
+    from clft.cli import parse_args
+
+    assert parse_args(["run", "q", "--verify-stale"]).verify_stale == 2
+    args = parse_args(["run", "q", "--verify-stale", "train.epochs=1"])
+    assert args.verify_stale == 2 and args.overrides == ["train.epochs=1"]
+    assert parse_args(["run", "q", "--verify-stale", "3", "seeds=[0]"]).verify_stale == 3
+    assert parse_args(["run", "q", "--accept-stale"]).accept_stale and parse_args(["run"]).verify_stale is None
+
+
+def test_the_sample_spreads_over_entries_and_scenarios_first(tmp_path):
+    import itertools
+    import random
+
+    from clft.stale_runs import spread_sample
+    from clft.sweep import PlannedRun, RunPlan
+
+    keys = list(itertools.product(("class-il", "task-il"), ("a", "b"), (0, 1, 2)))
+    group = [PlannedRun(RunPlan([], scenario, seed, label), tmp_path / scenario / label / f"seed{seed}.json", "h",
+                        STALE, {}) for scenario, label, seed in keys]
+    for seed in range(20):
+        picked = spread_sample(group, 4, random.Random(seed))
+        assert len({(p.plan.scenario, p.plan.label) for p in picked}) == 4  # one per (scenario, entry)
+        assert picked == sorted(picked, key=group.index)  # in plan order
+    assert len(spread_sample(group, 6, random.Random(0))) == 6
+    assert spread_sample(group[:1], 2, random.Random(0)) == group[:1]

@@ -74,7 +74,7 @@ def test_a_sigkilled_worker_is_retried_from_its_checkpoint(options, tmp_path):
     out, log = tmp_path / "out", tmp_path / "log"
     run = out / "class-il" / "replay" / "seed1"
     with open(log, "w") as stderr:
-        sweep = subprocess.Popen([sys.executable, "-m", "clft", "run", str(yaml_path), "--out", str(out), "--quiet",
+        sweep = subprocess.Popen([sys.executable, "-m", "clft", "run", str(yaml_path), "--out", str(out), "-v",
                                   "--no-plots", *options], stdout=subprocess.DEVNULL, stderr=stderr,
                                  env={**os.environ, "RAY_DEDUP_LOGS": "0"})
         victim = kill_after_first_checkpoint(out / ".checkpoints" / "class-il" / "replay" / "seed1",

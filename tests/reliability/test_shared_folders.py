@@ -233,7 +233,7 @@ def test_a_finished_sweep_on_a_read_only_folder_prints_its_table(tmp_path, capsy
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     capsys.readouterr()
     make_read_only(monkeypatch, out)
-    code = main(["run", str(exp), "--out", str(out), "--quiet"])  # plots asked for: they cannot be written
+    code = main(["run", str(exp), "--out", str(out), "-v"])  # plots asked for: they cannot be written; -v: skips
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "| class-il | replay+ewc | 1 |" in captured.out and f"skip {out / RUN_KEY}.json" in captured.err
