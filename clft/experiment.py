@@ -44,7 +44,14 @@ class TrainConfig:
     batch_size: int = 32
     """Training batch size."""
     eval_batch_size: int = 256
-    """Batch size under ``torch.inference_mode`` for evaluation."""
+    """Most examples per evaluation batch (under ``torch.inference_mode``); token sequences are batched
+    longest first, cut earlier where padding would pass a tenth of a batch's tokens (``clft.sampling``)."""
+    eval_scope: Literal["full", "seen"] = "full"
+    """Which cells of the accuracy matrix are evaluated: ``full``, every task before training (the
+    baseline) and after each task, T(T+1) task evaluations; ``seen``, after task i only tasks 1..i and
+    after the last task every task, T(T+1)/2 of them (no baseline), for runs where the full matrix costs
+    too much. Skipped cells are null in the result JSON; a metric that reads one (FWT) is n/d, the others
+    (ACC, BWT, forgetting, AIA, LA, intransigence) are computed from the evaluated cells."""
     lr: float = 1e-3
     """Learning rate of the optimizer (rebuilt at every task)."""
     optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = "adam"

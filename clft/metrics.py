@@ -7,6 +7,10 @@ Conventions (docs: DESIGN.md, "Metric definitions"):
 * ``b[j]`` is the accuracy on task j before any training (zero-shot for a
   pretrained backbone).
 
+A run made with ``train.eval_scope: seen`` skips the cells above the diagonal
+(tasks not yet trained) and the baseline: they are null in its JSON and ``nan``
+here, so a metric reading one is ``nan`` (``clft.tables`` prints n/d).
+
 Formulas are written 1-based as in the papers; the code indexes from 0. A
 metric that is undefined for the stream (BWT, FWT and forgetting when T = 1)
 is ``nan``. Malformed input (not a non-empty square matrix, a baseline of the
@@ -167,6 +171,8 @@ UNDEFINED_REASONS = {
     "class-il-fwt": "class-IL FWT is undefined: before task i is trained its classes are masked out of the "
                     "predictions, so R[i−1,i] = 0 and FWT = −mean(b[2..T]) for every strategy",
     "one-task": "BWT, FWT and forgetting need T ≥ 2 tasks",
+    "not-evaluated": "not evaluated: the run scored only the tasks trained so far (train.eval_scope: seen), "
+                     "and this metric reads a cell it skipped (FWT: R[i−1,i] and the baseline b)",
 }
 
 

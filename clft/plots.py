@@ -85,7 +85,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _heatmap(scenario: str, strategy: str, members: list[dict]) -> Figure:
-    """The mean accuracy matrix of one group, numbers in the cells."""
+    """The mean accuracy matrix of one group, numbers in the cells (n/d where not evaluated)."""
     mean = np.mean([np.asarray(run["acc"], dtype=float) for run in members], axis=0)
     names = group_task_names(members)
     t = len(names)
@@ -97,7 +97,8 @@ def _heatmap(scenario: str, strategy: str, members: list[dict]) -> Figure:
     for i in range(t):
         for j in range(t):
             colour = "white" if mean[i, j] < 0.6 else "black"
-            ax.text(j, i, f"{mean[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=fontsize)
+            text = "n/d" if np.isnan(mean[i, j]) else f"{mean[i, j]:.2f}"  # train.eval_scope: seen skipped it
+            ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=fontsize)
     ax.set_xticks(range(t), names, rotation=45, ha="right", fontsize=fontsize)
     ax.set_yticks(range(t), [f"{i + 1}: {name}" for i, name in enumerate(names)], fontsize=fontsize)
     ax.set_xlabel("evaluated on task j")

@@ -6,6 +6,10 @@ T×T ``acc`` of finite numbers in [0, 1], T ``tasks`` (mappings), an optional
 ``baseline_acc`` of T such numbers, an integer ``seed``, a string ``scenario``.
 Anything else is a one-line DataError naming the file.
 
+A run made with ``train.eval_scope: seen`` (its ``config``) may hold null cells above the diagonal of
+``acc`` (tasks not yet trained, not evaluated) and null ``baseline_acc`` entries; any other null is an
+error.
+
 ``checksum`` is ``"sha256:" + sha256(canonical JSON of the document without it)``,
 canonical meaning ``json.dumps(sort_keys=True, separators=(",", ":"))``: so a
 reformatted file still verifies, while a changed number does not. A file without
@@ -62,10 +66,10 @@ def check_result(data: Any, where: str) -> None:
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise DataError(f"result file {where}: schema_version {brief(version)} is not {SCHEMA_VERSION}")
     _check_fields(data, where)
-    tasks = data["tasks"]
-    _check_matrix(data["acc"], len(tasks), where)
+    tasks, seen = data["tasks"], eval_scope(data) == "seen"
+    _check_matrix(data["acc"], len(tasks), where, seen)
     if data.get("baseline_acc") is not None:
-        _check_row(data["baseline_acc"], len(tasks), f"{where}: baseline_acc")
+        _check_row(data["baseline_acc"], len(tasks), f"{where}: baseline_acc", 0 if seen else len(tasks))
     if CHECKSUM_KEY in data and data[CHECKSUM_KEY] != canonical_digest(data):
         raise DataError(f"result file {where} was changed after it was written (its checksum does not match)")
     if CHECKSUM_KEY not in data and data.get(CODE_KEY) is not None:
@@ -93,19 +97,30 @@ def _check_fields(data: dict, where: str) -> None:
         raise DataError(f"result file {where}: cost.train_seconds must be a list of numbers")
 
 
-def _check_matrix(acc: list, n_tasks: int, where: str) -> None:
+def eval_scope(data: dict) -> str:
+    """The run's ``train.eval_scope`` as its ``config`` records it; ``full`` when it records none."""
+    train = data.get("config", {}).get("train") if isinstance(data.get("config"), dict) else None
+    return train.get("eval_scope", "full") if isinstance(train, dict) else "full"
+
+
+def _check_matrix(acc: list, n_tasks: int, where: str, seen: bool) -> None:
     if len(acc) != n_tasks:
         raise DataError(f"result file {where}: acc has {len(acc)} rows for {n_tasks} tasks")
     for i, row in enumerate(acc):
-        _check_row(row, n_tasks, f"{where}: acc[{i}]")
+        _check_row(row, n_tasks, f"{where}: acc[{i}]", i + 1 if seen else n_tasks)
 
 
-def _check_row(row: Any, n_tasks: int, where: str) -> None:
+def _check_row(row: Any, n_tasks: int, where: str, required: int) -> None:
+    """``row`` is ``n_tasks`` accuracies; from index ``required`` on, null (not evaluated) is allowed too."""
     if not isinstance(row, list) or len(row) != n_tasks:
         raise DataError(f"result file {where} must be a list of {n_tasks} accuracies, got {brief(row)}")
-    for value in row:
+    for j, value in enumerate(row):
+        if value is None and j >= required:
+            continue
         if not (_is_finite(value) and 0.0 <= value <= 1.0):
-            raise DataError(f"result file {where} holds {brief(value)}; accuracies are finite numbers in [0, 1]")
+            nulls = "" if value is not None else " (null only above the diagonal of a train.eval_scope: seen run)"
+            raise DataError(f"result file {where} holds {brief(value)}; accuracies are finite numbers in [0, 1]"
+                            + nulls)
 
 
 def _is_finite(value: Any) -> bool:

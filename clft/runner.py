@@ -8,7 +8,8 @@ For a run (experiment x strategy group x scenario x seed) the runner:
    ONE ``backbone.forward``, the main loss or the replacing strategy's ``loss``, plus
    the strategies' ``extra_loss`` terms, backward, ``before_step`` hooks, optimizer
    step, ``after_step`` hooks; see ``clft.types.Strategy``), ``after_task`` hooks,
-   evaluates every task of the stream (row i of ``acc``), and writes an atomic
+   evaluates every task of the stream (row i of ``acc``; with ``train.eval_scope: seen``
+   only tasks 1..i until the last row, the others None, and no baseline), and writes an atomic
    checkpoint; the held-out ``general_tasks`` (general ability) are scored before
    training and after each task;
 3. writes the run's JSON (``clft.results``) and removes the checkpoint.
@@ -124,7 +125,7 @@ def _execute_tasks(run: Run) -> RunState:
     so a sweep's later collections can free what this run left."""
     gc.freeze()
     if run.state.baseline_acc is None:
-        run.state.baseline_acc = evaluate_stream(run)
+        run.state.baseline_acc = evaluate_stream(run, scored=scored_tasks(run, 0))
         run.state.general = [evaluate_stream(run, run.general_tasks)] if run.general_tasks else []
         kill_point("run:after-baseline")
     for task in run.tasks[run.state.next_task :]:
@@ -133,7 +134,7 @@ def _execute_tasks(run: Run) -> RunState:
         started = time.perf_counter()
         train_task(run, task)
         run.state.train_seconds.append(time.perf_counter() - started)
-        run.state.acc.append(evaluate_stream(run))
+        run.state.acc.append(evaluate_stream(run, scored=scored_tasks(run, task.id + 1)))
         if run.general_tasks:
             run.state.general.append(evaluate_stream(run, run.general_tasks))
         run.state.next_task = task.id + 1
@@ -366,12 +367,22 @@ def evaluate_task(run: Run, task: Task, predict) -> float:
     return run.parallel.sum(total) / len(data)
 
 
-def evaluate_stream(run: Run, tasks: list[Task] | None = None) -> list[float]:
-    """The score on every task of the stream (seen or not), or of ``tasks``."""
+def scored_tasks(run: Run, trained: int) -> int:
+    """How many of the stream's first tasks a row scores after ``trained`` tasks: all of them, or with
+    ``train.eval_scope: seen`` the ``trained`` ones (all of them after the last task)."""
+    everything = len(run.tasks)
+    return everything if run.train.eval_scope == "full" or trained == everything else trained
+
+
+def evaluate_stream(run: Run, tasks: list[Task] | None = None, scored: int | None = None) -> list[float | None]:
+    """The score on every task of the stream (seen or not), or of ``tasks``; with ``scored``, on the
+    first ``scored`` of them only, None for the others (not evaluated)."""
+    tasks = run.tasks if tasks is None else tasks
+    scored = len(tasks) if scored is None else scored
     predict = predictor(run)
     run.backbone.model.eval()
     try:
         with explain_oom(f"evaluating with eval_batch_size {run.train.eval_batch_size}", "lower train.eval_batch_size"):
-            return [evaluate_task(run, task, predict) for task in (run.tasks if tasks is None else tasks)]
+            return [evaluate_task(run, task, predict) if i < scored else None for i, task in enumerate(tasks)]
     finally:
         run.backbone.model.train()

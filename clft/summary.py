@@ -9,6 +9,8 @@ and seed: the ``offline`` run (re-initialised at every task, so a*_k is a model
 trained from scratch on tasks ≤ k, as Chaudhry et al. 2018 define it) when the
 experiment has one, else the incremental ``joint`` run; it is the mean over the
 seeds that have one, and blank when none do.
+Cells a run did not evaluate (``train.eval_scope: seen``: null in its JSON) are ``nan`` here, so a
+metric that reads one is ``nan`` (``clft.tables`` prints it n/d).
 A group's runs must share the task list and, where they record it, their resolved
 config up to the seed (``clft.staleness.setting_hash``): a row never averages
 seeds trained with different settings (point the table at one experiment's results
@@ -25,6 +27,7 @@ import numpy as np
 
 from clft.errors import DataError
 from clft.metrics import METRIC_KEYS, compute_all
+from clft.result_check import eval_scope
 from clft.staleness import config_differences, setting_hash
 
 JOINT = "joint"
@@ -78,6 +81,8 @@ class Row:
     general: dict[str, Stat] = field(default_factory=dict)
     """``before`` / ``after``: mean general-ability score before training and after the last task."""
     composition: str = ""
+    eval_scope: str = "full"
+    """``seen`` when a run of the group evaluated only the tasks trained so far (``train.eval_scope``)."""
 
     @property
     def n_tasks(self) -> int:
@@ -194,6 +199,7 @@ def _summarize_group(key: tuple[str, str], members: list[dict], joints: dict[tup
         composition=str(members[0].get("strategy", key[1])),
         generative=any(t.get("metric", "accuracy") != "accuracy" for run in members for t in run["tasks"]),
         general=_general(members),
+        eval_scope="seen" if any(eval_scope(run) == "seen" for run in members) else "full",
     )
 
 

@@ -10,6 +10,8 @@ papers call it); the metrics are the same functions. Runs with held-out
 general-ability tasks (``general`` in the JSON) get two more columns: the mean
 general score before training ("general before") and after the last task
 ("general after").
+A metric that reads a cell the runs did not evaluate (``train.eval_scope: seen``: FWT) reads n/d,
+with a footnote, as do metrics undefined by construction (class-IL FWT, BWT with one task).
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class Layout:
         self.references = {row.scenario: reference_row(self.rows, row.scenario) for row in self.rows}
 
     def undefined_index(self, row: Row, key: str) -> int | None:
-        reason = undefined_reason(key, row.scenario, row.n_tasks)
+        reason = undefined_reason(key, row.scenario, row.n_tasks) or unevaluated(row, key)
         if reason is None:
             return None
         if reason not in self.undefined_used:
@@ -101,6 +103,15 @@ class Layout:
         if not self.options.ci or reference is None or reference is row:
             return False
         return significant(row.metrics[key].values, reference.metrics[key].values)
+
+
+def unevaluated(row: Row, key: str) -> str | None:
+    """``not-evaluated`` when the row's runs skipped cells (``train.eval_scope: seen``) and the metric,
+    one of R alone (not intransigence, which also needs a reference run), came out ``nan`` for every
+    seed: it reads a skipped cell."""
+    if row.eval_scope == "seen" and key != "intransigence" and row.metrics[key].n == 0:
+        return "not-evaluated"
+    return None
 
 
 def reference_row(rows: list[Row], scenario: str) -> Row | None:

@@ -5,11 +5,13 @@ One tracker run per clft run (named ``<scenario>/<strategies>/seed<k>``), fed by
 
 * hyper-parameters: the run's resolved config, flattened to dotted keys;
 * ``loss`` at every training micro-batch (x axis: micro-batches since the run began);
-* after each task i: ``acc/<task name>`` = R[i, j] for every task j, and ``acc/seen``
+* after each task i: ``acc/<task name>`` = R[i, j] for every task j evaluated (with
+  ``train.eval_scope: seen`` j ≤ i until the last task), and ``acc/seen``
   = mean of R[i, j≤i] (the accuracy curve), with ``task`` = i + 1;
 * at the end: ``final/<metric>`` for every metric of ``clft.metrics.compute_all`` that is
   defined for the run (``final_metrics``: not class-IL FWT, which tables print as n/d, nor
-  BWT/FWT/forgetting of a one-task stream; not a metric that is NaN).
+  BWT/FWT/forgetting of a one-task stream; not a metric that is NaN, such as FWT of a
+  ``train.eval_scope: seen`` run).
 
 A run that is already finished (skipped by the sweep) is logged from its result file
 (``log_finished_run``) to each tracker of ``log_with`` that has not logged it yet: the
@@ -214,8 +216,9 @@ class RunLogger:
         self.log_row(run.state.acc[-1], [t.name for t in run.tasks], task.id)
 
     def log_row(self, row: list[float], names: list[str], task_index: int) -> None:
-        """``acc/<task name>`` for every task, ``acc/seen`` over tasks 0..task_index, ``task``."""
-        values = {f"acc/{name}": float(value) for name, value in zip(names, row)}
+        """``acc/<task name>`` for every task evaluated (None: skipped, ``train.eval_scope: seen``),
+        ``acc/seen`` over tasks 0..task_index, ``task``."""
+        values = {f"acc/{name}": float(value) for name, value in zip(names, row) if value is not None}
         values.update({"acc/seen": float(np.mean(row[: task_index + 1])), "task": task_index + 1})
         self._log(values)
 

@@ -54,6 +54,7 @@ from clft.backbones.hf_common import pad
 from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig, sequence_outputs
 from clft.backbones.rank_classification import target_log_probs
 from clft.registry import backbones
+from clft.strategies._importance import PER_EXAMPLE
 from clft.types import Batch, Outputs, Task
 
 _PLACEHOLDER = "\u2063CLFT-USER-MESSAGE\u2063"
@@ -151,7 +152,11 @@ class HFCausalLM(HFTextToText):
     def forward(self, batch: Batch, task: Task) -> Outputs:
         """Per-example mean next-token cross-entropy over the target (label name + EOS) tokens;
         main loss: the mean over the batch's target tokens."""
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        inputs, mask = {"input_ids": batch["input_ids"]}, batch["attention_mask"]
+        if batch.get(PER_EXAMPLE):  # under torch.func.vmap: a prepared causal mask (HFBackbone.per_example_forward)
+            out = self.per_example_forward(mask, causal=True, **inputs)
+        else:
+            out = self.model(attention_mask=mask, **inputs)
         return sequence_outputs(out.logits, batch["lm_labels"], shift=True)
 
     def _encode_prompts(self, batch: Batch) -> PromptCache:

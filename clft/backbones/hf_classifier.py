@@ -183,7 +183,7 @@ class HFClassifier(HFBackbone):
         mean), through the active adapter."""
         mask = batch["attention_mask"]
         if batch.get(PER_EXAMPLE):
-            hidden = self._per_example_hidden(batch["input_ids"], mask)
+            hidden = self.per_example_forward(mask, causal=False, input_ids=batch["input_ids"])[0]
         else:
             hidden = self.model(input_ids=batch["input_ids"], attention_mask=mask)[0]
         extra = hidden.shape[1] - mask.shape[1]  # prefix positions (soft prompts, peft's virtual tokens)
@@ -198,23 +198,6 @@ class HFClassifier(HFBackbone):
             mask = torch.cat([mask.new_ones(mask.shape[0], extra), mask], dim=1)
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-    def _per_example_hidden(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The encoder's hidden states under ``torch.func.vmap`` (per-example gradients).
-
-        transformers' "is anything padded?" check is data-dependent control flow, and SDPA has no
-        vmap batching rule; so the mask goes in as a prepared 4-D additive mask (taken as given)
-        and attention runs the eager implementation for this call.
-        """
-        config = self.model_config
-        dtype = next(self.model.parameters()).dtype
-        additive = (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-        saved = config._attn_implementation
-        config._attn_implementation = "eager"
-        try:
-            return self.model(input_ids=input_ids, attention_mask=additive)[0]
-        finally:
-            config._attn_implementation = saved
 
     def logits(self, batch: Batch) -> torch.Tensor:
         """Raw scores [B, num_classes] over every class of the stream (no mask)."""

@@ -295,6 +295,29 @@ class HFBackbone(Backbone):
         """The transformers config of the base model (``hidden_size``, ``model_type``, ...)."""
         return self.base_model.config
 
+    def per_example_forward(self, mask: torch.Tensor, causal: bool, **inputs):
+        """The model's output for ``inputs`` under ``torch.func.vmap`` (per-example gradients).
+
+        transformers' mask builders inspect the 2-D ``mask`` in Python ("is anything padded?", a
+        data-dependent ``.item()`` that vmap cannot run), and SDPA has no vmap batching rule. So the
+        mask goes in prepared: a 4-D additive mask [B, 1, L, L] (``causal``: also no key after the
+        query, what decoder-only models apply), which transformers takes as given, and attention runs
+        the eager implementation for this call. Same values as the model's own masks.
+        """
+        config = self.model_config
+        dtype = self.model.get_input_embeddings().weight.dtype
+        keep = mask[:, None, None, :].bool()
+        if causal:
+            length = mask.shape[-1]
+            keep = keep & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+        additive = (~keep).to(dtype) * torch.finfo(dtype).min
+        saved = config._attn_implementation
+        config._attn_implementation = "eager"
+        try:
+            return self.model(attention_mask=additive, **inputs)
+        finally:
+            config._attn_implementation = saved
+
     def batch_padding(self) -> dict[str, tuple[int, str]]:
         """``input_ids`` with the tokenizer's pad id, ``attention_mask`` with 0, on the tokenizer's padding
         side (``clft.types.Backbone.batch_padding``; the text-to-text backbones declare their own)."""

@@ -29,6 +29,7 @@ from clft.backbones.hf_common import pad
 from clft.backbones.hf_text2text import HFTextToText, TextToTextConfig, sequence_outputs
 from clft.backbones.rank_classification import target_log_probs
 from clft.registry import backbones
+from clft.strategies._importance import PER_EXAMPLE
 from clft.types import Batch, Outputs, Task
 
 
@@ -59,8 +60,11 @@ class HFSeq2Seq(HFTextToText):
     def forward(self, batch: Batch, task: Task) -> Outputs:
         """Per-example mean token cross-entropy of the label name (+ EOS) given the prompt;
         main loss: the mean over the batch's target tokens."""
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         labels=batch["lm_labels"])
+        inputs, mask = {"input_ids": batch["input_ids"], "labels": batch["lm_labels"]}, batch["attention_mask"]
+        if batch.get(PER_EXAMPLE):  # under torch.func.vmap: a prepared encoder mask (HFBackbone.per_example_forward)
+            out = self.per_example_forward(mask, causal=False, **inputs)
+        else:
+            out = self.model(attention_mask=mask, **inputs)
         return sequence_outputs(out.logits, batch["lm_labels"], shift=False)
 
     def _encode_prompts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
