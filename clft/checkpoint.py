@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import shutil
@@ -80,7 +81,9 @@ def save_checkpoint(root: Path, task_index: int, meta: dict, model: dict, state:
         atomic_write_text(tmp / "meta.json", json.dumps({**full_meta, "meta_sha256": meta_digest(full_meta)}))
         kill_point(f"checkpoint:task{task_index}:before-rename")
         final = root / name
-        if final.exists():
+        if final.is_symlink():  # never follow a link planted in a checkpoint folder
+            final.unlink()
+        elif final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
     except BaseException:
@@ -104,12 +107,12 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 def _remove_older(root: Path, keep: str) -> None:
     for child in root.iterdir():
-        if child.is_dir() and child.name != keep:
+        if child.is_dir() and not child.is_symlink() and child.name != keep:
             shutil.rmtree(child, ignore_errors=True)
 
 
 TENSOR_FILES = ("model.safetensors", "state.safetensors")
-LATEST_NAME = re.compile(r"^task\d{3,}$")
+LATEST_NAME = re.compile(r"task\d{3,}")
 META_KEYS = {"rng": dict, "state": (dict, list), "files": dict}
 
 
@@ -135,9 +138,11 @@ def load_checkpoint(root: Path, expected: dict[str, Any]) -> tuple[dict, dict, d
     does any file whose checksum differs from the one recorded in ``meta.json``.
     """
     latest = root / "LATEST"
-    if not latest.is_file():
+    if not check_latest(root):
         return None
     folder = root / _latest_name(latest)
+    for path in (folder, folder / "meta.json", *(folder / name for name in TENSOR_FILES)):
+        _refuse_link(path)
     meta = read_meta(folder / "meta.json")
     for key, value in expected.items():
         if meta.get(key) != value:
@@ -158,12 +163,31 @@ def load_checkpoint(root: Path, expected: dict[str, Any]) -> tuple[dict, dict, d
         raise CheckpointError(f"checkpoint {folder} cannot be restored: {brief(str(exc))}") from None
 
 
+def check_latest(root: Path) -> bool:
+    """Whether ``root`` has a ``LATEST`` file; CheckpointError when ``LATEST`` is there but is no regular
+    file (a folder, a link): resuming would silently start over, and the next checkpoint could not be written."""
+    latest = root / "LATEST"
+    if not os.path.lexists(latest):
+        return False
+    _refuse_link(latest)
+    if not latest.is_file():
+        raise CheckpointError(f"checkpoint file {latest} is damaged: it is a folder, not a file naming a task folder")
+    return True
+
+
+def _refuse_link(path: Path) -> None:
+    """No checkpoint file is read through a symbolic link (it could lead out of the results folder)."""
+    if path.is_symlink():
+        raise CheckpointError(f"checkpoint file {path} is a symbolic link; clft reads and writes no checkpoint "
+                              "through a link")
+
+
 def _latest_name(latest: Path) -> str:
     try:
         name = latest.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         name = ""
-    if not LATEST_NAME.match(name):
+    if not LATEST_NAME.fullmatch(name):
         raise CheckpointError(f"checkpoint file {latest} is damaged: it does not name a task folder (taskNNN)")
     return name
 

@@ -7,9 +7,9 @@ with ``parse_intermixed_args``.
 Every user error (unknown experiment file, plugin, key, wrong type, value out of
 range, missing data, a damaged checkpoint or result file) is one line on stderr
 and exit status 2; no traceback. Other failures are one line too, with their own
-status: 3 a diverged (NaN/inf) loss, 74 a file that cannot be written (e.g. a full
-disk), 75 a run held by another process that could not be waited for, 130 an
-interrupt (docs/reliability.md lists them).
+status: 1 a run whose worker died three times (``--jobs``, Ray), 3 a diverged (NaN/inf)
+loss, 74 a file that cannot be written (e.g. a full disk), 75 a run held by another
+process that could not be waited for, 130 an interrupt (docs/reliability.md lists them).
 """
 
 from __future__ import annotations
@@ -72,8 +72,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
     print(_table(out, "md"))
     if not args.no_plots:
-        plots = _plots(out)
-        print(f"\nplots: {plots[0].parent if plots else '(none)'}")
+        from clft.results import WriteError
+
+        try:
+            plots = _plots(out)
+            print(f"\nplots: {plots[0].parent if plots else '(none)'}")
+        except WriteError as exc:  # a read-only folder of finished runs: the table above is the answer
+            print(f"clft: warning: plots not written: {exc}", file=sys.stderr)
     print(f"results: {out}/ (one JSON per run; `clft table {out}` / `clft plot {out}`)")
     return 0
 
@@ -138,9 +143,10 @@ def _plots(directory: Path, out: Path | None = None) -> list[Path]:
 def table_text(args: argparse.Namespace) -> str:
     """What ``clft table`` prints for parsed ``args`` (``--output`` writes it plus a newline)."""
     if args.reference:
+        from clft.presets import find_experiment
         from clft.reference import render_reference
 
-        experiment = None if args.reference is True else args.reference
+        experiment = None if args.reference is True else find_experiment(args.reference)
         return render_reference(results_folder(args), args.format, experiment)
     return _table(results_folder(args), args.format, args.ci)
 
@@ -165,9 +171,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     set_verbosity(args)
     import clft.plugins  # noqa: F401
     from clft.config import load_yaml
+    from clft.presets import find_experiment
     from clft.tune import render, split_values, tune
 
-    path = Path(args.experiment)
+    path = find_experiment(args.experiment)  # a file or a preset name, as `clft run` takes
     name = load_yaml(path).get("name", path.stem)
     out = Path(args.out) if args.out else Path("results") / f"{name}-tune"
     result = tune(path, args.key, split_values(args.values), out, args.overrides, rerun_stale=args.rerun_stale,
@@ -199,15 +206,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def one_line_plugin_warnings() -> None:
-    """Show a ``PluginWarning`` (a third-party plugin that failed to load) as one line."""
+    """Show a ``ClftWarning`` (a third-party plugin that failed to load, a skipped file) as one line."""
     import warnings
 
-    from clft.registry import PluginWarning
+    from clft.errors import ClftWarning
 
     default = warnings.formatwarning
 
     def formatted(message, category, filename, lineno, line=None):
-        if issubclass(category, PluginWarning):
+        if issubclass(category, ClftWarning):
             return f"clft: warning: {message}\n"
         return default(message, category, filename, lineno, line)
 
@@ -296,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "EXP.yaml's): ours, paper, difference, and a flag outside max(2 std, 1 point)")
     table.set_defaults(func=cmd_table)
     tuner = sub.add_parser("tune", help="choose one hyper-parameter by validation ACC (a grid over one key)")
-    tuner.add_argument("experiment", help="experiment YAML file")
+    tuner.add_argument("experiment", help="experiment YAML file or preset name")
     tuner.add_argument("overrides", nargs="*", help="dotted overrides applied to every grid point")
     tuner.add_argument("--key", required=True, help="dotted key to tune, e.g. compare.1.lam (runs only that entry)")
     tuner.add_argument("--values", required=True, help="comma-separated values, each parsed as YAML: 10,100,1000")

@@ -17,7 +17,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from clft.errors import ConfigError
-from clft.yaml_safe import YAMLBombError, brief, safe_load_bounded
+from clft.yaml_safe import DuplicateKeyError, YAMLBombError, brief, safe_load_bounded
 
 _NONE = type(None)
 
@@ -213,6 +213,8 @@ def parse_yaml(text: str, where: str) -> dict:
         data = safe_load_bounded(text)
     except YAMLBombError as exc:
         raise ConfigError(f"{where}: refused: {exc}") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: invalid YAML{_yaml_problem(exc)}") from None
     except RecursionError:

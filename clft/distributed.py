@@ -129,7 +129,7 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
     from clft.result_check import with_checksum
     from clft.results import atomic_write_json
     from clft.run_checkpoint import resume_run, save_task_checkpoint
-    from clft.validation import safe_join
+    from clft.validation import check_no_links, safe_join
 
     setup = sweep.setup_run(cfg, plan, base_dir)  # through sweep: tests patch clft.sweep's names
     resolved = sweep.resolved_config(cfg, plan, setup)
@@ -149,6 +149,8 @@ def run_one_parallel(cfg, plan, out_dir: Path, *, base_dir: Path | None, resume:
                 except RunLockedError:
                     lock.wait(sweep.LOCK_POLL_SECONDS)
             try:
+                check_no_links(out_dir, result_path)  # under the lock, as clft.sweep.run_one
+                check_no_links(out_dir, ckpt_root)
                 done = sweep._already_done(result_path, config_hash, overwrite, rerun_stale, log, identity)
                 decision = "skip" if done else "train"
             except ConfigError as exc:

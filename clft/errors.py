@@ -23,3 +23,7 @@ class DivergenceError(ClftError):
 
 class CheckpointError(ClftError):
     """A checkpoint cannot be used to resume this run."""
+
+
+class ClftWarning(UserWarning):
+    """Something the user should know that does not stop the command (``clft: warning: ...``, one line)."""

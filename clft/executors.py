@@ -2,30 +2,37 @@
 
 - ``local``, ``--jobs 1``: one run after another in this process.
 - ``local``, ``--jobs N``: N runs at a time in spawned worker processes
-  (``concurrent.futures.ProcessPoolExecutor``); each worker gets ``cores // N`` torch
-  threads (unless ``train.threads`` is set) and, with GPUs, one GPU round-robin.
+  (``clft.process_pool.WorkerPool``); each worker gets ``cores // N`` torch threads
+  (unless ``train.threads`` is set) and, with GPUs, one GPU round-robin. ``N`` is at most
+  ``MAX_JOBS`` (a larger one is a one-line error) and no more workers are started than
+  there are runs.
 - ``ray``: one Ray task per run, with the experiment's ``resources`` (cpus, gpus), on
   the cluster at ``--address`` or on a local Ray started for the sweep.
 
 Every worker calls ``clft.sweep.run_one``: the per-run flock, the "finished?" check
 under that lock and the atomic result write are today's, so executors may share a
 folder with each other and a rerun trains nothing. A worker that dies (SIGKILL, the
-OOM killer, a lost Ray node) leaves its checkpoint; the run is submitted again, up to
-``RETRIES`` times, resuming from that checkpoint (retries are driven here rather than
-by Ray's ``max_retries`` so that only the retry resumes and every executor retries
-alike). A run locked by another process is put aside and waited for, as in
+OOM killer, a lost Ray node) fails its own run only, and leaves its checkpoint; that
+run is submitted again, up to ``RETRIES`` times, resuming from the checkpoint, on a
+new worker, while the other runs go on (retries are driven here rather than by Ray's
+``max_retries`` so that only the retry resumes and every executor retries alike). A
+run locked by another process is put aside and waited for, as in
 ``clft.sweep.run_experiment``.
+
+Ctrl-C under ``--jobs N``: the first stops scheduling (no run starts after the
+"interrupted" line, which names the runs still running) and lets the running runs
+finish; a second ends the workers at once (their finished tasks are checkpointed).
+Either way the sweep ends with KeyboardInterrupt (``clft run``: exit status 130).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,16 +42,19 @@ from clft.errors import ConfigError
 from clft.experiment import ExperimentConfig
 from clft.locks import RunLockedError
 from clft.preflight import preflight
+from clft.process_pool import WorkerDied, WorkerPool
 from clft.progress import SweepProgress
 from clft.stale_runs import settle_stale
-from clft.sweep import RunPlan, check_plan, check_restart_runs, classify_runs, plan_runs
+from clft.sweep import RunPlan, check_plan, check_restart_runs, classify_runs, folder_claim, plan_runs
 
 RETRIES = 2
 """Times a run whose worker died is submitted again (resuming from its checkpoint)."""
+MAX_JOBS = 256
+"""The most ``--jobs`` accepted: each worker is a process holding torch (hundreds of MB)."""
 
 EXECUTORS = ("local", "ray")
-PARENT_POLL_SECONDS = 0.5
-"""How often a ``--jobs`` worker checks that its sweep is still alive (``exit_with_parent``)."""
+POLL_SECONDS = 0.2
+"""How often the driver looks for a Ctrl-C while it waits for runs."""
 
 
 @dataclass
@@ -103,6 +113,36 @@ class Attempt:
     retries: int = 0
     waiting: bool = False
 
+    def describe(self) -> str:
+        return f"{self.plan.label} seed {self.plan.seed}"
+
+
+class Interrupts:
+    """Ctrl-C while a ``--jobs`` sweep runs: the first sets ``stopping`` (the driver stops scheduling and
+    waits for the running runs), the second raises KeyboardInterrupt (the workers are ended)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.count > 0
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        if self.count == 2:  # a second Ctrl-C: stop now (later ones must not interrupt ending the workers)
+            raise KeyboardInterrupt
+
 
 @dataclass
 class Driver:
@@ -111,24 +151,48 @@ class Driver:
     submit: object  # (plan, options, wait_if_locked) -> Future[Outcome]
     is_worker_death: object  # exception -> bool
     progress: SweepProgress
+    interrupts: Interrupts | None = None
+    """Ctrl-C handling of a process pool (None: a Ctrl-C interrupts the run in this process at once)."""
+    cancel_queued: object = None  # () -> None: drop the submitted runs no worker has started
     paths: dict = field(default_factory=dict)
 
     def run(self, plans: list[RunPlan], options: RunOptions) -> list[Path]:
         todo = deque((Attempt(i, plan), options) for i, plan in enumerate(plans))
         pending: dict[Future, Attempt] = {}
+        noticed = False
         while todo or pending:
-            while todo:
+            while todo and not self._stopping():
                 attempt, opts = todo.popleft()
                 future = self.submit(attempt.plan, opts, attempt.waiting)
                 pending[future] = attempt
                 if future.done():  # an inline executor: report it before starting the next run
                     break
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(pending), timeout=POLL_SECONDS if self.interrupts else None,
+                           return_when=FIRST_COMPLETED)
+            if self._stopping() and not noticed:
+                noticed = True
+                todo.clear()
+                self._stop_scheduling(pending)
             for future in done:
-                again = self._settle(future, pending.pop(future), options)
-                if again is not None:
+                attempt = pending.pop(future)
+                again = None if future.cancelled() else self._settle(future, attempt, options)
+                if again is not None and not self._stopping():
                     todo.append(again)  # after every run not yet submitted
+        if self._stopping():
+            raise KeyboardInterrupt
         return [self.paths[i] for i in sorted(self.paths)]
+
+    def _stopping(self) -> bool:
+        return self.interrupts is not None and self.interrupts.stopping
+
+    def _stop_scheduling(self, pending: dict[Future, Attempt]) -> None:
+        """A first Ctrl-C: cancel what no worker has started; name what still runs."""
+        if self.cancel_queued is not None:
+            self.cancel_queued()
+        running = [attempt.describe() for future, attempt in pending.items() if future.running()]
+        console.warn(f"interrupted: no new run will start; waiting for {len(running)} running run(s) to finish "
+             f"({', '.join(running) or 'none'}); press Ctrl-C again to stop them now (finished tasks are "
+             "checkpointed)")
 
     def _settle(self, future: Future, attempt: Attempt, options: RunOptions) -> tuple[Attempt, RunOptions] | None:
         """Record a finished run; or return what to submit again (a locked run, a run whose worker died)."""
@@ -137,13 +201,16 @@ class Driver:
         except BaseException as exc:  # noqa: BLE001 - sorted below; anything else is re-raised
             cause = getattr(exc, "cause", None) or exc  # Ray wraps a task's exception
             if isinstance(cause, RunLockedError) and not attempt.waiting:
-                _log(f"{attempt.plan.label} seed {attempt.plan.seed} is running elsewhere; waiting for it")
+                _log(f"{attempt.describe()} is running elsewhere; waiting for it")
                 attempt.waiting = True
                 return attempt, options
-            if self.is_worker_death(exc) and attempt.retries < RETRIES:
+            if self.is_worker_death(exc):
+                if attempt.retries >= RETRIES:
+                    raise WorkerDied(f"the worker of {attempt.describe()} died {RETRIES + 1} times ({exc}); "
+                                     "its checkpoint is kept: rerun with --resume") from None
                 attempt.retries += 1
-                console.warn(f"the worker of {attempt.plan.label} seed {attempt.plan.seed} died "
-                             f"({type(exc).__name__}); retry {attempt.retries}/{RETRIES} from its checkpoint")
+                console.warn(f"the worker of {attempt.describe()} died ({exc}); retry {attempt.retries}/{RETRIES} "
+                             "from its checkpoint")
                 return attempt, replace(options, resume=True)
             raise cause from None
         self.paths[attempt.index] = outcome.path
@@ -162,13 +229,13 @@ def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: 
     entry anywhere stops the sweep before any run trains. Then every planned run is classified
     (``clft.sweep.check_plan``): stale results without ``rerun_stale``, or results of another
     config without ``overwrite``, stop the sweep with one line (exit 2) and nothing trains; first,
-    ``verify_stale`` (K) or ``accept_stale`` settle the stale runs (``clft.stale_runs``)."""
-    if executor not in EXECUTORS:
-        raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    if address is not None and executor != "ray":
-        raise ConfigError("--address names a Ray cluster; use it with --executor ray")
+    ``verify_stale`` (K) or ``accept_stale`` settle the stale runs (``clft.stale_runs``). A live sweep
+    of another config on the folder stops it too, before it writes anything (``clft.sweep_claims``)."""
+    check_executor_options(executor, jobs, address)
+    if executor == "ray":
+        from clft.ray_executor import prepare_ray
+
+        prepare_ray(address)  # Ray installed, the cluster reachable: before anything is written
     check_restart_runs(restart_runs, preflight(cfg, plan_runs(cfg), base_dir))
     out_dir = Path(out_dir).resolve()  # workers may run in another folder (Ray)
     base_dir = base_dir and Path(base_dir).resolve()
@@ -177,29 +244,47 @@ def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: 
     planned = classify_runs(cfg, out_dir, base_dir, overwrite)
     if (verify_stale is not None or accept_stale) and parallel.active:
         raise ConfigError("--verify-stale / --accept-stale: run them once without accelerate launch / torchrun")
-    planned = settle_stale(cfg, planned, out_dir, base_dir, verify=verify_stale, accept=accept_stale,
-                           rerun=rerun_stale, overwrite=overwrite, log=_log)
-    check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale,
-               log=_log if parallel.is_main else lambda message: None)
-    plans = [p.plan for p in planned]
-    if parallel.active and (jobs != 1 or executor != "local"):
-        raise ConfigError("under accelerate launch / torchrun all processes train one run at a time; "
-                          "drop --jobs/--executor")
-    with SweepProgress(out_dir, len(plans), enabled=progress, silent=not parallel.is_main) as bar:
-        if parallel.active:
-            outcomes = Driver(_inline(cfg, out_dir, parallel), lambda exc: False, bar).run(plans, options)
-            parallel.close()
-            return outcomes
-        if executor == "ray":
-            from clft.ray_executor import ray_backend
+    with folder_claim(cfg, planned, out_dir, overwrite):
+        planned = settle_stale(cfg, planned, out_dir, base_dir, verify=verify_stale, accept=accept_stale,
+                               rerun=rerun_stale, overwrite=overwrite, log=_log)
+        check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale,
+                   log=_log if parallel.is_main else lambda message: None)
+        plans = [p.plan for p in planned]
+        if parallel.active and (jobs != 1 or executor != "local"):
+            raise ConfigError("under accelerate launch / torchrun all processes train one run at a time; "
+                              "drop --jobs/--executor")
+        with SweepProgress(out_dir, len(plans), enabled=progress, silent=not parallel.is_main) as bar:
+            return _execute(cfg, out_dir, plans, options, bar, parallel, jobs, executor, address)
 
-            with ray_backend(cfg, out_dir, address) as (submit, is_death):
-                return Driver(submit, is_death, bar).run(plans, options)
-        if jobs == 1:
-            return Driver(_inline(cfg, out_dir), lambda exc: False, bar).run(plans, options)
-        with ProcessBackend(cfg, out_dir, jobs) as backend:
-            options.threads = backend.threads
-            return Driver(backend.submit, lambda exc: isinstance(exc, BrokenProcessPool), bar).run(plans, options)
+
+def check_executor_options(executor: str, jobs: int, address: str | None) -> None:
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigError(f"--jobs must lie in [1, {MAX_JOBS}], got {jobs}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address names a Ray cluster; use it with --executor ray")
+
+
+def _execute(cfg, out_dir: Path, plans: list[RunPlan], options: RunOptions, bar: SweepProgress,
+             parallel: Parallel, jobs: int, executor: str, address: str | None) -> list[Path]:
+    if parallel.active:
+        outcomes = Driver(_inline(cfg, out_dir, parallel), lambda exc: False, bar).run(plans, options)
+        parallel.close()
+        return outcomes
+    if executor == "ray":
+        from clft.ray_executor import ray_backend
+
+        with ray_backend(cfg, out_dir, address) as (submit, is_death):
+            return Driver(submit, is_death, bar).run(plans, options)
+    workers = min(jobs, len(plans))  # no idle workers: a run each at most
+    if workers <= 1:
+        return Driver(_inline(cfg, out_dir), lambda exc: False, bar).run(plans, options)
+    with Interrupts() as interrupts, ProcessBackend(cfg, out_dir, workers) as backend:
+        options.threads = backend.threads
+        driver = Driver(backend.submit, lambda exc: isinstance(exc, WorkerDied), bar, interrupts,
+                        backend.pool.cancel_queued)
+        return driver.run(plans, options)
 
 
 def _inline(cfg: ExperimentConfig, out_dir: Path, parallel: Parallel | None = None):
@@ -250,52 +335,22 @@ def threads_per_job(jobs: int) -> int:
     return max(1, cores // jobs)
 
 
-def _init_worker(slots) -> None:
-    """Runs first in each spawned worker: take a slot, and with it a GPU (before torch touches CUDA);
-    start the watch that ends the worker with its sweep."""
-    gpu = slots.get()
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True, name="clft-parent-watch").start()
-
-
-def exit_with_parent(parent: int, poll_seconds: float = PARENT_POLL_SECONDS) -> None:
-    """Return never; ``os._exit(1)`` once this process's parent is no longer ``parent``.
-
-    A sweep killed by SIGTERM/SIGKILL (a scheduler, ``timeout``) cannot shut its pool
-    down, and the workers would finish their runs unseen, with the code of that moment.
-    Ending them keeps the sweep's finished runs and task checkpoints (``--resume``).
-    """
-    while os.getppid() == parent:
-        time.sleep(poll_seconds)
-    os._exit(1)
-
-
 class ProcessBackend:
-    """A spawn ``ProcessPoolExecutor`` of ``jobs`` workers, rebuilt when a worker death breaks it."""
+    """``jobs`` worker processes (``clft.process_pool``); a dead worker fails its run only and is replaced."""
 
     def __init__(self, cfg: ExperimentConfig, out_dir: Path, jobs: int) -> None:
         self.cfg, self.out_dir, self.jobs = cfg, out_dir, jobs
         self.threads = threads_per_job(jobs)
-        self.context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-        self.pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        slots = self.context.Queue()
-        for gpu in gpu_slots(self.jobs, self.cfg.train.device):
-            slots.put(gpu)
-        return ProcessPoolExecutor(self.jobs, mp_context=self.context, initializer=_init_worker, initargs=(slots,))
+        self.pool = WorkerPool(gpu_slots(jobs, cfg.train.device))
 
     def submit(self, plan: RunPlan, options: RunOptions, wait_if_locked: bool) -> Future:
-        try:
-            return self.pool.submit(run_plan, self.cfg, plan, self.out_dir, options, wait_if_locked)
-        except BrokenProcessPool:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = self._new_pool()
-            return self.pool.submit(run_plan, self.cfg, plan, self.out_dir, options, wait_if_locked)
+        return self.pool.submit(run_plan, self.cfg, plan, self.out_dir, options, wait_if_locked)
 
     def __enter__(self) -> ProcessBackend:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.pool.close()
+        else:  # an error or a second Ctrl-C: the workers' runs end now (their finished tasks are checkpointed)
+            self.pool.terminate()

@@ -131,6 +131,9 @@ class ExperimentConfig:
             raise ValueError("give either 'strategies' (one composed run) or 'compare' (one run per entry), not both")
         if not self.seeds:
             raise ValueError("seeds must list at least one seed")
+        if self.compare is not None and not self.compare:
+            raise ValueError("compare must list at least one entry (e.g. compare: [finetune, ewc]); "
+                             "drop it to run 'strategies'")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         check_plain_name(self.name, "name")

@@ -5,18 +5,20 @@ host and pid, for messages. The kernel drops the lock when its process ends, how
 it ends (SIGKILL included), so a killed sweep never leaves a run locked: a leftover
 file nobody holds is free, and a reused pid cannot keep it alive. The holder removes
 the file on release; a process that locked the file just as it was removed sees that
-the path no longer names the file it locked, and tries again on the new one.
+the path no longer names the file it locked, and tries again on the new one. A lock
+file is opened with ``O_NOFOLLOW``: a symbolic link at its name is refused, never followed.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
 import time
 from pathlib import Path
 
-from clft.errors import ClftError
+from clft.errors import ClftError, ConfigError
 
 
 class RunLockedError(ClftError):
@@ -47,6 +49,18 @@ def _names_file(path: Path, fd: int) -> bool:
     return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
 
+def open_no_follow(path: Path, flags: int) -> int:
+    """``os.open`` that never follows a symbolic link at ``path`` (``O_NOFOLLOW``): a link planted at a
+    lock's name would make the lock create or truncate a file elsewhere. A link is a one-line ConfigError."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise ConfigError(f"refused: {path} is a symbolic link; clft writes nothing through a link in a "
+                              "results folder (remove the link)") from None
+        raise
+
+
 class RunLock:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -56,7 +70,7 @@ class RunLock:
     def __enter__(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            fd = open_no_follow(self.path, os.O_CREAT | os.O_RDWR)
             if not _try_flock(fd):
                 os.close(fd)
                 holder = self._read() or "another process"
@@ -78,7 +92,7 @@ class RunLock:
     def held(self) -> bool:
         """Whether another process holds this lock now."""
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = open_no_follow(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return False
         try:

@@ -18,6 +18,7 @@ from clft.errors import DataError
 from clft.metrics import accuracy_curve
 from clft.results import atomic_write_bytes, load_results
 from clft.summary import group_runs, group_task_names
+from clft.validation import check_no_links
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure
@@ -32,13 +33,16 @@ def write_plots(directory: str | Path, out_dir: str | Path | None = None) -> lis
     * ``curves_<scenario>.png`` per scenario: ``accuracy_curve`` (mean over
       seeds, ± one sample std band) of every strategy against tasks trained.
 
-    ``out_dir`` defaults to ``directory/plots``. Files are written atomically.
+    ``out_dir`` defaults to ``directory/plots`` (refused when it is a symbolic link). Files are
+    written atomically.
     Raises DataError when the directory is missing or holds no run.
     """
     runs = load_results(directory)
     if not runs:
         raise DataError(f"no run JSON files under {directory}")
     out = Path(out_dir) if out_dir is not None else Path(directory) / "plots"
+    if out_dir is None:  # inside the results folder: never written through a planted link
+        check_no_links(Path(directory), out)
     return [_save(fig, out / f"{stem}.png") for stem, fig in figures(runs)]
 
 

@@ -26,11 +26,11 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from importlib import import_module, metadata
 from typing import Any, TypeVar
 
-from clft.errors import ConfigError
+from clft.errors import ClftWarning, ConfigError
 from clft.yaml_safe import brief
 
 T = TypeVar("T", bound=type)
@@ -38,7 +38,12 @@ NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-+][a-z0-9]+)*$")
 BUILTIN_DISTRIBUTION = "clft"
 
 
-class PluginWarning(UserWarning):
+@dataclass(frozen=True)
+class NoOptions:
+    """The config of a plugin that declares no ``Config`` class: it takes no options."""
+
+
+class PluginWarning(ClftWarning):
     """A third-party plugin could not be loaded (it is skipped; ``clft list`` shows why)."""
 
 
@@ -192,7 +197,18 @@ class Registry:
             raise ConfigError(f"a {self.singular} must be a mapping with a 'name'; got {brief(spec)}")
         options = dict(spec)
         cls = self.get(options.pop("name"))
-        return cls, make_dataclass_instance(cls.Config, options, where=f"{self.singular} {cls.name!r}")
+        return cls, make_dataclass_instance(self.config_class(cls), options, where=f"{self.singular} {cls.name!r}")
+
+    def config_class(self, cls: type) -> type:
+        """``cls.Config``; a plugin without one takes no options (an empty config); a Config that is
+        not a dataclass is a one-line ConfigError naming the plugin."""
+        config = getattr(cls, "Config", None)
+        if config is None:
+            return NoOptions
+        if not (isinstance(config, type) and is_dataclass(config)):
+            raise ConfigError(f"{self.singular} plugin {cls.name!r} ({cls.__module__}.{cls.__qualname__}): its Config "
+                              "is not a dataclass; declare its options with @dataclass")
+        return config
 
     def build(self, spec: dict, *args: Any) -> Any:
         """``{name: x, **options}`` -> ``cls(cls.Config(**options), *args)``, type-checked."""

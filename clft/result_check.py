@@ -13,7 +13,10 @@ error.
 ``checksum`` is ``"sha256:" + sha256(canonical JSON of the document without it)``,
 canonical meaning ``json.dumps(sort_keys=True, separators=(",", ":"))``: so a
 reformatted file still verifies, while a changed number does not. A file without
-a checksum (written before it existed) is accepted on its schema alone.
+a checksum (written before it existed) is accepted on its schema alone, unless it
+records a ``code`` identity: every clft release that writes ``code``
+(``clft.provenance``) also writes the checksum, so such a file lost its checksum
+after it was written and is damaged.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from clft.results import SCHEMA_VERSION
 from clft.yaml_safe import brief
 
 CHECKSUM_KEY = "checksum"
+CODE_KEY = "code"
+"""The code identity (``clft.provenance``): clft has written it only beside a checksum."""
 
 
 def canonical_digest(document: dict) -> str:
@@ -67,6 +72,9 @@ def check_result(data: Any, where: str) -> None:
         _check_row(data["baseline_acc"], len(tasks), f"{where}: baseline_acc", 0 if seen else len(tasks))
     if CHECKSUM_KEY in data and data[CHECKSUM_KEY] != canonical_digest(data):
         raise DataError(f"result file {where} was changed after it was written (its checksum does not match)")
+    if CHECKSUM_KEY not in data and data.get(CODE_KEY) is not None:
+        raise DataError(f"result file {where} is damaged: it records the code that made it, and that code always "
+                        f"adds a {CHECKSUM_KEY!r}, which it lacks (removed after it was written)")
 
 
 FIELDS = {"tasks": list, "acc": list, "seed": int, "scenario": str}

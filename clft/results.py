@@ -11,10 +11,11 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
-from clft.errors import ClftError, DataError
+from clft.errors import ClftError, ClftWarning, DataError
 from clft.faults import kill_point
 
 SCHEMA_VERSION = 1
@@ -111,17 +112,21 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
-RESULT_NAME = re.compile(r"^seed\d+\.json$")
+RESULT_NAME = re.compile(r"seed\d+\.json")
+
+
+class SkippedFileWarning(ClftWarning):
+    """A ``.json`` file in a results folder that is not a run result (``load_results`` skips it)."""
 
 
 def load_results(directory: str | Path) -> list[dict]:
     """Every run result under ``directory``, verified (``clft.result_check``), sorted by path.
 
-    A result is a ``seed<k>.json`` file, or any other ``.json`` holding ``schema_version``;
-    a malformed one is a one-line DataError naming it. Hidden files are skipped.
+    A result is a ``seed<k>.json`` file (a malformed one is a one-line DataError naming it), or
+    any other ``.json`` file holding ``schema_version``. Another ``.json`` that is not a result
+    (notes that are not JSON, a folder named ``old.json``, a link to nothing) is skipped with a
+    ``SkippedFileWarning``. Hidden files are skipped.
     """
-    from clft.result_check import check_result, read_result
-
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"results directory not found: {directory}")
@@ -129,16 +134,26 @@ def load_results(directory: str | Path) -> list[dict]:
     for path in sorted(directory.rglob("*.json")):
         if any(part.startswith(".") for part in path.relative_to(directory).parts):
             continue
-        if RESULT_NAME.match(path.name):
-            data = read_result(path)
-        else:
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-                raise DataError(f"corrupt result file {path}: {exc}") from None
-            if not (isinstance(data, dict) and "schema_version" in data):
-                continue
-            check_result(data, str(path))
-        data["_path"] = str(path)
-        runs.append(data)
+        data = _load_one(path)
+        if data is not None:
+            data["_path"] = str(path)
+            runs.append(data)
     return runs
+
+
+def _load_one(path: Path) -> dict | None:
+    """The verified result at ``path``; None (with a warning) for a ``.json`` that is not a result."""
+    from clft.result_check import check_result, read_result
+
+    if RESULT_NAME.fullmatch(path.name):
+        return read_result(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not JSON"
+        warnings.warn(f"skipped {path}: not a run result ({reason})", SkippedFileWarning, stacklevel=3)
+        return None
+    if not (isinstance(data, dict) and "schema_version" in data):
+        return None  # a JSON file of another kind (tune.json, a tracker's log): not a result, silently
+    check_result(data, str(path))
+    return data

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clft.checkpoint import load_checkpoint, save_checkpoint
+from clft.checkpoint import check_latest, load_checkpoint, save_checkpoint
 from clft.errors import CheckpointError
 from clft.run_state import RunState
 from clft.runner import Run, optimizer_checkpoint, optimizer_from_checkpoint
@@ -51,8 +51,20 @@ def resume_run(run: Run, root: Path, expected: dict, run_key: str) -> None:
         if loaded is not None:
             _restore(run, root, *loaded)
     except CheckpointError as exc:
-        raise CheckpointError(f"{exc}; to discard it and train this run from scratch pass --restart-run {run_key}"
-                              ) from None
+        raise _with_restart_hint(exc, run_key) from None
+
+
+def check_checkpoint_folder(root: Path, run_key: str) -> None:
+    """Before a run trains from its first task: a damaged ``LATEST`` (a folder, a link) would stop it at
+    its first checkpoint; name it now, with the way out."""
+    try:
+        check_latest(root)
+    except CheckpointError as exc:
+        raise _with_restart_hint(exc, run_key) from None
+
+
+def _with_restart_hint(exc: CheckpointError, run_key: str) -> CheckpointError:
+    return CheckpointError(f"{exc}; to discard it and train this run from scratch pass --restart-run {run_key}")
 
 
 def _restore(run: Run, root: Path, meta: dict, model_tensors: dict, state: dict) -> None:

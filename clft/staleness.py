@@ -29,6 +29,7 @@ from pathlib import Path
 from clft.errors import ConfigError, DataError
 from clft.provenance import describe, plugins_of
 from clft.result_check import read_result as verified_result
+from clft.yaml_safe import brief
 
 DONE, STALE, TODO, OTHER_CONFIG = "done", "stale", "to do", "other config"
 #: Keys of a resolved config that do not change what a run computes.
@@ -43,6 +44,33 @@ def config_hash(resolved: dict) -> str:
     """First 16 hex digits of sha256 over the resolved config (sorted-key JSON) without :data:`NOT_HASHED`."""
     kept = {k: v for k, v in resolved.items() if k not in NOT_HASHED}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Keys that differ between the seeds of one setting (or only name it): left out of :func:`setting_hash`.
+PER_SEED = ("seeds", "name")
+
+
+def setting_hash(resolved: dict) -> str:
+    """:func:`config_hash` without :data:`PER_SEED`: equal for every seed of one configuration, so the runs a
+    table row (or a results folder's scenario and label) may hold together all share it."""
+    return config_hash({k: v for k, v in resolved.items() if k not in PER_SEED})
+
+
+def config_differences(a: dict, b: dict, limit: int = 3) -> list[str]:
+    """Up to ``limit`` dotted keys whose values differ between two resolved configs, as ``key a vs b``
+    (:data:`PER_SEED` and :data:`NOT_HASHED` left out)."""
+    flat_a, flat_b = _flatten(a), _flatten(b)
+    keys = sorted(k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k) != flat_b.get(k)
+                  and k.split(".")[0] not in PER_SEED + NOT_HASHED)
+    return [f"{k} {brief(flat_a.get(k))} vs {brief(flat_b.get(k))}" for k in keys[:limit]]
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    if isinstance(node, list) and any(isinstance(item, (dict, list)) for item in node):
+        return {k: v for i, value in enumerate(node) for k, v in _flatten(value, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): node}
 
 
 def read_result(path: Path) -> dict | None:

@@ -11,8 +11,10 @@ experiment has one, else the incremental ``joint`` run; it is the mean over the
 seeds that have one, and blank when none do.
 Cells a run did not evaluate (``train.eval_scope: seen``: null in its JSON) are ``nan`` here, so a
 metric that reads one is ``nan`` (``clft.tables`` prints it n/d).
-A group's runs must share the task list (point the table at one experiment's
-results when several experiments share a scenario and strategy).
+A group's runs must share the task list and, where they record it, their resolved
+config up to the seed (``clft.staleness.setting_hash``): a row never averages
+seeds trained with different settings (point the table at one experiment's results
+when several experiments share a scenario and strategy).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from clft.errors import DataError
 from clft.metrics import METRIC_KEYS, compute_all
 from clft.result_check import eval_scope
+from clft.staleness import config_differences, setting_hash
 
 JOINT = "joint"
 OFFLINE = "offline"
@@ -147,10 +150,24 @@ def _check_group(key: tuple[str, str], members: list[dict]) -> None:
         if len(task_names(run)) != count:
             raise DataError(f"{key[0]}/{key[1]}: {_where(run)} and {_where(first)} have different numbers of "
                             "tasks; make one table per experiment")
+    _check_one_setting(key, members)
     for a, b in zip(members, members[1:]):
         if a["seed"] == b["seed"]:
             raise DataError(f"{key[0]}/{key[1]}: seed {a['seed']} appears twice ({_where(a)}, {_where(b)}); "
                             "make one table per experiment")
+
+
+def _check_one_setting(key: tuple[str, str], members: list[dict]) -> None:
+    """A row averages seeds of ONE configuration: runs whose resolved configs differ beyond the seed
+    (``clft.staleness.setting_hash``) are a DataError naming two of them and what differs. Runs that record
+    no config (written before clft recorded one) are not compared."""
+    recorded = [run for run in members if isinstance(run.get("config"), dict)]
+    first = recorded[0] if recorded else None
+    for run in recorded[1:]:
+        if setting_hash(run["config"]) != setting_hash(first["config"]):
+            differences = "; ".join(config_differences(first["config"], run["config"])) or "the configs differ"
+            raise DataError(f"{key[0]}/{key[1]}: {_where(first)} and {_where(run)} were run with different configs "
+                            f"({differences}); a row averages seeds of one config: make one table per config")
 
 
 # ---------------------------------------------------------------- aggregation

@@ -11,16 +11,19 @@ a result of the same resolved config made by this code (clft's and the run's plu
 distributions: ``clft.provenance.run_code``) is skipped; one made by other code is
 *stale* and re-run only with ``rerun_stale`` (or verified or kept first by
 ``clft.stale_runs``); a result with another config is never
-overwritten unless ``overwrite`` is set. Two sweeps
+overwritten unless ``overwrite`` is set. Two sweeps of one config
 may share one folder: a run locked by the other is waited for, not lost
-(``run_experiment``; docs/reliability.md).
+(``run_experiment``; docs/reliability.md); a sweep of another config is refused
+before it writes anything (``clft.sweep_claims``). Nothing is written through a
+symbolic link inside the folder (``clft.validation.check_no_links``, again under
+each run's lock).
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from clft.config import to_plain
@@ -30,10 +33,11 @@ from clft.experiment import ExperimentConfig, TrainConfig
 from clft.faults import kill_point
 from clft.locks import RunLock, RunLockedError
 from clft.preflight import preflight
-from clft.provenance import git_sha, package_versions, run_code
+from clft.provenance import run_code
 from clft.result_check import with_checksum
-from clft.results import SCHEMA_VERSION, WriteError, atomic_write_json
-from clft.run_checkpoint import resume_run, save_task_checkpoint
+from clft.result_document import result_document, run_identity
+from clft.results import WriteError, atomic_write_json
+from clft.run_checkpoint import check_checkpoint_folder, resume_run, save_task_checkpoint
 from clft.run_setup import RunSetup, build_run, resolve_run, setup_run
 from clft.runner import Run, execute
 from clft.staleness import (
@@ -44,12 +48,13 @@ from clft.staleness import (
     config_hash,
     plan_summary,
     read_result,
+    setting_hash,
     stale_codes,
     stale_error,
     status_of,
 )
-from clft.types import Task
-from clft.validation import safe_join
+from clft.sweep_claims import SweepClaim
+from clft.validation import check_no_links, safe_join
 from clft.yaml_safe import brief
 
 
@@ -99,20 +104,40 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, base_dir: Path | Non
     """
     check_restart_runs(restart_runs, preflight(cfg, plan_runs(cfg), base_dir))
     planned = classify_runs(cfg, out_dir, base_dir, overwrite)
-    check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale, log=log)
-    options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "rerun_stale": rerun_stale,
-               "progress": progress, "log": log, "restart_runs": tuple(restart_runs)}
-    paths: dict[int, Path] = {}
-    locked: list[tuple[int, RunPlan]] = []
-    for index, plan in enumerate(p.plan for p in planned):
-        try:
-            paths[index] = run_one(cfg, plan, out_dir, **options)
-        except RunLockedError as exc:
-            log(f"{plan.label} seed {plan.seed} is running elsewhere ({exc}); waiting for it after the other runs")
-            locked.append((index, plan))
-    for index, plan in locked:
-        paths[index] = _run_when_free(cfg, plan, out_dir, options)
+    with folder_claim(cfg, planned, out_dir, overwrite):
+        check_plan(planned, out_dir, overwrite=overwrite, rerun_stale=rerun_stale, log=log)
+        options = {"base_dir": base_dir, "resume": resume, "overwrite": overwrite, "rerun_stale": rerun_stale,
+                   "progress": progress, "log": log, "restart_runs": tuple(restart_runs)}
+        paths: dict[int, Path] = {}
+        locked: list[tuple[int, RunPlan]] = []
+        for index, plan in enumerate(p.plan for p in planned):
+            try:
+                paths[index] = run_one(cfg, plan, out_dir, **options)
+            except RunLockedError as exc:
+                log(f"{plan.label} seed {plan.seed} is running elsewhere ({exc}); waiting for it after the other runs")
+                locked.append((index, plan))
+        for index, plan in locked:
+            paths[index] = _run_when_free(cfg, plan, out_dir, options)
     return [paths[i] for i in sorted(paths)]
+
+
+@contextmanager
+def folder_claim(cfg: ExperimentConfig, planned: list[PlannedRun], out_dir: Path, overwrite: bool):
+    """This sweep's claim on ``out_dir`` (``clft.sweep_claims``): refused at once, naming the other sweep,
+    when a live sweep writes one of these rows with another config. A folder that cannot hold the claim
+    (read-only) is fine when every planned run is finished: nothing will be written."""
+    claim = SweepClaim(out_dir, {p.row: p.setting for p in planned}, cfg.name)
+    try:
+        claim.__enter__()
+    except OSError as exc:
+        if overwrite or any(p.status != DONE for p in planned):
+            raise WriteError(f"cannot write {out_dir}: {exc.strerror or exc}; nothing was run") from None
+        yield None  # a read-only folder of finished runs: the table is all there is to make
+        return
+    try:
+        yield claim
+    finally:
+        claim.__exit__(None, None, None)
 
 
 @dataclass
@@ -126,6 +151,13 @@ class PlannedRun:
     existing: dict | None
     identity: dict | None = None
     """The code identity this run would be made by (``clft.provenance.run_code``)."""
+    scenario: str = ""
+    setting: str = ""
+    """The config up to the seed (``clft.staleness.setting_hash``): what the run's table row holds."""
+
+    @property
+    def row(self) -> str:
+        return f"{self.scenario}/{self.plan.label}"
 
 
 def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = None,
@@ -141,17 +173,9 @@ def classify_runs(cfg: ExperimentConfig, out_dir: Path, base_dir: Path | None = 
         resolved, identity = resolved_config(cfg, plan, setup), run_identity(setup)
         path = result_path(out_dir, resolved["scenarios"][0], plan)
         existing, digest = _readable_result(path, overwrite), config_hash(resolved)
-        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing, identity))
+        classified.append(PlannedRun(plan, path, digest, status_of(existing, digest, identity), existing, identity,
+                                     resolved["scenarios"][0], setting_hash(resolved)))
     return classified
-
-
-def run_identity(setup: RunSetup | Run) -> dict:
-    """The code that makes (made) this run: clft's and its plugin classes' (``clft.provenance.run_code``)."""
-    if isinstance(setup, RunSetup):
-        classes = [setup.backbone.cls, *(choice.cls for choice in setup.strategies)]
-    else:
-        classes = [type(setup.backbone), *(type(strategy) for strategy in setup.strategies)]
-    return run_code([type(setup.benchmark), *classes])
 
 
 def checkpoint_identity(digest: str, identity: dict) -> dict:
@@ -252,15 +276,19 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
     digest = config_hash(resolved)
     path, ckpt_root = run_paths(out_dir, setup.scenario, plan)
     run_key, identity = f"{setup.scenario}/{plan.label}/seed{plan.seed}", run_identity(setup)
+    check_no_links(out_dir, path)  # the lock's folders are made next: none may lead out of the folder
+    if not overwrite and not _leftovers(path, ckpt_root) and _already_done(path, digest, False, rerun_stale, log,
+                                                                           identity):
+        _log_finished(cfg, path, out_dir, run_key)
+        return path  # finished is final: no lock needed to skip it (so a read-only folder of done runs works)
     with run_lock(path):
+        check_no_links(out_dir, path)  # again under the lock: nothing this run writes goes through a link
+        check_no_links(out_dir, ckpt_root)
         for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a write killed before its rename
             leftover.unlink(missing_ok=True)
         if _already_done(path, digest, overwrite, rerun_stale, log, identity):  # under the lock: no double runs
             _remove_tree(ckpt_root)  # left behind by a kill between the result and the clean-up
-            if cfg.train.log_with:  # trackers asked for after the run finished: logged from its result file
-                from clft.trackers import log_finished_run
-
-                log_finished_run(cfg.train.log_with, path, out_dir / "logs", run_key)
+            _log_finished(cfg, path, out_dir, run_key)
             return path
         run = build_run(cfg, plan, base_dir, progress, setup)  # the model is loaded only for work to do
         expected = checkpoint_identity(digest, identity)
@@ -269,6 +297,8 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
             _remove_tree(ckpt_root)
         elif resume:
             resume_run(run, ckpt_root, expected, run_key)
+        else:
+            check_checkpoint_folder(ckpt_root, run_key)
         run.on_task_end.append(lambda r, task: save_task_checkpoint(r, ckpt_root, expected))
         log(f"[{cfg.name}] {run.scenario} {run.run_id}: training {len(run.tasks) - run.state.next_task} task(s)")
         execute_with_trackers(cfg, run, out_dir / "logs", resolved)
@@ -276,6 +306,20 @@ def run_one(cfg: ExperimentConfig, plan: RunPlan, out_dir: Path, *, base_dir: Pa
         kill_point("run:after-result")
         _remove_tree(ckpt_root)
     return path
+
+
+def _leftovers(path: Path, ckpt_root: Path) -> bool:
+    """Whether a killed process left something to clean up under the run's lock (a temporary result,
+    a checkpoint folder)."""
+    return os.path.lexists(ckpt_root) or any(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def _log_finished(cfg: ExperimentConfig, path: Path, out_dir: Path, run_key: str) -> None:
+    """Trackers asked for after the run finished: logged from its result file."""
+    if cfg.train.log_with:
+        from clft.trackers import log_finished_run
+
+        log_finished_run(cfg.train.log_with, path, out_dir / "logs", run_key)
 
 
 def execute_with_trackers(cfg: ExperimentConfig, run: Run, logs: Path, resolved: dict) -> None:
@@ -329,29 +373,6 @@ def _already_done(path: Path, digest: str, overwrite: bool, rerun_stale: bool, l
     return False
 
 
-def result_document(cfg: ExperimentConfig, run: Run, resolved: dict, digest: str, label: str | None = None) -> dict:
-    """The run's JSON (schema_version 1; see docs/architecture.md); ``label`` names the table row
-    (default: the strategies' default labels joined by ``+``), ``strategy`` the strategies' names."""
-    backbone = run.backbone
-    return {
-        "schema_version": SCHEMA_VERSION, "experiment": cfg.name, "run": run.run_id,
-        "strategy": "+".join(s.name for s in run.strategies),
-        "label": label or "+".join(s.default_label(s.config) for s in run.strategies), "seed": run.seed,
-        "scenario": run.scenario, "config": resolved, "config_hash": digest, "code": run_identity(run),
-        "env": {**package_versions(), "git_sha": git_sha(), "device": run.devices.kind},
-        "tasks": [task_entry(t) for t in run.tasks],
-        "acc": run.state.acc, "baseline_acc": run.state.baseline_acc,
-        "cost": {"train_seconds": run.state.train_seconds, "peak_memory_mb": run.state.peak_memory_mb,
-                 "memory_at_start_mb": run.state.memory_at_start_mb, "memory_method": run.state.memory_method,
-                 "trainable_params": sum(p.numel() for p in backbone.trainable_parameters()),
-                 "extra_state_bytes": sum(s.extra_state_bytes() for s in run.strategies)},
-        "extra": {k: v for s in run.strategies for k, v in s.report().items()},
-        "skipped_batches": run.state.skipped_batches,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **general_entry(run),
-    }
-
-
 def check_restart_runs(restart_runs, run_keys: list[str] | None) -> None:
     """Every ``--restart-run`` names a planned run (when the plan's run names are known)."""
     for key in restart_runs:
@@ -372,21 +393,6 @@ def run_lock(result_path: Path):
         yield lock
     finally:
         lock.__exit__(None, None, None)
-
-
-def task_entry(task: Task) -> dict:
-    """A task as the result JSON lists it; ``metric`` names how its column of ``acc`` was scored."""
-    return {"id": task.id, "name": task.name, "classes": list(task.classes), "n_train": len(task.train),
-            "n_test": len(task.test), "metric": task.metric}
-
-
-def general_entry(run: Run) -> dict:
-    """``{"general": {"tasks": [...], "scores": [[...]]}}`` (row 0 before training, row i+1 after
-    task i), or nothing when the run has no held-out general-ability tasks."""
-    if not run.general_tasks:
-        return {}
-    tasks = [{"name": t.name, "metric": t.metric, "n_test": len(t.test)} for t in run.general_tasks]
-    return {"general": {"tasks": tasks, "scores": run.state.general}}
 
 
 def _remove_tree(path: Path) -> None:

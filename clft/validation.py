@@ -9,6 +9,7 @@ lies under its root.
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any
 from clft.errors import ConfigError
 from clft.yaml_safe import brief
 
-PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-"""A letter or digit, then up to 127 letters, digits, ``.``, ``_``, ``+`` or ``-``: no ``/``, no ``..``."""
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+"""A letter or digit, then up to 127 letters, digits, ``.``, ``_``, ``+`` or ``-``: no ``/``, no ``..``.
+Matched whole (``fullmatch``): ``$`` would also match before a trailing newline (``"q\\n"``)."""
 
 SEED_LIMIT = 2**32
 """Seeds lie in [0, 2^32): numpy's seed range (torch accepts more, numpy does not)."""
@@ -38,7 +40,7 @@ MAX_WEIGHT_DECAY = 1e3
 
 def check_plain_name(value: Any, what: str) -> str:
     """``value`` if it is a plain name (``PLAIN_NAME``), else ValueError naming ``what``."""
-    if not isinstance(value, str) or not PLAIN_NAME.match(value) or value.strip(".") == "":
+    if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value) or value.strip(".") == "":
         raise ValueError(f"{what} {brief(value)} is not a plain name (letters, digits, '.', '_', '+', '-'; "
                          "starting with a letter or digit; at most 128 characters)")
     return value
@@ -78,15 +80,48 @@ def safe_join(root: Path, *parts: str) -> Path:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     path = Path(root).joinpath(*parts)
-    if not path.resolve().is_relative_to(Path(root).resolve()):
+    try:
+        inside = path.resolve().is_relative_to(Path(root).resolve())
+    except RuntimeError:  # a symbolic link loop on the way (Python < 3.13)
+        raise ConfigError(f"{path} cannot be used: a symbolic link loop on its way") from None
+    if not inside:
+        check_no_links(root, path)  # a link on the way: name it
         raise ConfigError(f"{path} does not lie under {root}")
     return path
 
 
 def check_out_folder(out: Path) -> None:
-    """``--out`` must be a folder or a path that can become one: no regular file on the way."""
+    """``--out`` must be a folder or a path that can become one: no regular file on the way, and no
+    symbolic link that leads nowhere (a loop, or a missing target)."""
     for path in (out, *out.parents):
+        if path.is_symlink():
+            _check_link_target(path, out)
         if path.exists():
             if not path.is_dir():
                 raise ConfigError(f"--out {path} is a file, not a folder; give a folder for the results")
             return
+
+
+def _check_link_target(link: Path, out: Path) -> None:
+    try:
+        link.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a symlink loop so
+        raise ConfigError(f"--out {out}: {link} is a symbolic link loop; give a folder for the results") from None
+    except OSError as exc:
+        why = "a symbolic link loop" if exc.errno == errno.ELOOP else "a symbolic link to a missing path"
+        raise ConfigError(f"--out {out}: {link} is {why}; give a folder for the results") from None
+
+
+def check_no_links(root: Path, path: Path) -> None:
+    """ConfigError when ``path``, or a folder between ``root`` and it, is a symbolic link.
+
+    clft writes results, locks and checkpoints under ``root`` (a results folder others may share);
+    a link planted there would make it write (or truncate) a file elsewhere, so none is followed.
+    ``root`` itself may be a link (the user chose it).
+    """
+    current = Path(root)
+    for part in Path(path).relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            raise ConfigError(f"refused: {current} is a symbolic link; clft writes nothing through a link in a "
+                              "results folder (remove the link)")

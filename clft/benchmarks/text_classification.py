@@ -13,8 +13,8 @@ Two shapes (see ``clft.benchmarks.text_sources`` for files, formats and labels):
 
 Validation splits come from ``files.val`` (or the hub's ``validation``).
 Errors are one-line DataErrors: a missing column (naming those present), a
-file that is not UTF-8, corrupt CSV/JSON, a label outside the label set, an
-empty task, a class in two tasks of a class-/task-IL split.
+file that is not UTF-8, corrupt CSV/JSON, a label outside the label set, a test
+label no training example has, an empty task, a class in two tasks of a class-/task-IL split.
 """
 
 from __future__ import annotations
@@ -32,7 +32,15 @@ from clft.benchmarks.text_common import (
     unique_label_names,
     verbalizer,
 )
-from clft.benchmarks.text_sources import Raw, SequenceEntry, SourceFields, encode, label_names_of, read_source
+from clft.benchmarks.text_sources import (
+    Raw,
+    SequenceEntry,
+    SourceFields,
+    check_labels_trained,
+    encode,
+    label_names_of,
+    read_source,
+)
 from clft.data import check_disjoint_classes
 from clft.errors import ConfigError, DataError
 from clft.registry import benchmarks
@@ -98,6 +106,7 @@ class TextClassification(Benchmark):
 
     def _init_single(self, config: Config) -> None:
         raw = read_source(config, config.data_dir, config.hub, "text-classification")
+        check_labels_trained(raw, "text-classification")
         self.label_names = label_names_of(raw, config.label_names, "text-classification")
         self._splits: dict[str, Split] = {
             key: (texts, encode(labels, self.label_names, f"text-classification {key} split"))
@@ -109,13 +118,16 @@ class TextClassification(Benchmark):
         for i, entry in enumerate(config.sequence):
             where = f"sequence[{i}] ({entry.task_name()})"
             raw = read_source(entry, config.data_dir, config.hub, where)
+            if self.scenario != "domain-il":  # own label ids: each must be trained in its own task
+                check_labels_trained(raw, where)
             self._entries.append(
                 SourceTask(entry.task_name(), entry, label_names_of(raw, entry.label_names, where), raw)
             )
         names = [task.name for task in self._entries]
         if len(set(names)) != len(names):
             raise ConfigError(f"sequence: task names must be unique (give 'name'), got {names}")
-        if self.scenario == "domain-il":
+        if self.scenario == "domain-il":  # one label set: a label must be trained in some task
+            check_labels_trained(_merged([task.raw for task in self._entries]), "sequence")
             shared = config.label_names or sorted({n for task in self._entries for n in task.names})
             self.label_names = list(shared)
         else:
@@ -173,3 +185,10 @@ class TextClassification(Benchmark):
         if name not in self.label_names:
             raise DataError(f"{where}: label {name!r} outside the shared label set {self.label_names[:8]}")
         return self.label_names.index(name)
+
+
+def _merged(raws: list[Raw]) -> Raw:
+    """The splits of several sources concatenated (the labels are what is compared)."""
+    keys = dict.fromkeys(key for raw in raws for key in raw)
+    return {key: ([t for raw in raws if key in raw for t in raw[key][0]],
+                  [label for raw in raws if key in raw for label in raw[key][1]]) for key in keys}

@@ -3,7 +3,7 @@
 Every reader takes a ``Path``, parses the whole file once and caches the result
 keyed by (path, modification time, size), so building a stream for several
 seeds reads each file once. Cached values are shared: callers must not mutate
-them. Problems (not UTF-8, corrupt CSV/JSON, ragged rows) raise ``DataError``
+them. Problems (not UTF-8, corrupt CSV/JSON, ragged rows, a column named twice) raise ``DataError``
 naming the file and the line.
 """
 
@@ -88,6 +88,7 @@ def _read_csv(path: str, mtime: int, size: int, delimiter: str) -> tuple[tuple[s
         header = tuple(next(reader, ()))
         if not header:
             raise DataError(f"{path}: empty file (expected a header line)")
+        _check_unique_columns(header, path)
         rows = []
         for row in reader:
             if not row:
@@ -100,6 +101,16 @@ def _read_csv(path: str, mtime: int, size: int, delimiter: str) -> tuple[tuple[s
     except csv.Error as exc:
         raise DataError(f"{path}: corrupt CSV at line {reader.line_num}: {exc}") from None
     return header, tuple(rows)
+
+
+def _check_unique_columns(header: tuple[str, ...], path: str) -> None:
+    """A column named twice is ambiguous (which ``label``?): DataError naming it and both positions."""
+    first: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if name in first:
+            raise DataError(f"{path}: column {name!r} appears twice in the header (columns {first[name]} and "
+                            f"{position}); rename or remove one")
+        first[name] = position
 
 
 def read_tab_pairs(path: Path) -> tuple[tuple[str, str], ...]:

@@ -170,3 +170,17 @@ def label_names_of(raw: Raw, given: list[str] | None, where: str) -> list[str]:
     if given is not None:
         return list(given)
     return infer_label_names([label for _, labels in raw.values() for label in labels], where)
+
+
+def check_labels_trained(raw: Raw, where: str) -> None:
+    """Every label of the test (and val) split also labels some training example: a class the model
+    never sees in training cannot be learned, and its task would look like one without test data."""
+    trained = {str(label) for label in raw["train"][1]}
+    for key in ("test", "val"):
+        if key not in raw:
+            continue
+        unseen = sorted({str(label) for label in raw[key][1]} - trained)
+        if unseen:
+            shown = ", ".join(map(repr, unseen[:5])) + (" ..." if len(unseen) > 5 else "")
+            raise DataError(f"{where}: the {key} split has label(s) {shown} that no training example has; "
+                            "every class needs training examples")

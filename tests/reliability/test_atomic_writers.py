@@ -29,6 +29,7 @@ REVIEWED = {  # file -> writes allowed there, and why they are safe
     "clft/checkpoint.py": {".rename("},  # a complete temporary task folder renamed into place
     "clft/state_io.py": {"save_file("},  # safetensors into that temporary folder, then fsynced
     "clft/locks.py": {"os.write("},  # the lock file's owner line (for messages only)
+    "clft/sweep_claims.py": {"os.write("},  # a claim's one JSON document, written under the mutex before any reader
     "clft/plots.py": {".savefig("},  # into an in-memory buffer, then atomic_write_bytes
     "clft/testing/_checks.py": {".write_text("},  # a check's experiment YAML, in the check's own scratch folder
     "clft/trackers.py": {'open(self.logging_dir / "metrics.csv", "a"'},  # a log appended and flushed row by row

@@ -102,7 +102,7 @@ class FullDisk:
         self.name, self.armed, self.failures = name, False, 0
 
     def __getattr__(self, attr):
-        return getattr(os, attr)
+        return getattr(os, attr) if hasattr(os, attr) else getattr(tempfile, attr)  # it stands for both
 
     def mkstemp(self, prefix="", **options):
         self.armed = prefix.startswith(f".{self.name}.")

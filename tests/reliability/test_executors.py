@@ -113,7 +113,7 @@ def test_workers_get_gpus_round_robin_and_a_share_of_the_cores(monkeypatch):
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"jobs": 0}, "--jobs must be >= 1"),
+    ({"jobs": 0}, r"--jobs must lie in \[1, 256\], got 0"),
     ({"executor": "dask"}, "unknown executor 'dask'; valid: local, ray"),
     ({"address": "10.0.0.1:6379"}, "--address names a Ray cluster; use it with --executor ray"),
 ])
@@ -139,7 +139,7 @@ def test_resources_do_not_change_the_config_hash(tmp_path):
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--jobs", "0"], "clft: error: --jobs must be >= 1, got 0"),
+    (["--jobs", "0"], "clft: error: --jobs must lie in [1, 256], got 0"),
     (["--address", "10.0.0.1:6379"], "clft: error: --address names a Ray cluster; use it with --executor ray"),
     (["--executor", "ray"], "clft: error: --executor ray needs Ray: pip install 'clft[ray]' (or pip install ray)"),
 ])

@@ -192,7 +192,7 @@ def test_a_read_only_results_folder_names_the_result_not_the_lock(tmp_path, caps
     real_open = os.open
 
     def read_only(path, flags, *args):  # the tests may run as root, for whom chmod does not bite
-        if str(path).endswith(".lock"):
+        if str(path).endswith("seed0.lock"):  # the run's lock (the sweep's claim on the folder went through)
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real_open(path, flags, *args)
 
@@ -220,7 +220,7 @@ def test_a_full_disk_under_overwrite_names_the_file(tmp_path, capsys, monkeypatc
     assert result.read_bytes() == before
 
 
-def test_a_full_disk_while_taking_the_lock_names_the_result(tmp_path, capsys, monkeypatch):
+def test_a_full_disk_while_claiming_the_folder_names_it(tmp_path, capsys, monkeypatch):
     def full_disk(fd, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -228,7 +228,7 @@ def test_a_full_disk_while_taking_the_lock_names_the_result(tmp_path, capsys, mo
     exp = write_yaml(tmp_path / "exp.yaml")
     out = tmp_path / "out"
     line = one_line_error(capsys, main(["run", str(exp), "--out", str(out), "--overwrite", *RUN_ARGS]), 74)
-    assert f"cannot write {out}/class-il/replay+ewc/seed0.json: No space left on device" in line
+    assert line == f"clft: error: cannot write {out}: No space left on device; nothing was run"
 
 
 @pytest.mark.parametrize("registry, spec, fragment", [

@@ -116,6 +116,7 @@ def test_transformers_receives_exactly_the_configured_value(value, monkeypatch):
 
     monkeypatch.setattr(transformers, "AutoTokenizer", Auto)
     monkeypatch.setattr(transformers, "AutoModelForSequenceClassification", Auto)
+    monkeypatch.setattr(hf_common, "check_source", lambda source, what: None)  # "some/model" is no real hub id
     config = dataclasses.replace(stub_run("hf-classifier", {"model": "some/model"}).backbone.config,
                                  trust_remote_code=value)
     hf_common.load_tokenizer(config)

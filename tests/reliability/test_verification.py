@@ -76,6 +76,11 @@ DAMAGES = {
     "run_state is a list": (str(RUN_KEY), lambda folder: rewrite_meta(folder / "meta.json",
                                                                       lambda m: m.update(run_state=[1]))),
     "LATEST escapes": ("LATEST", lambda folder: (folder.parent / "LATEST").write_text("../../../x\n")),
+    "LATEST is a folder": ("LATEST is damaged: it is a folder",
+                           lambda folder: ((folder.parent / "LATEST").unlink(), (folder.parent / "LATEST").mkdir())),
+    "LATEST is a link": ("LATEST is a symbolic link",
+                         lambda folder: ((folder.parent / "LATEST").unlink(),
+                                         (folder.parent / "LATEST").symlink_to(folder / "meta.json"))),
 }
 
 
@@ -102,6 +107,17 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_restart_run_retrai
     assert resume(out, exp, "--restart-run", RUN_KEY) == 0
     assert matrices(out) == matrices(reference)  # trained from scratch: the uninterrupted matrix
     assert not (out / ".checkpoints" / RUN_KEY).exists()
+
+
+def test_a_latest_folder_is_named_before_a_fresh_run_trains(work, reference, capsys):
+    """Without --resume the run would train task 0 and then fail to write LATEST: it is named first."""
+    out, exp, folder = work
+    DAMAGES["LATEST is a folder"][1](folder)
+    code = main(["run", str(exp), "--out", str(out), *RUN_ARGS])
+    captured = capsys.readouterr()
+    err = captured.err
+    assert code == 2 and err.count("\n") == 1 and ": training " not in captured.out + err, captured
+    assert "LATEST is damaged: it is a folder" in err and f"pass --restart-run {RUN_KEY}" in err
 
 
 def test_an_intact_checkpoint_resumes_to_the_same_matrix(work, reference):
@@ -164,11 +180,23 @@ def test_a_reformatted_result_still_verifies(finished, reference, capsys):
     assert matrices(out) == matrices(reference)
 
 
-def test_results_without_a_checksum_are_read_on_their_schema(finished, capsys):
+def test_results_written_before_checksums_are_read_on_their_schema(finished, capsys):
     out, path = finished
-    edit_result(path, lambda d: d.pop("checksum"))
+    edit_result(path, lambda d: (d.pop("checksum"), d.pop("code")))  # no checksum, no code identity: older clft
     assert main(["table", str(out)]) == 0
     assert "| replay+ewc" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["resume", "table"])
+def test_a_result_whose_checksum_was_removed_is_damaged(command, finished, capsys):
+    """Code that records its identity (``code``) always adds the checksum: without it the file was edited."""
+    out, path = finished
+    edit_result(path, lambda d: (d.pop("checksum"), d["acc"][-1].__setitem__(0, 1.0)))
+    argv = {"resume": ["run", str(write_yaml(out.parent / "exp.yaml")), "--out", str(out), "--resume", *RUN_ARGS],
+            "table": ["table", str(out)]}[command]
+    line = one_line_error(capsys, main(argv), 2)
+    assert f"result file {path} is damaged" in line and "lacks" in line and "'checksum'" in line
+    assert "ACC" not in capsys.readouterr().out
 
 
 def test_the_checksum_covers_the_matrix(finished):
