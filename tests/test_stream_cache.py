@@ -90,7 +90,7 @@ def test_tokenised_splits_of_a_cached_stream_are_written_once_and_read_back(cach
 
 
 def test_a_cached_generation_stream_keeps_each_tasks_metric_and_generation_cap(cache):
-    from tests.llm_helpers import write_instruction_files
+    from llm_helpers import write_instruction_files
 
     spec = {"name": "instruction-tuning", "files": write_instruction_files(cache / "files"), "max_new_tokens": 7}
     built = stream_cache.cached_tasks(benchmarks.build(spec), 0)
