@@ -33,10 +33,13 @@ import torch
 
 from clft.config.yaml_safe import brief
 from clft.errors import CheckpointError
-from clft.results.check import SCHEMA_VERSION
 from clft.storage.atomic import WriteError, atomic_write_text, mkdtemp_umasked
 from clft.storage.faults import kill_point
 from clft.storage.state_io import flatten, load_tensors, save_tensors, unflatten
+
+SCHEMA_VERSION = 1
+"""The checkpoint format's version (``meta.json``'s ``schema_version``); it was the result schema's
+constant, and is 1 as that one is."""
 
 
 def capture_rng() -> tuple[dict, dict[str, torch.Tensor]]:
