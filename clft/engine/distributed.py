@@ -20,7 +20,7 @@ seeded run, and then:
   docs/scaling.md has the table, strategy by strategy.
 - **Evaluation.** Process r scores eval batches r, r+P, ...; the correct counts are
   summed, so each cell of the matrix is the single-process one.
-- **Files.** Only the main process takes the run's lock, writes checkpoints and the
+- **Files** (``clft.sweep.parallel_run``). Only the main process takes the run's lock, writes checkpoints and the
   result; its decisions (skip / train / error) are broadcast to the others.
 - **Exit.** After the last run every process meets at a barrier and destroys the
   process group (``close``), so none exits with gloo's threads still running.

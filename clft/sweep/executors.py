@@ -193,7 +193,7 @@ def run_sweep(cfg: ExperimentConfig, out_dir: Path, *, jobs: int = 1, executor: 
 
     Every run's configs and plugin pairings are checked first (``clft.sweep.preflight``), so a bad
     entry anywhere stops the sweep before any run trains. Then every planned run is classified
-    (``clft.sweep.check_plan``): stale results without ``rerun_stale``, or results of another
+    (``clft.sweep.classify.check_plan``): stale results without ``rerun_stale``, or results of another
     config without ``overwrite``, stop the sweep with one line (exit 2) and nothing trains; first,
     ``verify_stale`` (K) or ``accept_stale`` settle the stale runs (``clft.sweep.stale_runs``). A live sweep
     of another config on the folder stops it too, before it writes anything (``clft.sweep.claims``)."""

@@ -61,7 +61,7 @@ def settle_stale(cfg: ExperimentConfig, planned: list[PlannedRun], out_dir: Path
                  log=print) -> list[PlannedRun]:
     """``planned`` with its stale runs verified (``verify``: K) or accepted (``accept``) and now done;
     unchanged when neither is asked for, nothing is stale, or results of another config are there
-    without ``overwrite`` (``clft.sweep.check_plan`` refuses those first). ``rerun`` (``--rerun-stale``)
+    without ``overwrite`` (``clft.sweep.classify.check_plan`` refuses those first). ``rerun`` (``--rerun-stale``)
     excludes both."""
     chosen = [flag for flag, on in (("--rerun-stale", rerun), ("--verify-stale", verify is not None),
                                     ("--accept-stale", accept)) if on]

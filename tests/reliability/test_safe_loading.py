@@ -25,7 +25,8 @@ import clft
 from clft.cli import main
 from clft.config import make_dataclass_instance
 from clft.registry import REGISTRIES, Registry, backbones
-from clft.sweep.plan import RunPlan, resolved_config
+from clft.sweep.build import resolved_config
+from clft.sweep.plan import RunPlan
 
 PACKAGE = Path(clft.__file__).parent
 SOURCES = sorted(PACKAGE.rglob("*.py"))
