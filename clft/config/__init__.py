@@ -12,17 +12,28 @@ Imports only the plugin API (``clft.types``, ``clft.registry``, ``clft.errors``)
 (the metric names a published block may use).
 """
 
-from clft.config.loading import (
-    FieldDoc,
-    apply_overrides,
-    coerce,
-    config_fields,
-    field_docs,
-    load_yaml,
-    make_dataclass_instance,
-    parse_yaml,
-    to_plain,
-)
+_EXPORTS = {  # name -> the module that defines it
+    "FieldDoc": "clft.config.loading",
+    "apply_overrides": "clft.config.loading",
+    "coerce": "clft.config.loading",
+    "config_fields": "clft.config.loading",
+    "field_docs": "clft.config.loading",
+    "load_yaml": "clft.config.loading",
+    "make_dataclass_instance": "clft.config.loading",
+    "parse_yaml": "clft.config.loading",
+    "to_plain": "clft.config.loading",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["FieldDoc", "apply_overrides", "coerce", "config_fields", "field_docs", "load_yaml",
-           "make_dataclass_instance", "parse_yaml", "to_plain"]
+
+def __getattr__(name: str):
+    """The re-exported names, imported on first use: importing one module of this package imports no other."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -8,18 +8,29 @@
 Imports only the plugin API (``clft.types``, ``clft.errors``), ``clft.config`` and ``clft.storage``.
 """
 
-from clft.data.tasks import (
-    LocalDataConfig,
-    check_disjoint_classes,
-    check_labels,
-    data_dir,
-    label_array,
-    label_phrase,
-    make_task,
-    require_file,
-    subsample_per_class,
-    with_task_column,
-)
+_EXPORTS = {  # name -> the module that defines it
+    "LocalDataConfig": "clft.data.tasks",
+    "check_disjoint_classes": "clft.data.tasks",
+    "check_labels": "clft.data.tasks",
+    "data_dir": "clft.data.tasks",
+    "label_array": "clft.data.tasks",
+    "label_phrase": "clft.data.tasks",
+    "make_task": "clft.data.tasks",
+    "require_file": "clft.data.tasks",
+    "subsample_per_class": "clft.data.tasks",
+    "with_task_column": "clft.data.tasks",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["LocalDataConfig", "check_disjoint_classes", "check_labels", "data_dir", "label_array", "label_phrase",
-           "make_task", "require_file", "subsample_per_class", "with_task_column"]
+
+def __getattr__(name: str):
+    """The re-exported names, imported on first use: importing one module of this package imports no other."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -11,17 +11,30 @@ Imports nothing above it (no ``clft.sweep``, ``clft.engine``, ``clft.cli``). ``c
 names of the former ``clft/results.py`` keeps working (re-exported below).
 """
 
-from clft.results.check import SCHEMA_VERSION
-from clft.results.files import RESULT_NAME, SkippedFileWarning, load_results
-from clft.storage.atomic import (
-    WriteError,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    current_umask,
-    mkdtemp_umasked,
-    umasked,
-)
+_EXPORTS = {  # name -> the module that defines it
+    "RESULT_NAME": "clft.results.files",
+    "SCHEMA_VERSION": "clft.results.check",
+    "SkippedFileWarning": "clft.results.files",
+    "WriteError": "clft.storage.atomic",
+    "atomic_write_bytes": "clft.storage.atomic",
+    "atomic_write_json": "clft.storage.atomic",
+    "atomic_write_text": "clft.storage.atomic",
+    "current_umask": "clft.storage.atomic",
+    "load_results": "clft.results.files",
+    "mkdtemp_umasked": "clft.storage.atomic",
+    "umasked": "clft.storage.atomic",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["RESULT_NAME", "SCHEMA_VERSION", "SkippedFileWarning", "WriteError", "atomic_write_bytes",
-           "atomic_write_json", "atomic_write_text", "current_umask", "load_results", "mkdtemp_umasked", "umasked"]
+
+def __getattr__(name: str):
+    """The re-exported names, imported on first use: importing one module of this package imports no other."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

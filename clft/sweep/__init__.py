@@ -15,10 +15,29 @@ shared between sweeps), ``stale_runs`` (verify or keep stale results), ``progres
 patch a name where it is used (``clft.sweep.run.build_run``), not here.
 """
 
-from clft.sweep.build import build_run, resolved_config, setup_run
-from clft.sweep.classify import PlannedRun, classify_runs, run_status
-from clft.sweep.plan import RunPlan, plan_runs
-from clft.sweep.run import run_experiment, run_one
+_EXPORTS = {  # name -> the module that defines it
+    "PlannedRun": "clft.sweep.classify",
+    "RunPlan": "clft.sweep.plan",
+    "build_run": "clft.sweep.build",
+    "classify_runs": "clft.sweep.classify",
+    "plan_runs": "clft.sweep.plan",
+    "resolved_config": "clft.sweep.build",
+    "run_experiment": "clft.sweep.run",
+    "run_one": "clft.sweep.run",
+    "run_status": "clft.sweep.classify",
+    "setup_run": "clft.sweep.build",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["PlannedRun", "RunPlan", "build_run", "classify_runs", "plan_runs", "resolved_config", "run_experiment",
-           "run_one", "run_status", "setup_run"]
+
+def __getattr__(name: str):
+    """The re-exported names, imported on first use: importing one module of this package imports no other."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

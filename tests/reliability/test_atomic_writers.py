@@ -25,7 +25,7 @@ WRITES = re.compile(r"(?<!atomic_)write_(text|bytes)\(|\bopen\([^)]*['\"][wax]\+
                     r"save_file\(|torch\.save\(|np\.save|to_csv\(|to_parquet\(|save_pretrained\(|os\.write\(|"
                     r"shutil\.(copy|move)|\.rename\(|os\.replace\(")
 REVIEWED = {  # file -> writes allowed there, and why they are safe
-    "clft/results/files.py": {"os.replace("},  # the atomic writer itself
+    "clft/storage/atomic.py": {"os.replace("},  # the atomic writer itself
     "clft/storage/checkpoint.py": {".rename("},  # a complete temporary task folder renamed into place
     "clft/storage/state_io.py": {"save_file("},  # safetensors into that temporary folder, then fsynced
     "clft/sweep/locks.py": {"os.write("},  # the lock file's owner line (for messages only)
