@@ -29,11 +29,15 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     """The re-exported names, imported on first use: importing one module of this package imports no other."""
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _EXPORTS.get(name) == "clft.results.check":
+        from clft.results import check as module
+    elif _EXPORTS.get(name) == "clft.results.files":
+        from clft.results import files as module
+    elif _EXPORTS.get(name) == "clft.storage.atomic":
+        from clft.storage import atomic as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(module, name)
 
 
 def __dir__() -> list[str]:

@@ -32,11 +32,17 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     """The re-exported names, imported on first use: importing one module of this package imports no other."""
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _EXPORTS.get(name) == "clft.sweep.build":
+        from clft.sweep import build as module
+    elif _EXPORTS.get(name) == "clft.sweep.classify":
+        from clft.sweep import classify as module
+    elif _EXPORTS.get(name) == "clft.sweep.plan":
+        from clft.sweep import plan as module
+    elif _EXPORTS.get(name) == "clft.sweep.run":
+        from clft.sweep import run as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(module, name)
 
 
 def __dir__() -> list[str]:
