@@ -2,8 +2,8 @@
 
 The rule: every ``experiments/*.yaml`` and ``benchmarks/*.yaml`` of the source
 tree is a preset. They stay at the top of the checkout (DESIGN.md's layout);
-``build_py`` copies them into the wheel as ``clft/presets/{experiments,benchmarks}/``,
-where ``clft.presets`` finds them. A checkout or an editable install reads the
+``build_py`` copies them into the wheel as ``clft/config/presets/{experiments,benchmarks}/``,
+where ``clft.config.presets`` finds them. A checkout or an editable install reads the
 top-level folders directly, so a new file dropped into ``experiments/`` is a
 preset with no further step.
 """
@@ -23,7 +23,7 @@ class BuildPyWithPresets(build_py):
             return
         root = Path(__file__).resolve().parent
         for folder in PRESET_FOLDERS:
-            target = Path(self.build_lib, "clft", "presets", folder)
+            target = Path(self.build_lib, "clft", "config", "presets", folder)
             self.mkpath(str(target))
             for source in sorted((root / folder).glob("*.yaml")):
                 self.copy_file(str(source), str(target / source.name))

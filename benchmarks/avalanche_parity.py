@@ -38,9 +38,10 @@ import copy
 import numpy as np
 import torch
 
-from clft.experiment import ExperimentConfig, TrainConfig
-from clft.runner import execute
-from clft.sweep import build_run, plan_runs
+from clft.config.experiment import ExperimentConfig, TrainConfig
+from clft.engine.runner import execute
+from clft.sweep.build import build_run
+from clft.sweep.plan import plan_runs
 
 ORDER = list(range(10))
 

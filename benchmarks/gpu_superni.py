@@ -120,9 +120,9 @@ def run(args: argparse.Namespace, out: Path) -> int:
     import torch
 
     from clft.config import make_dataclass_instance
-    from clft.experiment import ExperimentConfig
-    from clft.sweep import run_experiment
-    from clft.tables import render_table
+    from clft.config.experiment import ExperimentConfig
+    from clft.results.tables import render_table
+    from clft.sweep.run import run_experiment
 
     started = time.perf_counter()
     model = model_folder(Path(args.model), out)

@@ -17,9 +17,9 @@ import statistics
 from pathlib import Path
 
 from clft.config import load_yaml
-from clft.metrics import average_accuracy
-from clft.published import parse_published
-from clft.results import load_results
+from clft.config.published import parse_published
+from clft.results.files import load_results
+from clft.results.metrics import average_accuracy
 
 # (scenario, label) -> (mean, std) of the committed GT-RIPL log, 10 repeats
 GT_RIPL_LOGS = {

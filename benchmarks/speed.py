@@ -141,9 +141,9 @@ def median(runs: list[dict], key: str) -> float:
 
 def ratio_interval(numerator: list[dict], denominator: list[dict], key: str) -> str:
     """The paired ratios r_i = a_i / b_i of one repetition each, as exp(mean log r) and its 95% t interval
-    exp(mean ± t·sd/√n) over the repetitions (``clft.stats.t_interval`` on log r): a ratio whose whole
+    exp(mean ± t·sd/√n) over the repetitions (``clft.results.stats.t_interval`` on log r): a ratio whose whole
     interval lies under a target meets it beyond this machine's run-to-run noise."""
-    from clft.stats import t_interval
+    from clft.results.stats import t_interval
 
     logs = [math.log(a[key] / b[key]) for a, b in zip(numerator, denominator)]
     interval = t_interval(logs)

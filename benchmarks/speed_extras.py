@@ -50,7 +50,7 @@ def build(benchmark: dict, backbone: dict):
     """(backbone, tasks) as the runner builds them, class-IL, task 0 marked seen."""
     import clft.backbones  # noqa: F401
     import clft.benchmarks  # noqa: F401
-    from clft.experiment import resolve_spec
+    from clft.config.experiment import resolve_spec
     from clft.registry import backbones, benchmarks
     from clft.types import LabelSpace
 
@@ -66,7 +66,7 @@ def build(benchmark: dict, backbone: dict):
 def batch_gradient_seconds(model, task, strategy, method: str) -> float:
     """Seconds for the plain gradient of Σ_n f_n over the same rows, in the same length-sorted chunks:
     the batched forward and backward every per-example way has to do at least once (its floor)."""
-    from clft.columns import columns
+    from clft.data.columns import columns
     from clft.strategies._importance import by_length, linear_chunk
 
     data = model.prepare(task.train)
@@ -123,7 +123,7 @@ def importances() -> list[str]:
 
 
 def checkpoint_bytes() -> list[str]:
-    from clft.state_io import save_tensors
+    from clft.storage.state_io import save_tensors
 
     model, _ = build(CLINC, MINILM_LORA)
     net = model.model
@@ -139,9 +139,10 @@ def checkpoint_bytes() -> list[str]:
 
 def clinc_run(steps: int = 5) -> dict:
     """Evaluation share and examples/s of a 10-task CLINC150 run (module docstring, item 3)."""
-    from clft import runner
-    from clft.experiment import ExperimentConfig, TrainConfig
-    from clft.sweep import RunPlan, build_run
+    from clft.config.experiment import ExperimentConfig, TrainConfig
+    from clft.engine import runner
+    from clft.sweep.build import build_run
+    from clft.sweep.plan import RunPlan
 
     cfg = ExperimentConfig(name="speed-clinc", benchmark=dict(CLINC), backbone=dict(MINILM_LORA),
                            train=TrainConfig(epochs=1, batch_size=32, eval_batch_size=256, lr=3e-3, threads=1,

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from clft.entries import parse_entry
+from clft.config.entries import parse_entry
 
 
 def entry_name(entry) -> str:
-    """The entry's label as clft names its row and folder (``clft.entries``: its label, else its strategies)."""
+    """The entry's label as clft names its row and folder (``clft.config.entries``: its label, else its strategies)."""
     return parse_entry(entry, "compare").label
 
 

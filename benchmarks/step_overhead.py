@@ -11,7 +11,7 @@ piece of clft to the hand loop:
 
 - ``hand``: its own model, batches sliced from tensors, ``F.cross_entropy``, ``loss.backward()``, Adam;
 - ``+clft model``: the backbone's ``nn.Module`` instead;
-- ``+column batches``: batches from ``clft.columns`` through ``backbone.collate``;
+- ``+column batches``: batches from ``clft.data.columns`` through ``backbone.collate``;
 - ``+backbone.forward``: the masked per-example loss and ``Outputs.main_loss``;
 - ``+accelerate wrappers``: accelerate's ``backward`` and prepared optimizer (clft's path before 6037e55);
 - ``+Devices``: clft's ``Devices.backward`` and ``prepare_optimizer`` (fp32 in one process: torch's own);
@@ -44,9 +44,10 @@ WORKLOAD = {"name": "step-overhead", "seeds": [0], "scenarios": ["class-il"],
 
 def build(folder: Path):
     """The runner's Run for the workload, every task's classes seen, task 1 trained (imports warmed)."""
-    import clft.runner
-    from clft.experiment import load_experiment
-    from clft.sweep import build_run, plan_runs
+    import clft.engine.runner
+    from clft.config.experiment import load_experiment
+    from clft.sweep.build import build_run
+    from clft.sweep.plan import plan_runs
 
     path = folder / "workload.yaml"
     path.write_text(yaml.safe_dump(WORKLOAD))
@@ -54,14 +55,14 @@ def build(folder: Path):
     run = build_run(cfg, plan_runs(cfg)[0], folder, False)
     for task in run.tasks:
         run.backbone.label_space.mark_seen(task)
-    clft.runner.train_task(run, run.tasks[0])
+    clft.engine.runner.train_task(run, run.tasks[0])
     return run
 
 
 def hand_loop(run, task, model: nn.Module, tensors: dict, columns: bool, forward: bool, devices: str = "") -> None:
     """One epoch of ``task`` the hand-written way, with the chosen pieces of clft swapped in
     (``devices``: "" torch's backward and optimizer, "accelerate" accelerate's wrappers, "clft" Devices)."""
-    from clft.columns import columns as column_batches
+    from clft.data.columns import columns as column_batches
 
     backbone, data = run.backbone, column_batches(task.train)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -91,8 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     WORKLOAD["backbone"]["hidden"] = [args.hidden, args.hidden]
     torch.set_num_threads(1)
-    import clft.runner
-    from clft.columns import columns
+    import clft.engine.runner
+    from clft.data.columns import columns
 
     with tempfile.TemporaryDirectory() as folder:
         run = build(Path(folder))
@@ -107,7 +108,7 @@ def main() -> None:
             "+backbone.forward": lambda t: hand_loop(run, t, model, full[t.id], True, True),
             "+accelerate wrappers": lambda t: hand_loop(run, t, model, full[t.id], True, True, "accelerate"),
             "+Devices": lambda t: hand_loop(run, t, model, full[t.id], True, True, "clft"),
-            "clft train_task": lambda t: clft.runner.train_task(run, t),
+            "clft train_task": lambda t: clft.engine.runner.train_task(run, t),
         }
         seconds = dict.fromkeys(variants, 0.0)
         for _ in range(args.reps):

@@ -4,7 +4,7 @@ Usage (a script, not a test; the CLINC150 rows need ``$CLFT_DATA_DIR/clinc150``)
 
     CLFT_DATA_DIR=../shared/data python benchmarks/step_time.py [--digits-steps 60] [--text-steps 8] [--json out.json]
 
-Each setup runs two tasks through the real sweep (``clft.sweep.build_run`` + ``clft.runner.execute``,
+Each setup runs two tasks through the real sweep (``clft.sweep.build_run`` + ``clft.engine.runner.execute``,
 one thread) for ``--*-steps`` optimizer steps per task and reports the second task's training time
 per step (``train_seconds[1]`` / steps: the old model of LwF and DER++'s buffer are in use there;
 evaluation is not included), as wall time and as the training thread's CPU time. Run the same
@@ -40,13 +40,14 @@ def step_seconds(benchmark: dict, backbone: dict, strategy: dict, steps: int) ->
     jobs it varies far less than wall time, and with one thread it is the work done."""
     import torch
 
-    import clft.runner
-    from clft.experiment import load_experiment
-    from clft.runner import execute
-    from clft.sweep import build_run, plan_runs
+    import clft.engine.runner
+    from clft.config.experiment import load_experiment
+    from clft.engine.runner import execute
+    from clft.sweep.build import build_run
+    from clft.sweep.plan import plan_runs
 
     cpu: list[float] = []
-    train_task = clft.runner.train_task
+    train_task = clft.engine.runner.train_task
 
     def timed_train_task(run, task):
         started = time.thread_time()
@@ -63,11 +64,11 @@ def step_seconds(benchmark: dict, backbone: dict, strategy: dict, steps: int) ->
         path.write_text(yaml.safe_dump(raw))
         cfg, _ = load_experiment(str(path))
         run = build_run(cfg, plan_runs(cfg)[0], Path(folder), False)
-        clft.runner.train_task = timed_train_task
+        clft.engine.runner.train_task = timed_train_task
         try:
             state = execute(run)
         finally:
-            clft.runner.train_task = train_task
+            clft.engine.runner.train_task = train_task
     return state.train_seconds[1] / steps, cpu[1] / steps
 
 

@@ -8,7 +8,7 @@ Both variants build the same ``hf-classifier`` (all-MiniLM-L6-v2, LoRA r=8 on
 query/value, one head over the 150 intents), tokenise once (``prepare``, timed
 apart), run ``--warmup`` untimed steps, then time ``--steps`` AdamW steps of
 ``--batch-size`` examples (collate + forward + backward + step) with batches from
-``clft.sampling.train_batches``. The variants take turns step by step, so a
+``clft.data.sampling.train_batches``. The variants take turns step by step, so a
 change of machine load during the run affects all of them alike:
 
 - ``padded-128``: shuffled batches, every batch padded to ``max_length`` = 128;
@@ -33,8 +33,8 @@ import torch
 
 import clft.backbones  # noqa: F401  (registers hf-classifier)
 from clft.data import data_dir
+from clft.data.sampling import train_batches
 from clft.registry import backbones
-from clft.sampling import train_batches
 from clft.types import Benchmark, LabelSpace, Task
 
 VARIANTS = (("padded-128", "max_length", False), ("dynamic", "longest", False), ("bucketed", "longest", True))

@@ -43,7 +43,7 @@ and warnings only; -v: also each run's start and the libraries' own output.
 
 def experiment_path(args: argparse.Namespace) -> Path:
     """The experiment file of ``clft run`` (default: the quickstart); ``clft run a.b=1`` is an override."""
-    from clft.presets import find_experiment
+    from clft.config.presets import find_experiment
 
     if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
         args.overrides, args.experiment = [args.experiment, *args.overrides], None
@@ -52,9 +52,9 @@ def experiment_path(args: argparse.Namespace) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     set_verbosity(args)
-    from clft.executors import run_sweep
-    from clft.experiment import load_experiment
-    from clft.validation import check_out_folder
+    from clft.config.experiment import load_experiment
+    from clft.config.validation import check_out_folder
+    from clft.sweep.executors import run_sweep
 
     path = experiment_path(args)
     cfg, _ = load_experiment(str(path), args.overrides)
@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"finished {cfg.name} in {time.perf_counter() - started:.1f}s\n")
     print(_table(out, "md"))
     if not args.no_plots:
-        from clft.results import WriteError
+        from clft.storage.atomic import WriteError
 
         try:
             plots = _plots(out)
@@ -85,7 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def dry_run(cfg, out: Path, base_dir: Path) -> int:
     """Print every run the experiment would make and whether it is done; train nothing."""
-    from clft.sweep import plan_runs, run_status
+    from clft.sweep.classify import run_status
+    from clft.sweep.plan import plan_runs
 
     plans = plan_runs(cfg)
     print(f"{cfg.name}: {len(plans)} run(s) into {out}/")
@@ -97,7 +98,7 @@ def dry_run(cfg, out: Path, base_dir: Path) -> int:
 
 
 def _is_main_process() -> bool:
-    from clft.distributed import Parallel
+    from clft.engine.distributed import Parallel
 
     return Parallel.current().is_main
 
@@ -129,13 +130,13 @@ def results_folder(args: argparse.Namespace) -> Path:
 
 
 def _table(directory: Path, fmt: str, ci: bool = False) -> str:
-    from clft.tables import TableOptions, render_table
+    from clft.results.tables import TableOptions, render_table
 
     return render_table(directory, fmt, TableOptions(ci=ci))
 
 
 def _plots(directory: Path, out: Path | None = None) -> list[Path]:
-    from clft.plots import write_plots
+    from clft.results.plots import write_plots
 
     return write_plots(directory, out)
 
@@ -143,8 +144,8 @@ def _plots(directory: Path, out: Path | None = None) -> list[Path]:
 def table_text(args: argparse.Namespace) -> str:
     """What ``clft table`` prints for parsed ``args`` (``--output`` writes it plus a newline)."""
     if args.reference:
-        from clft.presets import find_experiment
-        from clft.reference import render_reference
+        from clft.config.presets import find_experiment
+        from clft.results.reference import render_reference
 
         experiment = None if args.reference is True else find_experiment(args.reference)
         return render_reference(results_folder(args), args.format, experiment)
@@ -154,13 +155,13 @@ def table_text(args: argparse.Namespace) -> str:
 def cmd_table(args: argparse.Namespace) -> int:
     text = table_text(args)
     if args.format == "csv":  # the notes (provenance warnings) stay out of the machine-readable text
-        from clft.results import load_results
-        from clft.table_notes import provenance_warnings
+        from clft.results.files import load_results
+        from clft.results.table_notes import provenance_warnings
 
         for line in provenance_warnings(load_results(results_folder(args))):
             print(line, file=sys.stderr)
     if args.output:
-        from clft.results import atomic_write_text
+        from clft.storage.atomic import atomic_write_text
 
         atomic_write_text(args.output, text + "\n")
     print(text)
@@ -170,9 +171,9 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     set_verbosity(args)
     import clft.plugins  # noqa: F401
-    from clft.config import load_yaml
-    from clft.presets import find_experiment
-    from clft.tune import render, split_values, tune
+    from clft.config.loading import load_yaml
+    from clft.config.presets import find_experiment
+    from clft.sweep.tune import render, split_values, tune
 
     path = find_experiment(args.experiment)  # a file or a preset name, as `clft run` takes
     name = load_yaml(path).get("name", path.stem)
@@ -222,7 +223,7 @@ def one_line_plugin_warnings() -> None:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from clft.presets import KINDS, presets
+    from clft.config.presets import KINDS, presets
 
     for kind in [args.kind] if args.kind else KINDS:
         print(f"{kind}:")
@@ -232,28 +233,28 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from clft.report import write_report
+    from clft.results.report import write_report
 
     print(write_report(results_folder(args), Path(args.output) if args.output else None))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from clft.show import show
+    from clft.config.show import show
 
     print(show(args.name))
     return 0
 
 
 class VersionAction(argparse.Action):
-    """``clft --version``: clft's version and the code identity results record (``clft.provenance``)."""
+    """``clft --version``: clft's version and the code identity results record (``clft.results.provenance``)."""
 
     def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs) -> None:
         super().__init__(option_strings, dest, nargs=0, help="print clft's version and code identity, then exit")
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         from clft import __version__
-        from clft.provenance import code_identity, describe
+        from clft.results.provenance import code_identity, describe
 
         print(f"clft {__version__} (code {describe(code_identity())})")
         parser.exit()

@@ -30,8 +30,8 @@ from dataclasses import dataclass, is_dataclass
 from importlib import import_module, metadata
 from typing import Any, TypeVar
 
+from clft.config.yaml_safe import brief
 from clft.errors import ClftWarning, ConfigError
-from clft.yaml_safe import brief
 
 T = TypeVar("T", bound=type)
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(?:[-+][a-z0-9]+)*$")
@@ -191,7 +191,7 @@ class Registry:
 
     def resolve(self, spec: dict) -> tuple[type, Any]:
         """``{name: x, **options}`` -> ``(cls, cls.Config(**options))``, type-checked, nothing built."""
-        from clft.config import make_dataclass_instance
+        from clft.config.loading import make_dataclass_instance
 
         if not isinstance(spec, dict) or "name" not in spec:
             raise ConfigError(f"a {self.singular} must be a mapping with a 'name'; got {brief(spec)}")

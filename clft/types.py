@@ -1,6 +1,6 @@
 """The core concepts of clft: Task, Benchmark, Backbone, Strategy, LabelSpace.
 
-Every plugin implements one of these. The runner (``clft.runner``) is the only
+Every plugin implements one of these. The runner (``clft.engine.runner``) is the only
 training/evaluation loop; plugins only answer the questions asked here.
 
 Data convention: a task's ``train``/``test``/``val`` are ``datasets.Dataset``
@@ -28,7 +28,7 @@ Batch = dict  # columnar batch: {column: list | Tensor}
 class Task:
     """One step of a stream: ``classes`` are the global label ids it contains.
 
-    ``metric`` says how the task is scored (``clft.scoring``): ``accuracy`` (label ids; the
+    ``metric`` says how the task is scored (``clft.engine.scoring``): ``accuracy`` (label ids; the
     default), or a generation metric (``exact-match``, ``rouge-l``) for a task whose examples
     carry a free-text ``target`` and a list of ``references`` instead of a ``label`` (its
     ``classes`` are then empty). ``max_new_tokens`` caps generation for the task (None: the

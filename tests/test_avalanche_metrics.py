@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from avalanche.evaluation.functional import forgetting as avalanche_forgetting_matrix  # noqa: E402
 from avalanche.evaluation.metrics import BWT, Accuracy, Forgetting  # noqa: E402
 
-from clft.metrics import average_accuracy, backward_transfer, forgetting  # noqa: E402
+from clft.results.metrics import average_accuracy, backward_transfer, forgetting  # noqa: E402
 
 R = [[0.7, 0.1, 0.0],
      [0.9, 0.8, 0.2],

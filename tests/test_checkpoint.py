@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from clft.checkpoint import load_checkpoint, save_checkpoint
 from clft.errors import CheckpointError
-from clft.locks import RunLock, RunLockedError
-from clft.state_io import flatten, unflatten
+from clft.storage.checkpoint import load_checkpoint, save_checkpoint
+from clft.storage.state_io import flatten, unflatten
+from clft.sweep.locks import RunLock, RunLockedError
 
 
 def test_flatten_round_trips_nested_state():

@@ -10,8 +10,8 @@ from test_tables import write_run
 
 from clft.cli import main
 from clft.config import config_fields
-from clft.provenance import code_identity
 from clft.registry import REGISTRIES, strategies
+from clft.results.provenance import code_identity
 
 
 def test_version_names_the_release_and_the_code(capsys):
@@ -33,7 +33,7 @@ def test_show_replay_explains_every_option(capsys):
 
 @pytest.mark.parametrize("kind", list(REGISTRIES))
 def test_show_lists_each_field_of_every_plugin_with_type_default_and_doc(kind):
-    from clft.show import show
+    from clft.config.show import show
 
     for name in REGISTRIES[kind].names():
         text = show(name)

@@ -15,9 +15,9 @@ import pytest
 
 from clft.cli import build_parser, main, table_text
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
-from clft.results import load_results
-from clft.sweep import run_experiment
+from clft.config.experiment import ExperimentConfig
+from clft.results.files import load_results
+from clft.sweep.run import run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = sorted(p.parent for p in (ROOT / "results").glob("*/table.md"))

@@ -6,8 +6,8 @@ from typing import Literal
 import pytest
 
 from clft.config import apply_overrides, make_dataclass_instance, parse_yaml
+from clft.config.experiment import ExperimentConfig, load_experiment, resolve_spec
 from clft.errors import ConfigError
-from clft.experiment import ExperimentConfig, load_experiment, resolve_spec
 
 
 @dataclass

@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 from clft import console
-from clft.experiment import load_experiment
+from clft.config.experiment import load_experiment
 
 TWO_RUNS = {"strategies": None, "compare": ["finetune", {"name": "ewc", "lam": 10.0}]}
 
@@ -57,7 +57,7 @@ class Terminal(io.StringIO):
 def test_lines_never_land_inside_the_progress_bar(write_experiment, tmp_path, monkeypatch):
     """In a terminal (or tmux/screen) a line printed while the bar is drawn would continue the bar's
     line; tqdm.write clears the bar, writes the line and draws the bar again below it."""
-    from clft.executors import run_sweep
+    from clft.sweep.executors import run_sweep
 
     terminal = Terminal()
     monkeypatch.setattr("sys.stderr", terminal)

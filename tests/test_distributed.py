@@ -1,4 +1,4 @@
-"""One run on two processes (torchrun, gloo on the CPU) gives the single-process matrix (clft/distributed.py)."""
+"""One run on two processes (torchrun, gloo on the CPU) gives the single-process matrix (clft/engine/distributed.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from clft.distributed import Parallel
+from clft.engine.distributed import Parallel
 
 STRATEGIES = ["finetune", [{"name": "replay", "memory_size": 40}, {"name": "ewc", "lam": 50.0, "fisher_samples": 32}],
               {"name": "si"}, {"name": "der", "memory_size": 40}, {"name": "agem", "memory_size": 40}, {"name": "lwf"}]

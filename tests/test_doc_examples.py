@@ -8,9 +8,9 @@ import yaml
 
 import clft.plugins  # noqa: F401  (registers the built-ins)
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
+from clft.config.experiment import ExperimentConfig
 from clft.registry import strategies
-from clft.sweep import plan_runs
+from clft.sweep.plan import plan_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = [(doc, block) for doc in ("README.md", "docs/architecture.md")

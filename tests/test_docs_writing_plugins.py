@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from clft.experiment import resolve_spec
+from clft.config.experiment import resolve_spec
 from clft.testing import check_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]

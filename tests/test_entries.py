@@ -6,13 +6,14 @@ from dataclasses import dataclass
 import pytest
 
 from clft.config import make_dataclass_instance
-from clft.entries import parse_entry
+from clft.config.entries import parse_entry
+from clft.config.experiment import ExperimentConfig, load_experiment
 from clft.errors import ConfigError
-from clft.experiment import ExperimentConfig, load_experiment
 from clft.registry import strategies
-from clft.results import load_results
-from clft.summary import summarize
-from clft.sweep import plan_runs, run_experiment
+from clft.results.files import load_results
+from clft.results.summary import summarize
+from clft.sweep.plan import plan_runs
+from clft.sweep.run import run_experiment
 from clft.types import Strategy
 
 

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 import pytest
 
 from clft.cli import main
-from clft.experiment import load_experiment
-from clft.sweep import run_experiment
+from clft.config.experiment import load_experiment
+from clft.sweep.run import run_experiment
 
 
 @contextmanager
@@ -42,7 +42,7 @@ def test_every_file_follows_the_umask(mask, write_experiment, tmp_path):
 
 def test_a_checkpoint_folder_follows_the_umask(tmp_path):
     """A task checkpoint is written in a temporary folder (mkdtemp: 0o700) renamed into place."""
-    from clft.checkpoint import save_checkpoint
+    from clft.storage.checkpoint import save_checkpoint
 
     with umask(0o027):
         folder = save_checkpoint(tmp_path / "ckpt", 0, {"run": "r"}, {}, {})

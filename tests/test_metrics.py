@@ -1,4 +1,4 @@
-"""clft.metrics against hand-computed matrices, plus properties that hold for every matrix."""
+"""clft.results.metrics against hand-computed matrices, plus properties that hold for every matrix."""
 
 from __future__ import annotations
 

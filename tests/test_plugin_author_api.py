@@ -65,9 +65,10 @@ class RetrainFromScratch(Strategy):
 
 
 def test_a_strategy_resets_the_weights_in_before_task(write_experiment, tmp_path):
-    from clft.experiment import load_experiment
-    from clft.runner import execute
-    from clft.sweep import build_run, plan_runs
+    from clft.config.experiment import load_experiment
+    from clft.engine.runner import execute
+    from clft.sweep.build import build_run
+    from clft.sweep.plan import plan_runs
 
     with strategies.registered(RetrainFromScratch):
         cfg, _ = load_experiment(str(write_experiment(strategies=["retrain-from-scratch"])))
@@ -89,8 +90,9 @@ def test_the_reset_survives_kill_and_resume():
 
 
 def test_load_weights_refuses_what_the_model_lacks(write_experiment):
-    from clft.experiment import load_experiment
-    from clft.sweep import build_run, plan_runs
+    from clft.config.experiment import load_experiment
+    from clft.sweep.build import build_run
+    from clft.sweep.plan import plan_runs
 
     cfg, _ = load_experiment(str(write_experiment()))
     backbone = build_run(cfg, plan_runs(cfg)[0], None, False).backbone

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from fake_distribution import write_distribution
 
-from clft.experiment import load_experiment
-from clft.provenance import describe, forget_plugin_identities, plugin_identities
+from clft.config.experiment import load_experiment
 from clft.registry import strategies
-from clft.staleness import DONE, STALE, StaleResultsError
-from clft.sweep import classify_runs, plan_runs, run_experiment, run_status
+from clft.results.provenance import describe, forget_plugin_identities, plugin_identities
+from clft.results.staleness import DONE, STALE, StaleResultsError
+from clft.sweep.classify import classify_runs, run_status
+from clft.sweep.plan import plan_runs
+from clft.sweep.run import run_experiment
 
 PLUGIN = '''
 from dataclasses import dataclass

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clft.config.experiment import resolve_spec
+from clft.config.presets import find_experiment, presets
 from clft.errors import ConfigError
-from clft.experiment import resolve_spec
-from clft.presets import find_experiment, presets
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 

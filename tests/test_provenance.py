@@ -2,7 +2,7 @@
 
 from importlib import metadata
 
-from clft.provenance import code_identity, describe, git_state, hash_sources, package_versions, source_files
+from clft.results.provenance import code_identity, describe, git_state, hash_sources, package_versions, source_files
 
 
 def make_package(root):

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from clft.config import make_dataclass_instance
+from clft.config.experiment import ExperimentConfig
 from clft.errors import ConfigError, DataError
-from clft.experiment import ExperimentConfig
-from clft.reference import render_reference
+from clft.results.reference import render_reference
 
 BLOCK = {"source": "Hsu et al. 2018", "table": "Table 2",
          "cells": {"task-il": {"finetune": {"mean": 93.46, "std": 2.01}, "ewc": {"mean": 97.70, "std": 0.81}},

@@ -10,7 +10,7 @@ import pytest
 from test_tables import PNG_SIGNATURE, write_run
 
 from clft.errors import DataError
-from clft.report import write_report
+from clft.results.report import write_report
 
 PUBLISHED = {"note": "Made-up reference for the test", "acc": {"joint": 0.95}}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_report import Page, write_results
 
-from clft.report import write_report
+from clft.results.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: apt-get install -y chromium (Debian)")

@@ -6,8 +6,8 @@ import importlib.util
 from pathlib import Path
 
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
-from clft.sweep import run_experiment
+from clft.config.experiment import ExperimentConfig
+from clft.sweep.run import run_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("moved", REPO / "results" / "moved.py")

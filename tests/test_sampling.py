@@ -1,9 +1,9 @@
-"""clft.sampling: shuffled / length-bucketed training batches and length-ordered eval batches."""
+"""clft.data.sampling: shuffled / length-bucketed training batches and length-ordered eval batches."""
 
 import numpy as np
 import pytest
 
-from clft.sampling import eval_batches, train_batches
+from clft.data.sampling import eval_batches, train_batches
 
 
 def _padding(batches: list[list[int]], lengths: np.ndarray) -> int:

@@ -2,8 +2,8 @@
 
 import pytest
 
+from clft.engine.scoring import check_metric, exact_match, example_scores, normalize_answer, rouge_l
 from clft.errors import ConfigError
-from clft.scoring import check_metric, exact_match, example_scores, normalize_answer, rouge_l
 
 
 def test_rouge_l_one_reference_by_hand():

@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
-from clft.sweep import classify_runs
+from clft.config.experiment import ExperimentConfig
+from clft.sweep.classify import classify_runs
 
 REPO = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("split_preset", REPO / "benchmarks" / "split_preset.py")

@@ -1,6 +1,6 @@
 """Classifying a planned run against the result on disk."""
 
-from clft.staleness import DONE, OTHER_CONFIG, STALE, TODO, config_hash, plan_summary, stale_error, status_of
+from clft.results.staleness import DONE, OTHER_CONFIG, STALE, TODO, config_hash, plan_summary, stale_error, status_of
 
 CONFIG = {"name": "x", "train": {"lr": 0.1}, "published": {}, "description": "a"}
 ME = {"source_sha256": "aaaa", "git_commit": None, "git_dirty": None}

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 import clft.benchmarks  # noqa: F401  (registers the built-ins)
-from clft import stream_cache
+from clft.data import stream_cache
 from clft.registry import benchmarks
 
 

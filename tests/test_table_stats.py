@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from clft.result_check import with_checksum
-from clft.stats import t_interval, welch_p
-from clft.tables import TableOptions, render_table
+from clft.results.check import with_checksum
+from clft.results.stats import t_interval, welch_p
+from clft.results.tables import TableOptions, render_table
 
 CLEAN = {"source_sha256": "a" * 64, "git_commit": "1" * 40, "git_dirty": False}
 
@@ -18,7 +18,7 @@ def write(directory, label, seed, acc, *, scenario="task-il", code=CLEAN, baseli
            "baseline_acc": baseline or [0.0] * len(acc), "code": code}
     path = directory / scenario / label / f"seed{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(with_checksum(run) if code else run))  # as clft writes it (clft.result_check)
+    path.write_text(json.dumps(with_checksum(run) if code else run))  # as clft writes it (clft.results.check)
 
 
 def line_of(text, label, scenario="task-il"):

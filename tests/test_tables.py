@@ -1,4 +1,4 @@
-"""clft.tables and clft.plots on synthetic run JSONs whose aggregates are computed by hand below."""
+"""clft.results.tables and clft.results.plots on synthetic run JSONs whose aggregates are computed by hand below."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import sys
 import pytest
 
 from clft.errors import DataError
-from clft.metrics import FORGETTING_DEFINITION
-from clft.plots import write_plots
-from clft.results import load_results
-from clft.summary import summarize
-from clft.tables import FORMATS, render_table
+from clft.results.files import load_results
+from clft.results.metrics import FORGETTING_DEFINITION
+from clft.results.plots import write_plots
+from clft.results.summary import summarize
+from clft.results.tables import FORMATS, render_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASKS = ["alpha", "beta"]
@@ -230,7 +230,7 @@ def test_write_plots_out_dir(results, tmp_path):
 
 
 def test_importing_plots_does_not_import_matplotlib():
-    code = "import sys, clft.plots, clft.tables; print('matplotlib' in sys.modules)"
+    code = "import sys, clft.results.plots, clft.results.tables; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

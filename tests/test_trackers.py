@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from clft.errors import ConfigError
-from clft.metrics import compute_all, undefined_reason
-from clft.trackers import flatten, make_tracker
+from clft.results.metrics import compute_all, undefined_reason
+from clft.results.trackers import flatten, make_tracker
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,10 @@ import torch
 import clft.plugins  # noqa: F401  (registers the built-ins)
 from clft.cli import main
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
-from clft.runner import train_task
-from clft.sweep import build_run, plan_runs
+from clft.config.experiment import ExperimentConfig
+from clft.engine.runner import train_task
+from clft.sweep.build import build_run
+from clft.sweep.plan import plan_runs
 
 BASE = {"name": "options", "seeds": [0], "benchmark": {"name": "split-digits", "scenario": "class-il"},
         "backbone": {"name": "mlp", "hidden": [16]}, "strategies": ["finetune"]}

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from clft.data import make_task
+from clft.data.holdout import holdout_indices, validation_task
 from clft.errors import DataError
-from clft.holdout import holdout_indices, validation_task
-from clft.summary import Stat
-from clft.tune import TuneResult, render, split_values, tune
+from clft.results.summary import Stat
+from clft.sweep.tune import TuneResult, render, split_values, tune
 
 
 def test_holdout_is_stratified_disjoint_and_seeded():

@@ -21,7 +21,7 @@
   fingerprint, a hash of the tokenizer, ``max_length`` and the backbone kind, so
   the second call (and another run of the same process) returns the very same
   object. ``lengths`` returns the token counts (``n_tokens`` column) for length
-  bucketing (``clft.sampling``); ``collate`` pads each batch to its own longest
+  bucketing (``clft.data.sampling``); ``collate`` pads each batch to its own longest
   example.
 
 transformers and peft are imported inside functions, so importing
@@ -43,8 +43,8 @@ import torch
 
 from clft.backbones.hub_source import check_source
 from clft.data import label_phrase
+from clft.data.stream_cache import file_hash as _file_hash
 from clft.errors import ConfigError
-from clft.stream_cache import file_hash as _file_hash
 from clft.types import Backbone, Benchmark, LabelSpace, Task
 
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -184,7 +184,7 @@ def cached_map(dataset, key: tuple, function: Callable[[dict], dict]):
     """``dataset.map(function, batched=True)``, computed once per (fingerprint, key, code).
 
     In memory (a process-wide LRU) always; on disk too when ``dataset`` is memory-mapped
-    from the stream cache (``clft.stream_cache``): the tokenised table is written beside it
+    from the stream cache (``clft.data.stream_cache``): the tokenised table is written beside it
     as ``prepared-<hash>.arrow`` and read back by the next process. The hash covers the
     dataset's fingerprint, ``key`` and the source of the module defining ``function``
     and of this module. Returns the cached object on later calls, also when given a

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clft.config.yaml_safe import brief
 from clft.errors import ConfigError
 from clft.registry import backbones
 from clft.types import Backbone, Batch, Benchmark, LabelSpace, Outputs, Task
-from clft.yaml_safe import brief
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 NUMPY_DTYPES = {torch.float32: np.float32, torch.int64: np.int64}

@@ -31,7 +31,7 @@ from clft.benchmarks.vector_streams import vectors_dataset
 from clft.data import LocalDataConfig, check_disjoint_classes, data_dir, make_task
 from clft.errors import ConfigError, DataError
 from clft.registry import benchmarks
-from clft.results import atomic_write_bytes
+from clft.storage.atomic import atomic_write_bytes
 from clft.types import Benchmark, Task
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",

@@ -4,7 +4,7 @@ An instruction example is ``(instruction, input, references)``; as a dataset row
 columns ``instruction``, ``text`` (the input), ``target`` (the first reference: what training
 teaches), ``references`` (every accepted answer: what scoring compares with) and ``task``.
 Generation tasks have no label ids (``classes`` is empty); their ``metric`` says how they are
-scored (``clft.scoring``). A task scored by choosing among candidate answers also has the
+scored (``clft.engine.scoring``). A task scored by choosing among candidate answers also has the
 columns ``choices`` (the candidates' texts, scored as continuations of the prompt) and
 ``choice_labels`` (the answer each candidate stands for, compared with the references): the
 text-to-text backbones then predict the label of the most likely candidate (rank

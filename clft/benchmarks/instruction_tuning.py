@@ -21,9 +21,9 @@ from clft.benchmarks.instruction_common import Rows, check_size, generation_task
 from clft.benchmarks.text_io import read_table, require_columns
 from clft.benchmarks.text_sources import resolve
 from clft.data import LocalDataConfig, data_dir
+from clft.engine.scoring import GENERATION_METRICS
 from clft.errors import ConfigError, DataError
 from clft.registry import benchmarks
-from clft.scoring import GENERATION_METRICS
 from clft.types import Benchmark, Task
 
 FIELDS = ("instruction", "input", "output", "task")

@@ -19,7 +19,7 @@ The IDX parser is strict: magic number, data type, number of dimensions and the
 exact byte count must match, else a DataError names the file. Building a benchmark
 checks everything but the pixel bytes (``check_mnist``: headers, sizes, labels, in
 milliseconds), so a malformed file fails before any run trains; ``tasks`` reads the
-pixels, which a run whose stream is already cached (``clft.stream_cache``) never does. Memory: the Arrow
+pixels, which a run whose stream is already cached (``clft.data.stream_cache``) never does. Memory: the Arrow
 columns hold float32 pixels, about 220 MB for the whole of MNIST (per task for
 permuted-mnist); cap it with ``train_per_class``.
 """

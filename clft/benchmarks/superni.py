@@ -14,7 +14,7 @@ the examples. A task is named by its folder (``task1572_samsum_summary``) or its
   None keeps every example. The shipped ``dev.json`` equals ``test.json``, so validation
   examples are drawn from ``train.json`` instead, disjoint from the training sample.
 - Metric: exact match for the three classification tasks (folder name ending in
-  ``_classification``: sst2, sentiment140, emotion), ROUGE-L for the others (``clft.scoring``).
+  ``_classification``: sst2, sentiment140, emotion), ROUGE-L for the others (``clft.engine.scoring``).
 - ``general_tasks``: tasks held out of the stream and scored before training and after every
   task (general ability; ``general_test_size`` examples each; never trained on, their
   ``train_size`` training sample only sets a generated answer's length cap, the backbone's

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from clft.columns import columns
+from clft.data.columns import columns
 from clft.strategies._linear_importance import NotLinear, linear_owners, linear_sums
 from clft.types import Backbone, Batch
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clft.columns import columns as column_slices
+from clft.data.columns import columns as column_slices
 from clft.errors import ConfigError
 from clft.strategies._random import generator_from_state, generator_state, new_generator
 from clft.types import Backbone, Batch, Strategy, Task
@@ -142,7 +142,7 @@ class EpisodicMemory:
         return self._prepared[1]
 
     def batch(self, backbone: Backbone, rows: list[int]) -> dict:
-        """The prepared memory's ``rows`` as a columnar batch (column slices, ``clft.columns``)."""
+        """The prepared memory's ``rows`` as a columnar batch (column slices, ``clft.data.columns``)."""
         return column_slices(self.prepared(backbone))[rows]
 
     def _reservoir(self, data: datasets.Dataset) -> list[Slot]:

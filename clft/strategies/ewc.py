@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from clft.columns import columns
+from clft.data.columns import columns
 from clft.registry import strategies
 from clft.strategies._importance import per_example_mean
 from clft.strategies._random import generator_from_state, generator_state, new_generator

@@ -14,7 +14,7 @@ where training starts:
   the "offline" upper bound of Hsu et al. 2018 (GT-RIPL ``--offline_training``,
   whose single model is our last row) and the reference a*_k of intransigence
   (Chaudhry et al. 2018, "Riemannian Walk", ECCV: "a model trained on
-  ∪_{l≤k} D_l"). ``clft.tables`` takes a*_k from ``offline`` when an experiment
+  ∪_{l≤k} D_l"). ``clft.results.tables`` takes a*_k from ``offline`` when an experiment
   has it, else from ``joint``. It costs 1 + 2 + ... + T task-trainings.
 
 ``joint`` stores nothing of its own (the seen tasks are the runner's);

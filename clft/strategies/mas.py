@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from clft.columns import columns
+from clft.data.columns import columns
 from clft.registry import strategies
 from clft.strategies._anchor import Tensors, quadratic_penalty, snapshot, tensor_bytes, to_cpu
 from clft.strategies._importance import per_example_mean

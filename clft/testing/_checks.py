@@ -5,7 +5,7 @@
 the real sweep, and
 
 - the accuracy matrix is full and every state the strategy keeps after the first task
-  survives ``state_dict`` -> checkpoint format (``clft.state_io``) -> a fresh instance's
+  survives ``state_dict`` -> checkpoint format (``clft.storage.state_io``) -> a fresh instance's
   ``load_state_dict`` exactly, with ``extra_state_bytes() > 0`` when it keeps state;
 - a run interrupted in the second task and resumed from the first task's checkpoint
   ends with the same matrix, model and strategy state, bit for bit.
@@ -96,7 +96,7 @@ def scenarios_for(cls: type, benchmark: dict) -> list[str]:
 
 def conformance_experiment(folder: Path, strategy: str, scenario: str, backbone: dict, benchmark: dict):
     """A two-task, few-step experiment of ``strategy`` in ``scenario`` (loaded like a YAML file)."""
-    from clft.experiment import load_experiment
+    from clft.config.experiment import load_experiment
 
     raw = {"name": "conformance", "seeds": [0], "benchmark": benchmark, "backbone": backbone,
            "strategies": [strategy], "train": TRAIN}
@@ -109,11 +109,11 @@ def conformance_experiment(folder: Path, strategy: str, scenario: str, backbone:
 
 def recorded_run(cfg, out: Path, *, resume: bool = False, kill: bool = False):
     """Run ``cfg`` through ``clft.sweep``; returns (the Run, [(states, bytes)] after each task, result paths)."""
-    import clft.runner
-    import clft.sweep
+    import clft.engine.runner
+    import clft.sweep.run
 
     runs, after_task = [], []
-    build = clft.sweep.build_run
+    build = clft.sweep.run.build_run
 
     def record(run, task) -> None:
         states = [through_checkpoint(s.state_dict()) for s in run.strategies]
@@ -129,9 +129,9 @@ def recorded_run(cfg, out: Path, *, resume: bool = False, kill: bool = False):
         if kill and name == KILL_AT:
             raise Interrupted(name)
 
-    with mock.patch.object(clft.sweep, "build_run", recording_build), \
-            mock.patch.object(clft.runner, "kill_point", kill_point):
-        paths = clft.sweep.run_experiment(cfg, out, resume=resume, progress=False, log=lambda message: None)
+    with mock.patch.object(clft.sweep.run, "build_run", recording_build), \
+            mock.patch.object(clft.engine.runner, "kill_point", kill_point):
+        paths = clft.sweep.run.run_experiment(cfg, out, resume=resume, progress=False, log=lambda message: None)
     return runs[-1], after_task, paths
 
 

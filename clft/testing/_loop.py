@@ -1,13 +1,13 @@
 """The runner's step in miniature, for unit tests of hooks: a tiny digits backbone, one step
-through the same ``clft.runner.step_loss`` and hook order, and a few tasks of SGD."""
+through the same ``clft.engine.runner.step_loss`` and hook order, and a few tasks of SGD."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from clft.engine.runner import overrides, step_loss
 from clft.registry import backbones, benchmarks
-from clft.runner import overrides, step_loss
 from clft.types import LabelSpace
 
 

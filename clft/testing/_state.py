@@ -1,4 +1,4 @@
-"""Exact comparison of nested strategy states, and the checkpoint round trip (``clft.state_io``)."""
+"""Exact comparison of nested strategy states, and the checkpoint round trip (``clft.storage.state_io``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import numpy as np
 import torch
 
-from clft.state_io import flatten, unflatten
+from clft.storage.state_io import flatten, unflatten
 
 
 def through_checkpoint(state: dict) -> dict:
-    """What a state dict looks like after clft.state_io's JSON + tensors round trip."""
+    """What a state dict looks like after clft.storage.state_io's JSON + tensors round trip."""
     tensors: dict = {}
     skeleton = json.loads(json.dumps(flatten(state, tensors)))
     return unflatten(skeleton, {k: v.clone() for k, v in tensors.items()})

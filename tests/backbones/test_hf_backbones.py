@@ -15,9 +15,9 @@ import torch
 import clft.backbones  # noqa: F401  (registers the backbones)
 from clft.backbones.hf_common import clear_prepared_cache
 from clft.data import with_task_column
+from clft.data.sampling import train_batches
 from clft.errors import ConfigError
 from clft.registry import backbones
-from clft.sampling import train_batches
 from clft.types import Benchmark, LabelSpace, Task
 
 LABELS = ["positive", "negative", "sports", "world news"]

@@ -317,12 +317,12 @@ def test_the_yaml_verbalizer_override_is_what_the_backbone_trains_on_and_scores(
 @torch.inference_mode()
 def test_text_to_text_evaluation_batches_are_length_sorted(tokenizers, monkeypatch):
     """The runner's evaluation reads the backbone's token counts: longest prompts first, so
-    each batch pads little (clft.sampling.eval_batches)."""
+    each batch pads little (clft.data.sampling.eval_batches)."""
     from contextlib import nullcontext
     from types import SimpleNamespace
 
-    from clft.distributed import Parallel
-    from clft.runner import evaluate_task, predictor
+    from clft.engine.distributed import Parallel
+    from clft.engine.runner import evaluate_task, predictor
 
     backbone, stream = build(tokenizers, "llama", scenario="task-il")
     task = Task(0, "both", (0, 1, 2, 3), stream[0].test, datasets.concatenate_datasets([t.test for t in stream]))

@@ -121,8 +121,8 @@ def test_plain_files_a_direct_folder_and_subsampling(tmp_path):
 
 def test_a_tiny_run_end_to_end(tmp_path):
     from clft.config import make_dataclass_instance
-    from clft.experiment import ExperimentConfig
-    from clft.sweep import run_experiment
+    from clft.config.experiment import ExperimentConfig
+    from clft.sweep.run import run_experiment
 
     cfg = make_dataclass_instance(ExperimentConfig, {
         "benchmark": {"name": "split-mnist", "data_dir": str(write_mnist(tmp_path))},

@@ -15,9 +15,9 @@ import clft.backbones  # noqa: F401  (registers the backbones)
 import clft.benchmarks  # noqa: F401
 from clft.benchmarks.superni import lettered_options
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
+from clft.config.experiment import ExperimentConfig
 from clft.registry import backbones, benchmarks
-from clft.sweep import run_experiment
+from clft.sweep.run import run_experiment
 from clft.types import LabelSpace
 
 MC = [("which colour is the sky ?\n(A)blue (B)green (C)red", "A"),

@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 
-from clft import runner
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
-from clft.sampling import EVAL_PADDING, eval_batches
+from clft.config.experiment import ExperimentConfig
+from clft.data.sampling import EVAL_PADDING, eval_batches
+from clft.engine import runner
 from clft.strategies._text import TINY_TEXT_BACKBONE
-from clft.sweep import run_experiment
+from clft.sweep.run import run_experiment
 
 TOPICS = {"sports": "team match goal player coach", "money": "bank loan price market stock",
           "food": "bread soup cheese apple dinner", "weather": "rain snow wind storm cloud"}

@@ -11,16 +11,16 @@ import pytest
 import yaml
 from conftest import TINY_EXPERIMENT, run_cli
 
-from clft import runner
 from clft.config import make_dataclass_instance
+from clft.config.experiment import ExperimentConfig
+from clft.engine import runner
 from clft.errors import DataError
-from clft.experiment import ExperimentConfig
-from clft.metrics import compute_all
-from clft.plots import figures
-from clft.result_check import check_result, with_checksum
-from clft.results import load_results
-from clft.sweep import run_experiment
-from clft.trackers import log_finished_run
+from clft.results.check import check_result, with_checksum
+from clft.results.files import load_results
+from clft.results.metrics import compute_all
+from clft.results.plots import figures
+from clft.results.trackers import log_finished_run
+from clft.sweep.run import run_experiment
 
 STRATEGIES = ("ewc", "finetune")
 T = 5  # split-digits: 5 tasks of 2 classes

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import torch
 
-from clft.devices import Devices
-from clft.distributed import Parallel
-from clft.runner import optimizer_step
+from clft.engine.devices import Devices
+from clft.engine.distributed import Parallel
+from clft.engine.runner import optimizer_step
 from clft.types import Strategy
 
 SCALE = 1024.0

@@ -1,6 +1,6 @@
 """Process settings that keep a training step lean: glibc's malloc keeps freed blocks
-(``clft.devices.keep_freed_heap``) and the cyclic collector skips what existed before a task
-(``gc.freeze`` in ``clft.runner.execute``); issue 10."""
+(``clft.engine.devices.keep_freed_heap``) and the cyclic collector skips what existed before a task
+(``gc.freeze`` in ``clft.engine.runner.execute``); issue 10."""
 
 import gc
 import json
@@ -10,14 +10,14 @@ import textwrap
 
 import pytest
 
-import clft.runner
+import clft.engine.runner
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
-from clft.sweep import run_experiment
+from clft.config.experiment import ExperimentConfig
+from clft.sweep.run import run_experiment
 
 ADAM_STEPS = textwrap.dedent("""
     import resource, sys, torch
-    from clft.devices import keep_freed_heap
+    from clft.engine.devices import keep_freed_heap
     assert keep_freed_heap()
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 400), torch.nn.ReLU(), torch.nn.Linear(400, 400),
@@ -48,13 +48,13 @@ def test_an_adam_step_does_not_page_fault_its_temporaries_in_anew():
 
 def test_a_run_trains_with_the_collector_frozen_and_unfreezes_it_after(tmp_path, monkeypatch):
     frozen_while_training = []
-    train_task = clft.runner.train_task
+    train_task = clft.engine.runner.train_task
 
     def recording(run, task):
         frozen_while_training.append(gc.get_freeze_count())
         train_task(run, task)
 
-    monkeypatch.setattr(clft.runner, "train_task", recording)
+    monkeypatch.setattr(clft.engine.runner, "train_task", recording)
     raw = {"seeds": [0], "benchmark": {"name": "split-digits", "n_tasks": 2},
            "backbone": {"name": "mlp", "hidden": [8]}, "strategies": ["finetune"], "train": {"max_steps_per_task": 5}}
     cfg = make_dataclass_instance(ExperimentConfig, raw, where="experiment")

@@ -12,10 +12,10 @@ from llm_helpers import save_tokenizer, tiny_llama_backbone
 
 from clft.benchmarks.lfpt5 import DATASETS, SEED_FOLDERS
 from clft.config import make_dataclass_instance
-from clft.entries import parse_entries
-from clft.experiment import ExperimentConfig
-from clft.sweep import run_experiment
-from clft.yaml_safe import safe_load_bounded
+from clft.config.entries import parse_entries
+from clft.config.experiment import ExperimentConfig
+from clft.config.yaml_safe import safe_load_bounded
+from clft.sweep.run import run_experiment
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 PRESETS = ("lfpt5-fewshot-smollm2.yaml", "lfpt5-fewshot-smollm2-isolation.yaml")

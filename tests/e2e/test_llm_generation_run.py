@@ -8,9 +8,9 @@ import pytest
 from llm_helpers import save_tokenizer, tiny_llama_backbone, write_instruction_files
 
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
-from clft.sweep import run_experiment
-from clft.tables import render_table
+from clft.config.experiment import ExperimentConfig
+from clft.results.tables import render_table
+from clft.sweep.run import run_experiment
 
 LORA = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 16,
         "target_modules": ["q_proj", "v_proj", "o_proj", "down_proj"]}

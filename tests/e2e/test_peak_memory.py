@@ -10,7 +10,7 @@ import pytest
 
 SCRIPT = textwrap.dedent("""
     import sys, numpy as np
-    from clft.devices import _status_kb
+    from clft.engine.devices import _status_kb
     big = np.ones(120_000_000)  # 915 MiB touched before the run, then freed
     del big
     print(_status_kb("VmHWM") / 1024)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from clft.config import make_dataclass_instance
-from clft.devices import Devices
-from clft.experiment import ExperimentConfig
-from clft.sweep import run_experiment
+from clft.config.experiment import ExperimentConfig
+from clft.engine.devices import Devices
+from clft.sweep.run import run_experiment
 
 
 def test_a_cpu_fp32_run_bypasses_accelerates_wrappers(tmp_path, monkeypatch):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clft.experiment import load_experiment
-from clft.sweep import run_experiment
+from clft.config.experiment import load_experiment
+from clft.sweep.run import run_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "results" / "quickstart-reference" / "class-il"

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
+from clft.config.experiment import load_experiment
 from clft.errors import DivergenceError
-from clft.experiment import load_experiment
 from clft.registry import strategies
-from clft.results import load_results
-from clft.sweep import run_experiment
+from clft.results.files import load_results
+from clft.sweep.run import run_experiment
 from clft.types import Strategy
 
 

@@ -4,17 +4,18 @@ import json
 
 import pytest
 
-from clft.experiment import load_experiment
-from clft.result_check import CHECKSUM_KEY, with_checksum
-from clft.staleness import DONE, STALE, StaleResultsError
-from clft.sweep import classify_runs, run_experiment
+from clft.config.experiment import load_experiment
+from clft.results.check import CHECKSUM_KEY, with_checksum
+from clft.results.staleness import DONE, STALE, StaleResultsError
+from clft.sweep.classify import classify_runs
+from clft.sweep.run import run_experiment
 
 COMPARE = {"strategies": None, "compare": ["finetune", {"name": "ewc", "lam": 10.0}]}
 
 
 def mark_made_by_other_code(path, code="other"):
     data = json.loads(path.read_text())
-    data.pop(CHECKSUM_KEY)  # a genuine result of that code: its own checksum (clft.result_check)
+    data.pop(CHECKSUM_KEY)  # a genuine result of that code: its own checksum (clft.results.check)
     if code is None:
         data.pop("code")
     else:
@@ -93,7 +94,7 @@ def made_by(path, source, acc=None):
 
 
 def sweep(cfg, out, **options):
-    from clft.executors import run_sweep
+    from clft.sweep.executors import run_sweep
 
     return run_sweep(cfg, out, progress=False, **options)
 
@@ -113,7 +114,7 @@ def test_verify_stale_reruns_k_per_older_code_and_restamps_every_stale_run(finis
         assert record["stale_runs"] == 2 and record["k"] == 1 and len(record["rerun"]) == 1
     assert [p.status for p in classify_runs(cfg, out)] == [DONE, DONE]
     assert not (out / ".verify-stale").exists()
-    from clft.tables import render_table
+    from clft.results.tables import render_table
 
     assert "re-stamped after --verify-stale re-ran 1 of them with identical matrices" in render_table(out)
 
@@ -129,7 +130,7 @@ def test_verify_stale_samples_from_each_older_code(finished, capsys):
 
 
 def test_verify_stale_stops_naming_the_run_that_differs(finished):
-    from clft.stale_runs import StaleMismatchError
+    from clft.sweep.stale_runs import StaleMismatchError
 
     cfg, out, (finetune, ewc) = finished
     acc = json.loads(ewc.read_text())["acc"]
@@ -144,7 +145,7 @@ def test_verify_stale_stops_naming_the_run_that_differs(finished):
 
 
 def test_accept_stale_keeps_the_runs_records_it_and_flags_them(finished, capsys):
-    from clft.tables import render_table
+    from clft.results.tables import render_table
 
     cfg, out, (finetune, ewc) = finished
     stored = made_by(ewc, "a")
@@ -185,8 +186,9 @@ def test_the_sample_spreads_over_entries_and_scenarios_first(tmp_path):
     import itertools
     import random
 
-    from clft.stale_runs import spread_sample
-    from clft.sweep import PlannedRun, RunPlan
+    from clft.sweep.classify import PlannedRun
+    from clft.sweep.plan import RunPlan
+    from clft.sweep.stale_runs import spread_sample
 
     keys = list(itertools.product(("class-il", "task-il"), ("a", "b"), (0, 1, 2)))
     group = [PlannedRun(RunPlan([], scenario, seed, label), tmp_path / scenario / label / f"seed{seed}.json", "h",

@@ -83,7 +83,7 @@ class Recorder(Strategy):
 
 def test_before_step_runs_once_per_optimizer_step_and_after_step_sees_each_micro_batch_after_it(
         write_experiment, tmp_path):
-    from clft.runner import execute
+    from clft.engine.runner import execute
 
     train = {"epochs": 1, "batch_size": 8, "lr": 0.01, "max_steps_per_task": 2, "grad_accumulation_steps": 2}
     with strategies.registered(Recorder, "recorder"):
@@ -107,15 +107,16 @@ class Frozen(Strategy):
 
 
 def built_run(write_experiment, group, **changes):
-    from clft.experiment import load_experiment
-    from clft.sweep import build_run, plan_runs
+    from clft.config.experiment import load_experiment
+    from clft.sweep.build import build_run
+    from clft.sweep.plan import plan_runs
 
     cfg, _ = load_experiment(str(write_experiment(strategies=group, **changes)))
     return build_run(cfg, plan_runs(cfg)[0], None, False)
 
 
 def test_a_strategy_can_replace_the_main_loss(write_experiment):
-    from clft.runner import execute
+    from clft.engine.runner import execute
 
     with strategies.registered(Frozen, "frozen"):
         run = built_run(write_experiment, ["frozen"], benchmark={"name": "split-digits", "n_tasks": 2})
@@ -152,10 +153,10 @@ class SetState(Strategy):
 
 def test_a_state_dict_that_cannot_be_checkpointed_stops_before_training_naming_strategy_and_key(
         write_experiment, tmp_path, capsys, monkeypatch):
-    import clft.runner
+    import clft.engine.runner
 
     trained = []
-    monkeypatch.setattr(clft.runner, "train_task", lambda run, task: trained.append(task.id))
+    monkeypatch.setattr(clft.engine.runner, "train_task", lambda run, task: trained.append(task.id))
     with strategies.registered(SetState, "set-state"):
         assert run_main(write_experiment, tmp_path, strategies=["set-state"]) == 2
     err = capsys.readouterr().err.strip()

@@ -9,7 +9,7 @@ import numpy as np
 
 
 def by_hand(acc: list[list[float]], baseline: list[float]) -> dict[str, float]:
-    """The DESIGN.md formulas written out with loops, independent of clft.metrics (forgetting as issue 22
+    """The DESIGN.md formulas written out with loops, independent of clft.results.metrics (forgetting as issue 22
     corrects DESIGN.md's max_{l<T}: only steps after task j was learned count)."""
     R, T = np.array(acc), len(acc)
     last = R[T - 1]

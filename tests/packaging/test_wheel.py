@@ -64,7 +64,7 @@ def _clean_env() -> dict:
 def test_wheel_contains_every_preset(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for kind in ("experiments", "benchmarks"):
-        expected = {f"clft/presets/{kind}/{p.name}" for p in (CHECKOUT / kind).glob("*.yaml")}
+        expected = {f"clft/config/presets/{kind}/{p.name}" for p in (CHECKOUT / kind).glob("*.yaml")}
         assert expected and expected <= names, sorted(expected - names)
     assert not any(n.startswith("clft/py.typed") for n in names)
 
@@ -74,7 +74,8 @@ def test_installed_wheel_lists_presets_and_runs_the_quickstart_from_an_empty_fol
     work = tmp_path / "empty"
     work.mkdir()
     env = _clean_env()
-    code = ("import clft.presets as p, clft.experiment as e; print(p.__file__, p.preset_dir('experiments'), "
+    code = ("import clft.config.presets as p, clft.config.experiment as e; "
+            "print(p.__file__, p.preset_dir('experiments'), "
             "e.resolve_spec({'file': 'benchmarks/clinc150-by-domain.yaml'}, p.preset_dir('experiments'))['name'])")
     *where, benchmark = _run(venv / "bin" / "python", "-c", code, cwd=work, env=env).stdout.split()
     assert all(path.startswith(str(venv)) for path in where), where  # the wheel's clft and its presets

@@ -11,8 +11,8 @@ import traceback
 from pathlib import Path
 
 from clft.config import make_dataclass_instance
-from clft.experiment import ExperimentConfig
-from clft.sweep import run_experiment
+from clft.config.experiment import ExperimentConfig
+from clft.sweep.run import run_experiment
 
 STATEFUL = {
     "name": "reliability",
@@ -86,7 +86,7 @@ def parse_every_json(root: Path) -> int:
 
 def check_checkpoints(root: Path) -> None:
     """Every LATEST names a complete task folder whose files match the sha256 its meta.json records."""
-    from clft.checkpoint import TENSOR_FILES, file_sha256, read_meta
+    from clft.storage.checkpoint import TENSOR_FILES, file_sha256, read_meta
 
     for latest in root.rglob("LATEST"):
         folder = latest.parent / latest.read_text(encoding="utf-8").strip()

@@ -16,28 +16,28 @@ import pytest
 from reliability_helpers import experiment, run_quietly
 
 import clft
-import clft.results as results_module
+import clft.storage.atomic as results_module
 from clft.cli import main
-from clft.results import WriteError, atomic_write_bytes
+from clft.storage.atomic import WriteError, atomic_write_bytes
 
 PACKAGE = Path(clft.__file__).parent
 WRITES = re.compile(r"(?<!atomic_)write_(text|bytes)\(|\bopen\([^)]*['\"][wax]\+?b?['\"]|\.savefig\(|json\.dump\(|"
                     r"save_file\(|torch\.save\(|np\.save|to_csv\(|to_parquet\(|save_pretrained\(|os\.write\(|"
                     r"shutil\.(copy|move)|\.rename\(|os\.replace\(")
 REVIEWED = {  # file -> writes allowed there, and why they are safe
-    "clft/results.py": {"os.replace("},  # the atomic writer itself
-    "clft/checkpoint.py": {".rename("},  # a complete temporary task folder renamed into place
-    "clft/state_io.py": {"save_file("},  # safetensors into that temporary folder, then fsynced
-    "clft/locks.py": {"os.write("},  # the lock file's owner line (for messages only)
-    "clft/sweep_claims.py": {"os.write("},  # a claim's one JSON document, written under the mutex before any reader
-    "clft/plots.py": {".savefig("},  # into an in-memory buffer, then atomic_write_bytes
+    "clft/storage/atomic.py": {"os.replace("},  # the atomic writer itself
+    "clft/storage/checkpoint.py": {".rename("},  # a complete temporary task folder renamed into place
+    "clft/storage/state_io.py": {"save_file("},  # safetensors into that temporary folder, then fsynced
+    "clft/sweep/locks.py": {"os.write("},  # the lock file's owner line (for messages only)
+    "clft/sweep/claims.py": {"os.write("},  # a claim's one JSON document, written under the mutex before any reader
+    "clft/results/plots.py": {".savefig("},  # into an in-memory buffer, then atomic_write_bytes
     "clft/testing/_checks.py": {".write_text("},  # a check's experiment YAML, in the check's own scratch folder
-    "clft/trackers.py": {'open(self.logging_dir / "metrics.csv", "a"'},  # a log appended and flushed row by row
+    "clft/results/trackers.py": {'open(self.logging_dir / "metrics.csv", "a"'},  # a log appended and flushed row by row
     # a converted model is written into a temporary folder, which is renamed into the cache when complete
     "clft/backbones/packaged_llm.py": {"save_pretrained(", "write_text(", "os.replace("},
-    "clft/devices.py": {"CLEAR_REFS.write_text("},  # /proc/self/clear_refs: a kernel control, not a file
+    "clft/engine/devices.py": {"CLEAR_REFS.write_text("},  # /proc/self/clear_refs: a kernel control, not a file
     # a built stream is written into a temporary folder, which is renamed into the cache when complete
-    "clft/stream_cache.py": {'(tmp / "tasks.json").write_text(', "tmp.rename(folder)"},
+    "clft/data/stream_cache.py": {'(tmp / "tasks.json").write_text(', "tmp.rename(folder)"},
 }
 
 

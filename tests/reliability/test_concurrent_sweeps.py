@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from reliability_helpers import experiment, files, matrices, parse_every_json, run_quietly, start_child, wait_child
 
-import clft.sweep as sweep
-from clft.locks import RunLock
+import clft.sweep.run as sweep
+from clft.sweep.locks import RunLock
 
 TWO_BY_TWO = {"strategies": None, "compare": ["finetune", [{"name": "replay", "memory_size": 40}]], "seeds": [0, 1]}
 

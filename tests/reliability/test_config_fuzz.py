@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clft.config import apply_overrides, make_dataclass_instance, parse_yaml
+from clft.config.experiment import ExperimentConfig, TrainConfig, load_experiment
 from clft.errors import ClftError
-from clft.experiment import ExperimentConfig, TrainConfig, load_experiment
 from clft.registry import REGISTRIES, backbones, benchmarks, strategies
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from reliability_helpers import experiment, matrices, one_line_error, run_quietly, write_yaml
 
-import clft.results as results_module
+import clft.storage.atomic as results_module
 from clft.cli import main
 from clft.registry import strategies
 from clft.types import Strategy

@@ -15,7 +15,7 @@ import yaml
 from reliability_helpers import STATEFUL, experiment, files, matrices, run_quietly
 
 from clft.errors import ConfigError
-from clft.executors import gpu_slots, run_sweep, threads_per_job
+from clft.sweep.executors import gpu_slots, run_sweep, threads_per_job
 
 FOUR_RUNS = {"strategies": None, "compare": ["finetune", [{"name": "replay", "memory_size": 40}]], "seeds": [0, 1]}
 EXECUTORS = [pytest.param({"jobs": 2}, id="jobs2"), pytest.param({"executor": "ray"}, id="ray")]

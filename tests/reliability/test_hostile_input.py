@@ -16,11 +16,11 @@ import pytest
 import yaml
 from reliability_helpers import STATEFUL, one_line_error, write_yaml
 
-import clft.locks
+import clft.sweep.locks
 from clft.cli import main
+from clft.config.yaml_safe import brief
 from clft.registry import strategies
 from clft.types import Strategy
-from clft.yaml_safe import brief
 
 RUN_ARGS = ["--quiet", "--no-plots"]
 
@@ -137,8 +137,8 @@ def test_plugin_pairings_are_checked_before_the_first_run_trains(entry, fragment
 
 def test_the_predict_conflict_is_also_caught_by_the_runner(test_strategies, tmp_path):
     """The runner's own check (``runner.predictor``), for code that builds runs without the sweep."""
+    from clft.engine.runner import predictor
     from clft.errors import ConfigError
-    from clft.runner import predictor
 
     run = type("FakeRun", (), {"strategies": [PredictsA(NoOptions()), PredictsB(NoOptions())]})()
     with pytest.raises(ConfigError, match="predicts-a, predicts-b all override predict"):
@@ -196,7 +196,7 @@ def test_a_read_only_results_folder_names_the_result_not_the_lock(tmp_path, caps
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real_open(path, flags, *args)
 
-    monkeypatch.setattr(clft.locks.os, "open", read_only)
+    monkeypatch.setattr(clft.sweep.locks.os, "open", read_only)
     exp = write_yaml(tmp_path / "exp.yaml")
     out = tmp_path / "out"
     line = one_line_error(capsys, main(["run", str(exp), "--out", str(out), *RUN_ARGS]), 74)
@@ -224,7 +224,7 @@ def test_a_full_disk_while_claiming_the_folder_names_it(tmp_path, capsys, monkey
     def full_disk(fd, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(clft.locks.os, "write", full_disk)
+    monkeypatch.setattr(clft.sweep.locks.os, "write", full_disk)
     exp = write_yaml(tmp_path / "exp.yaml")
     out = tmp_path / "out"
     line = one_line_error(capsys, main(["run", str(exp), "--out", str(out), "--overwrite", *RUN_ARGS]), 74)

@@ -1,6 +1,6 @@
 """``clft run --jobs N`` under stress: dead workers, Ctrl-C, absurd job counts, an unreachable Ray.
 
-- A worker that dies fails its own run only (``clft.process_pool``): that run is retried from its
+- A worker that dies fails its own run only (``clft.sweep.process_pool``): that run is retried from its
   checkpoint on a new worker, the others go on; so deaths of several runs never end the sweep.
 - The first Ctrl-C stops scheduling and lets the running runs finish; the second ends the workers;
   the sweep exits 130 and no run starts after the "interrupted" line.
@@ -23,7 +23,7 @@ import pytest
 import yaml
 from reliability_helpers import STATEFUL, experiment, files, matrices, one_line_error, run_quietly, write_yaml
 
-import clft.executors as executors
+import clft.sweep.executors as executors
 from clft.cli import main
 
 FOUR_RUNS = {"strategies": None, "compare": ["finetune", [{"name": "replay", "memory_size": 40}]], "seeds": [0, 1]}

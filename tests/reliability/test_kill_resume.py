@@ -26,8 +26,8 @@ from reliability_helpers import (
     write_yaml,
 )
 
-from clft import faults
-from clft.results import load_results
+from clft.results.files import load_results
+from clft.storage import faults
 
 CHAINS = {  # name -> (seeds, kill points in the order a run (resumed after each kill) reaches them)
     "early": ([0], ["run:after-baseline", "train:task0:step0", "write:meta.json:before-rename",

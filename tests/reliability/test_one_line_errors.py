@@ -21,7 +21,7 @@ from reliability_helpers import STATEFUL, one_line_error, write_yaml
 import clft.backbones.mlp as mlp
 from clft.cli import main
 from clft.registry import strategies
-from clft.results import SkippedFileWarning
+from clft.results.files import SkippedFileWarning
 from clft.types import Strategy
 
 RUN_ARGS = ["--quiet", "--no-plots"]

@@ -1,4 +1,4 @@
-"""``clft.process_pool.WorkerPool``: a dead worker fails its own call only; queued calls can be cancelled.
+"""``clft.sweep.process_pool.WorkerPool``: a dead worker fails its own call only; queued calls can be cancelled.
 
 The calls are small functions of this module (kept free of heavy imports, so a spawned worker
 starts in a second); they wait for marker files, never for a fixed time.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import clft.process_pool as process_pool
-from clft.process_pool import RemoteError, WorkerDied, WorkerPool
+import clft.sweep.process_pool as process_pool
+from clft.sweep.process_pool import RemoteError, WorkerDied, WorkerPool
 
 TIMEOUT = 120
 

@@ -1,6 +1,6 @@
 """Safe loading: no pickles, no remote code unless asked (and recorded), plugins only from where the user says.
 
-- The package never unpickles: checkpoints are safetensors + JSON (``clft.state_io``);
+- The package never unpickles: checkpoints are safetensors + JSON (``clft.storage.state_io``);
   a grep of the source rejects ``torch.load(`` without ``weights_only=True`` and any
   ``pickle``/``dill``/``joblib`` load.
 - ``trust_remote_code`` is False unless the experiment sets it; transformers receives
@@ -25,7 +25,8 @@ import clft
 from clft.cli import main
 from clft.config import make_dataclass_instance
 from clft.registry import REGISTRIES, Registry, backbones
-from clft.sweep import RunPlan, resolved_config
+from clft.sweep.build import resolved_config
+from clft.sweep.plan import RunPlan
 
 PACKAGE = Path(clft.__file__).parent
 SOURCES = sorted(PACKAGE.rglob("*.py"))

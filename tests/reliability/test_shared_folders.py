@@ -4,8 +4,8 @@ no silent mixture of configs.
 - Nothing clft writes in a results folder (a run's lock, result, checkpoints, plots) follows a
   symbolic link: locks are opened with ``O_NOFOLLOW`` and every path is checked for links under
   the run's lock; a link is refused in one line (exit 2) and the file it points to is untouched.
-- A table row averages seeds of one config only (``clft.summary``); a sweep of another config on a
-  folder a live sweep is writing is refused before it writes anything (``clft.sweep_claims``).
+- A table row averages seeds of one config only (``clft.results.summary``); a sweep of another config on a
+  folder a live sweep is writing is refused before it writes anything (``clft.sweep.claims``).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from reliability_helpers import (
     write_yaml,
 )
 
-import clft.sweep as sweep
+import clft.sweep.run as sweep
 from clft.cli import main
-from clft.sweep_claims import FolderInUseError
+from clft.sweep.claims import FolderInUseError
 
 RUN_ARGS = ["--quiet", "--no-plots"]
 RUN_KEY = "class-il/replay+ewc/seed0"

@@ -57,7 +57,7 @@ def change_one_float(path) -> None:
 
 
 def rewrite_meta(path, change) -> None:
-    from clft.checkpoint import meta_digest
+    from clft.storage.checkpoint import meta_digest
 
     meta = json.loads(path.read_text())
     change(meta)
@@ -200,7 +200,7 @@ def test_a_result_whose_checksum_was_removed_is_damaged(command, finished, capsy
 
 
 def test_the_checksum_covers_the_matrix(finished):
-    from clft.result_check import canonical_digest
+    from clft.results.check import canonical_digest
 
     data = json.loads(finished[1].read_text())
     assert data["checksum"] == canonical_digest(data)

@@ -10,11 +10,11 @@ from collections import defaultdict
 import pytest
 import torch
 
-import clft.runner
-import clft.sweep
+import clft.engine.runner
+import clft.sweep.run
 from clft.config import make_dataclass_instance
+from clft.config.experiment import ExperimentConfig
 from clft.errors import ConfigError
-from clft.experiment import ExperimentConfig
 from clft.registry import backbones, benchmarks, strategies
 from clft.strategies._peft import adapter_name, adapter_parameters
 from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
@@ -163,17 +163,17 @@ def test_general_tasks_are_answered_by_the_base_model(tmp_path, monkeypatch):
            "strategies": [{"name": "adapter-per-task", "peft": lora}],
            "train": {"epochs": 4, "batch_size": 4, "lr": 0.05, "eval_batch_size": 8, "threads": 1}}
     answers, runs = defaultdict(list), []  # per task name: the texts of each evaluation
-    predictor, build = clft.runner.predictor, clft.sweep.build_run
+    predictor, build = clft.engine.runner.predictor, clft.sweep.run.build_run
 
     def recording(run):
         predict = predictor(run)
         return lambda backbone, batch, task, scenario: answers[task.name].append(
             predict(backbone, batch, task, scenario)) or answers[task.name][-1]
 
-    monkeypatch.setattr(clft.runner, "predictor", recording)
-    monkeypatch.setattr(clft.sweep, "build_run", lambda *a, **k: runs.append(build(*a, **k)) or runs[-1])
+    monkeypatch.setattr(clft.engine.runner, "predictor", recording)
+    monkeypatch.setattr(clft.sweep.run, "build_run", lambda *a, **k: runs.append(build(*a, **k)) or runs[-1])
     cfg = make_dataclass_instance(ExperimentConfig, raw, where="experiment")
-    [path] = clft.sweep.run_experiment(cfg, tmp_path / "out", progress=False, log=lambda message: None)
+    [path] = clft.sweep.run.run_experiment(cfg, tmp_path / "out", progress=False, log=lambda message: None)
     result = json.loads(path.read_text())
     assert result["acc"][0][0] > result["baseline_acc"][0]  # the adapters learned
     [general] = runs[0].general_tasks

@@ -1,7 +1,7 @@
 """finetune, joint, replay and ewc: their contracts, checked on the tiny digits stream.
 
 ``train_stream`` is the runner's loop in miniature (``clft.testing.train``, seeding
-included), so these tests do not depend on ``clft.runner``.
+included), so these tests do not depend on ``clft.engine.runner``.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from clft.experiment import load_experiment
-from clft.sweep import run_experiment
+from clft.config.experiment import load_experiment
+from clft.sweep.run import run_experiment
 
 REPLAY = {"name": "replay", "memory_size": 30}
 ONLINE_EWC = {"name": "ewc", "lam": 50.0, "mode": "online", "gamma": 0.9, "fisher_samples": 40}
@@ -57,9 +57,10 @@ def test_sigkilled_composition_of_every_new_strategy_resumes_to_the_same_matrix(
 
 def test_regularisers_and_memories_run_on_a_text_backbone(tmp_path):
     """Padded ``input_ids`` batches: DER's buffer widens to the longest row and replays them."""
-    from clft.runner import execute
+    from clft.engine.runner import execute
     from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
-    from clft.sweep import build_run, plan_runs
+    from clft.sweep.build import build_run
+    from clft.sweep.plan import plan_runs
 
     group = ["si", {"name": "mas", "samples": 8}, "lwf", {"name": "agem", "memory_size": 8},
              {"name": "derpp", "memory_size": 8}]

@@ -264,8 +264,8 @@ def test_mas_mean_reduction_divides_the_importance_by_the_number_of_allowed_outp
 
 
 def test_adagrad_and_sgd_optimizers_are_built_from_the_train_block():
-    from clft.experiment import TrainConfig
-    from clft.runner import build_optimizer
+    from clft.config.experiment import TrainConfig
+    from clft.engine.runner import build_optimizer
 
     backbone, _ = tiny()
     adagrad = build_optimizer(backbone, TrainConfig(optimizer="adagrad", lr=0.01))

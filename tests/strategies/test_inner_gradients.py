@@ -14,13 +14,14 @@ import pytest
 import torch
 from fake_distribution import write_distribution
 
-from clft.columns import columns
-from clft.devices import INNER_GRADIENTS_UNDER_FP16
+from clft.config.experiment import load_experiment
+from clft.data.columns import columns
+from clft.engine.devices import INNER_GRADIENTS_UNDER_FP16
+from clft.engine.runner import forward_backward
 from clft.errors import ConfigError
-from clft.experiment import load_experiment
 from clft.registry import strategies
-from clft.runner import forward_backward
-from clft.sweep import build_run, plan_runs
+from clft.sweep.build import build_run
+from clft.sweep.plan import plan_runs
 
 PENALTY = '''
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ def test_with_gradient_accumulation_the_step_is_the_sum_over_micro_batches(penal
 
 
 def test_a_sweep_with_accumulation_trains_through_it(write_experiment, tmp_path):
-    from clft.sweep import run_experiment
+    from clft.sweep.run import run_experiment
 
     with strategies.registered(GradNormPenalty):
         cfg, _ = load_experiment(str(write_experiment(strategies=["grad-norm-penalty"], train=TRAIN)))

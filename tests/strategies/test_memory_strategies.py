@@ -275,7 +275,7 @@ def test_memory_checkpoints_numeric_columns_as_arrays_and_restores_the_same_rows
     a checkpoint round trip gives back exactly the Python values the memory held."""
     import datasets
 
-    from clft.state_io import flatten
+    from clft.storage.state_io import flatten
     from clft.strategies._memory import EpisodicMemory
 
     rng = np.random.default_rng(0)

@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 
-import clft.sweep
-from clft.entries import parse_entries
+import clft.sweep.run
+from clft.config.entries import parse_entries
+from clft.config.experiment import load_experiment
 from clft.errors import ConfigError
-from clft.experiment import load_experiment
 from clft.registry import strategies
-from clft.staleness import OTHER_CONFIG, TODO
+from clft.results.staleness import OTHER_CONFIG, TODO
 from clft.strategies._peft import adapter_name, adapter_parameters
 from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
 
@@ -34,7 +34,7 @@ def write(path: Path, compare: list, n_tasks: int = 2, backbone: dict | None = N
 def run(tmp_path: Path, monkeypatch, compare: list, name: str, on_task_end=None, **options) -> list:
     """[(the Run, its result path)] of every entry, run in process into ``tmp_path / name``."""
     cfg = load_experiment(str(write(tmp_path / f"{name}.yaml", compare, **options)))[0]
-    built, build = [], clft.sweep.build_run
+    built, build = [], clft.sweep.run.build_run
 
     def recording_build(*args, **kwargs):
         result = build(*args, **kwargs)
@@ -43,8 +43,8 @@ def run(tmp_path: Path, monkeypatch, compare: list, name: str, on_task_end=None,
         built.append(result)
         return result
 
-    monkeypatch.setattr(clft.sweep, "build_run", recording_build)
-    paths = clft.sweep.run_experiment(cfg, tmp_path / name, progress=False, log=lambda message: None)
+    monkeypatch.setattr(clft.sweep.run, "build_run", recording_build)
+    paths = clft.sweep.run.run_experiment(cfg, tmp_path / name, progress=False, log=lambda message: None)
     return list(zip(built, paths))
 
 
@@ -67,7 +67,7 @@ def test_a_bad_o_lora_spec_keeps_its_name_as_label_and_preflight_reports_it(tmp_
     assert parse_entries([{"name": "o-lora", "protect_head": "sometimes"}])[0].label == "o-lora"
     cfg = load_experiment(str(write(tmp_path / "bad.yaml", [{"name": "o-lora", "protect_head": "sometimes"}])))[0]
     with pytest.raises(ConfigError, match="protect_head"):
-        clft.sweep.run_experiment(cfg, tmp_path / "bad", progress=False, log=lambda message: None)
+        clft.sweep.run.run_experiment(cfg, tmp_path / "bad", progress=False, log=lambda message: None)
 
 
 @pytest.mark.parametrize("protect_head", [False, True])

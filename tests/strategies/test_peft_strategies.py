@@ -11,12 +11,12 @@ import pytest
 import torch
 import yaml
 
-import clft.sweep
+import clft.sweep.run
 from clft.config import make_dataclass_instance
+from clft.config.experiment import ExperimentConfig, load_experiment
 from clft.errors import ConfigError
-from clft.experiment import ExperimentConfig, load_experiment
-from clft.metrics import backward_transfer
 from clft.registry import backbones, benchmarks, strategies
+from clft.results.metrics import backward_transfer
 from clft.strategies._peft import adapter_name, adapter_parameters
 from clft.strategies._text import TINY_TEXT_BACKBONE, TINY_TEXT_BENCHMARK
 from clft.types import LabelSpace
@@ -39,7 +39,7 @@ def write_experiment(path: Path, strategy, scenario: str, n_tasks: int = 2, back
 def run(tmp_path, monkeypatch, strategy, scenario, n_tasks=2, on_task_end=None, name="exp", **options):
     """(the Run, its result JSON) of one in-process run; ``on_task_end(run, task)`` is called after each task."""
     cfg = load_experiment(str(write_experiment(tmp_path / f"{name}.yaml", strategy, scenario, n_tasks, **options)))[0]
-    built, build = [], clft.sweep.build_run
+    built, build = [], clft.sweep.run.build_run
 
     def recording_build(*args, **kwargs):
         result = build(*args, **kwargs)
@@ -48,8 +48,8 @@ def run(tmp_path, monkeypatch, strategy, scenario, n_tasks=2, on_task_end=None, 
         built.append(result)
         return result
 
-    monkeypatch.setattr(clft.sweep, "build_run", recording_build)
-    [path] = clft.sweep.run_experiment(cfg, tmp_path / name, progress=False, log=lambda message: None)
+    monkeypatch.setattr(clft.sweep.run, "build_run", recording_build)
+    [path] = clft.sweep.run.run_experiment(cfg, tmp_path / name, progress=False, log=lambda message: None)
     return built[-1], json.loads(path.read_text())
 
 
@@ -310,10 +310,10 @@ def test_prompt_strategies_run_on_a_decoder_only_llm(tmp_path):
            "backbone": tiny_llama_backbone(tmp_path / "tok", size, max_new_tokens=4), "compare": specs,
            "train": {"epochs": 4, "batch_size": 4, "lr": 0.3, "eval_batch_size": 8, "threads": 1}}
     cfg = make_dataclass_instance(ExperimentConfig, raw, where="experiment")
-    built, build = [], clft.sweep.build_run
+    built, build = [], clft.sweep.run.build_run
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(clft.sweep, "build_run", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
-        paths = clft.sweep.run_experiment(cfg, tmp_path / "out", progress=False, log=lambda message: None)
+        patch.setattr(clft.sweep.run, "build_run", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+        paths = clft.sweep.run.run_experiment(cfg, tmp_path / "out", progress=False, log=lambda message: None)
     progressive, l2p = (json.loads(path.read_text()) for path in paths)
     assert progressive["acc"][0][0] > progressive["baseline_acc"][0]  # the first prompt alone learned task 1
     assert progressive["acc"][1][0] == progressive["acc"][0][0]  # task 1's prefix and the frozen LM are unchanged
