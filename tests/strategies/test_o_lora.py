@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_peft_strategies import run_recorded
 
 import clft.sweep.run
 from clft.config.entries import parse_entries
@@ -34,18 +35,7 @@ def write(path: Path, compare: list, n_tasks: int = 2, backbone: dict | None = N
 def run(tmp_path: Path, monkeypatch, compare: list, name: str, on_task_end=None, **options) -> list:
     """[(the Run, its result path)] of every entry, run in process into ``tmp_path / name``."""
     cfg = load_experiment(str(write(tmp_path / f"{name}.yaml", compare, **options)))[0]
-    built, build = [], clft.sweep.run.build_run
-
-    def recording_build(*args, **kwargs):
-        result = build(*args, **kwargs)
-        if on_task_end is not None:
-            result.on_task_end.append(on_task_end)
-        built.append(result)
-        return result
-
-    monkeypatch.setattr(clft.sweep.run, "build_run", recording_build)
-    paths = clft.sweep.run.run_experiment(cfg, tmp_path / name, progress=False, log=lambda message: None)
-    return list(zip(built, paths))
+    return run_recorded(cfg, tmp_path / name, monkeypatch, on_task_end)
 
 
 def lora_matrices(backbone, task_id: int) -> dict[str, torch.Tensor]:

@@ -36,9 +36,9 @@ def write_experiment(path: Path, strategy, scenario: str, n_tasks: int = 2, back
     return path
 
 
-def run(tmp_path, monkeypatch, strategy, scenario, n_tasks=2, on_task_end=None, name="exp", **options):
-    """(the Run, its result JSON) of one in-process run; ``on_task_end(run, task)`` is called after each task."""
-    cfg = load_experiment(str(write_experiment(tmp_path / f"{name}.yaml", strategy, scenario, n_tasks, **options)))[0]
+def run_recorded(cfg, out: Path, monkeypatch, on_task_end=None) -> list:
+    """[(the Run, its result path)] of every run of ``cfg``, made in process into ``out``;
+    ``on_task_end(run, task)`` is called after each task."""
     built, build = [], clft.sweep.run.build_run
 
     def recording_build(*args, **kwargs):
@@ -49,8 +49,15 @@ def run(tmp_path, monkeypatch, strategy, scenario, n_tasks=2, on_task_end=None, 
         return result
 
     monkeypatch.setattr(clft.sweep.run, "build_run", recording_build)
-    [path] = clft.sweep.run.run_experiment(cfg, tmp_path / name, progress=False, log=lambda message: None)
-    return built[-1], json.loads(path.read_text())
+    paths = clft.sweep.run.run_experiment(cfg, out, progress=False, log=lambda message: None)
+    return list(zip(built, paths))
+
+
+def run(tmp_path, monkeypatch, strategy, scenario, n_tasks=2, on_task_end=None, name="exp", **options):
+    """(the Run, its result JSON) of one in-process run; ``on_task_end(run, task)`` is called after each task."""
+    cfg = load_experiment(str(write_experiment(tmp_path / f"{name}.yaml", strategy, scenario, n_tasks, **options)))[0]
+    [(built, path)] = run_recorded(cfg, tmp_path / name, monkeypatch, on_task_end)
+    return built, json.loads(path.read_text())
 
 
 def snapshot(params: dict) -> dict:
