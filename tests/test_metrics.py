@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from clft import metrics as m
+from clft.results import metrics as m
 
 # ---------------------------------------------------------------- hand-computed 3×3
 # R[i][j]: accuracy on task j after training task i (0-based here, 1-based in comments).
