@@ -29,6 +29,9 @@ The causal LM reads ``<utterance> [SEP] <intent name> [SEP]`` and is trained on 
 tokens; its accuracy is greedy exact match of the intent, computed with teacher forcing
 (every intent token and the end token are the argmax; equal to greedy decoding's match).
 CPU smoke test: ``--device cpu --max-steps 3 --eval-examples 64``.
+
+The causal check reports ``total_params`` (for MFU); ``benchmarks/gpu_tables.py`` runs it with the real SmolLM2
+before the lfpt5-fewshot and SuperNI tables, and prints tokens/s and MFU (4 N FLOPs per token of PEFT training).
 """
 
 from __future__ import annotations
@@ -214,7 +217,8 @@ def causal_check(args, train, test, names, device) -> dict:
             hit = (logits[:, :-1].argmax(-1) == target) | (target == -100)
             correct += int(hit.all(dim=1).sum())
     return {"model": description, **meter.report(), "accuracy": round(correct / len(test), 4),
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "total_params": sum(p.numel() for p in model.parameters())}  # a tied embedding once
 
 
 def save_minilm(target: Path) -> None:
