@@ -121,3 +121,22 @@ def test_ray_prints_one_line_per_run_without_colour_codes(cli, write_experiment,
     assert proc.returncode == 0, proc.stderr
     assert "\x1b[" not in proc.stderr + proc.stdout
     assert [line.split()[0] for line in stderr_lines(proc)] == ["done", "done"], proc.stderr
+
+
+@pytest.mark.parametrize("level, quieted", [(console.QUIET, [True]), (console.VERBOSE, [])])
+def test_a_jobs_or_ray_worker_quiets_its_own_libraries(level, quieted, monkeypatch, tmp_path):
+    """A worker process inherits the level through the environment only; ``run_plan`` applies it there, so that
+    ``datasets`` prints no per-task "Map" bars from ``--jobs`` workers below -v."""
+    from types import SimpleNamespace
+
+    from clft.sweep import worker
+
+    calls = []
+    result = tmp_path / "seed0.json"
+    result.write_text("{}")
+    monkeypatch.setenv(console.ENV, str(level))
+    monkeypatch.setattr(console, "quiet_libraries", lambda quiet_hub=True: calls.append(quiet_hub))
+    monkeypatch.setattr(worker, "run_one", lambda cfg, planned, out_dir, **kwargs: result)
+    cfg = SimpleNamespace(train=SimpleNamespace(threads=None))
+    outcome = worker.run_plan(cfg, None, tmp_path, worker.RunOptions(), wait_if_locked=False)
+    assert outcome.path == result and calls == quieted

@@ -46,6 +46,7 @@ def run_plan(cfg: ExperimentConfig, planned: PlannedRun, out_dir: Path, options:
     when another process holds the run and ``wait_if_locked`` is False."""
     import torch
 
+    console.set_verbosity(console.verbosity())  # a --jobs or Ray worker quiets its own libraries ("Map" bars)
     if options.threads is not None and cfg.train.threads is None:
         torch.set_num_threads(options.threads)
     started, clock = time.time(), time.perf_counter()
