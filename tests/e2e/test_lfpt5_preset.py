@@ -56,10 +56,13 @@ def test_the_presets_run_every_row_of_the_issue():
     for name in PRESETS:
         raw = preset(name)
         assert raw["name"] == "lfpt5-fewshot-smollm2" and raw["seeds"] == [0, 1, 2]
+        assert raw["train"]["eval_scope"] == "seen" and raw["train"]["lr"] == 1.0e-3
         assert raw["benchmark"]["split_seed"] == "seed" and raw["benchmark"]["order"] == "lfpt5"
         assert raw["backbone"]["model"] == "smollm2-135m-instruct" and raw["backbone"]["dtype"] == "float32"
         assert raw["backbone"]["decode"] == "rank"
     assert "peft" in preset(PRESETS[0])["backbone"] and "peft" not in preset(PRESETS[1])["backbone"]
+    prompts = preset(PRESETS[1])["compare"][1]
+    assert prompts["strategies"]["name"] == "progressive-prompts" and prompts["train"] == {"lr": 0.03}
 
 
 @pytest.mark.parametrize("name, index, label", ROWS, ids=[label for _, _, label in ROWS])
@@ -77,5 +80,7 @@ def test_each_row_runs_on_a_tiny_causal_lm_and_fills_the_accuracy_matrix(tiny_se
     assert result["label"] == label
     assert [t["name"] for t in result["tasks"]] == ["dbpedia", "amazon", "yahoo", "ag_news"]  # sample 0's order
     acc = result["acc"]
-    assert len(acc) == 4 and all(len(row) == 4 and all(0.0 <= x <= 1.0 for x in row) for row in acc)
-    assert len(result["baseline_acc"]) == 4
+    evaluated = [[x is not None for x in row] for row in acc]  # eval_scope seen: tasks 1..i, all after the last
+    assert evaluated == [[j <= i or i == 3 for j in range(4)] for i in range(4)]
+    assert all(0.0 <= x <= 1.0 for row in acc for x in row if x is not None)
+    assert result["baseline_acc"] == [None] * 4
