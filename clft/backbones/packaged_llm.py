@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from clft.errors import ConfigError
+from clft.storage.hashing import file_sha256
 
 #: Bump when the conversion below changes what it writes.
 CONVERTER_VERSION = 1
@@ -65,18 +66,15 @@ def cache_root() -> Path:
 
 
 @lru_cache(maxsize=8)
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _cached_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)  # size and mtime only key the cache
 
 
-def file_sha256(path: Path) -> str:
-    """The file's SHA-256 (hashed once per process for an unchanged file)."""
+def gguf_sha256(path: Path) -> str:
+    """The GGUF's SHA-256, hashed once per process while its (size, mtime) is unchanged: it is read-only
+    package data of hundreds of MB (checkpoints, which can be rewritten in place, use the uncached hash)."""
     stat = path.stat()
-    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+    return _cached_sha256(path, stat.st_size, stat.st_mtime_ns)
 
 
 def converted_dir(name: str) -> Path:
@@ -84,7 +82,7 @@ def converted_dir(name: str) -> Path:
     import transformers
 
     gguf = gguf_path(name)
-    key = hashlib.sha256(f"{file_sha256(gguf)}:{transformers.__version__}:{CONVERTER_VERSION}".encode())
+    key = hashlib.sha256(f"{gguf_sha256(gguf)}:{transformers.__version__}:{CONVERTER_VERSION}".encode())
     return cache_root() / "gguf" / f"{name}-{key.hexdigest()[:16]}"
 
 
@@ -112,7 +110,7 @@ def convert(gguf: Path, out: Path, dtype: str = "float32") -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "SOURCE.txt").write_text(f"converted from {gguf.name} (sha256 {file_sha256(gguf)}) "
+        (tmp / "SOURCE.txt").write_text(f"converted from {gguf.name} (sha256 {gguf_sha256(gguf)}) "
                                         f"by clft converter v{CONVERTER_VERSION}, dtype {dtype}\n")
         os.replace(tmp, out)
     except BaseException:

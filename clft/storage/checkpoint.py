@@ -35,6 +35,7 @@ from clft.config.yaml_safe import brief
 from clft.errors import CheckpointError
 from clft.storage.atomic import WriteError, atomic_write_text, mkdtemp_umasked
 from clft.storage.faults import kill_point
+from clft.storage.hashing import file_sha256
 from clft.storage.state_io import flatten, load_tensors, save_tensors, unflatten
 
 SCHEMA_VERSION = 1
@@ -118,14 +119,6 @@ def _remove_older(root: Path, keep: str) -> None:
 TENSOR_FILES = ("model.safetensors", "state.safetensors")
 LATEST_NAME = re.compile(r"task\d{3,}")
 META_KEYS = {"rng": dict, "state": (dict, list), "files": dict}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def meta_digest(meta: dict) -> str:

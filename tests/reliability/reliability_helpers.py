@@ -86,7 +86,8 @@ def parse_every_json(root: Path) -> int:
 
 def check_checkpoints(root: Path) -> None:
     """Every LATEST names a complete task folder whose files match the sha256 its meta.json records."""
-    from clft.storage.checkpoint import TENSOR_FILES, file_sha256, read_meta
+    from clft.storage.checkpoint import TENSOR_FILES, read_meta
+    from clft.storage.hashing import file_sha256
 
     for latest in root.rglob("LATEST"):
         folder = latest.parent / latest.read_text(encoding="utf-8").strip()
