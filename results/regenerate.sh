@@ -37,7 +37,7 @@ table_options=${TABLE_OPTIONS:-}
 cat > "$out/README.md" <<EOF
 # $folder
 
-Made from commit $commit (clean tree) on $(nproc) CPU cores, $(date -u +%Y-%m-%d).
+Made from commit $commit (clean tree) on $(nproc --all) CPU cores, $(date -u +%Y-%m-%d).
 
 $commands
 Wall time: ${seconds} s (the whole sweep, including start-up and evaluation).
