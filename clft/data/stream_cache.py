@@ -48,6 +48,7 @@ from pathlib import Path
 from clft.config.loading import to_plain
 from clft.errors import ConfigError
 from clft.storage.atomic import mkdtemp_umasked
+from clft.storage.hashing import file_sha256
 from clft.types import Benchmark, Task
 
 SPLITS = ("train", "test", "val")
@@ -109,8 +110,8 @@ def prune(keep: Path, limit: int) -> list[Path]:
 
 @lru_cache(maxsize=64)
 def file_hash(path: Path) -> str:
-    """SHA-256 of a file's bytes (cached per path for the process)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """SHA-256 of a file's bytes (``clft.storage.hashing.file_sha256``, cached per path for the process)."""
+    return file_sha256(path)
 
 
 def code_hash(benchmark: Benchmark) -> str:
