@@ -124,6 +124,8 @@ def run_in_process(args: list[str]) -> int:
 def test_every_documented_command_runs(source, scratch, monkeypatch, capsys):
     if not os.environ.get("CLFT_DATA_DIR"):
         pytest.skip("CLFT_DATA_DIR is not set (clinc150-lora's stream needs the public datasets)")
+    # the commands run in a scratch folder: a relative CLFT_DATA_DIR (the Makefile's ../shared/data) is the caller's
+    monkeypatch.setenv("CLFT_DATA_DIR", str(Path(os.environ["CLFT_DATA_DIR"]).resolve()))
     monkeypatch.chdir(scratch)
     failures = []
     for command in help_commands() if source == "help" else readme_commands():
