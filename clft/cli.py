@@ -178,8 +178,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     path = find_experiment(args.experiment)  # a file or a preset name, as `clft run` takes
     name = load_yaml(path).get("name", path.stem)
     out = Path(args.out) if args.out else Path("results") / f"{name}-tune"
-    result = tune(path, args.key, split_values(args.values), out, args.overrides, rerun_stale=args.rerun_stale,
-                  progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    result = tune(path, args.key, split_values(args.values), out, args.overrides, jobs=args.jobs,
+                  resume=args.resume, rerun_stale=args.rerun_stale, progress=not args.quiet,
+                  log=lambda m: print(m, file=sys.stderr))
     print(render(result))
     print(f"scores: {out / 'tune.json'}")
     return 0
@@ -309,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     tuner.add_argument("--key", required=True, help="dotted key to tune, e.g. compare.1.lam (runs only that entry)")
     tuner.add_argument("--values", required=True, help="comma-separated values, each parsed as YAML: 10,100,1000")
     tuner.add_argument("--out", help="folder (default results/<experiment name>-tune/)")
+    tuner.add_argument("--jobs", type=int, default=1,
+                       help="grid values at a time, each in its own worker process (cores // N torch threads each)")
+    tuner.add_argument("--resume", action="store_true", help="continue killed grid runs from their last finished task")
     tuner.add_argument("--rerun-stale", action="store_true", help="re-run grid runs made by other code")
     add_verbosity(tuner)
     tuner.set_defaults(func=cmd_tune)

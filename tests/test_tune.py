@@ -8,8 +8,10 @@ import pytest
 
 from clft.data import make_task
 from clft.data.holdout import holdout_indices, validation_task
-from clft.errors import DataError
+from clft.engine import runner
+from clft.errors import ConfigError, DataError
 from clft.results.summary import Stat
+from clft.sweep import tune as tune_module
 from clft.sweep.tune import TuneResult, render, split_values, tune
 
 
@@ -63,3 +65,60 @@ def test_tune_runs_only_the_tuned_entry_on_validation_data(write_experiment, tmp
     written = json.loads((tmp_path / "tune" / "tune.json").read_text())
     assert written["best"] == {"class-il": float(best)} and result.best() == {"class-il": best}
     assert f"best by validation ACC: class-il: compare.1.lam={best}" in (tmp_path / "tune" / "tune.md").read_text()
+
+
+def test_tune_jobs_runs_the_values_side_by_side_with_the_sequential_scores(write_experiment, tmp_path, monkeypatch):
+    exp = write_experiment(strategies=None, compare=["finetune", {"name": "ewc", "lam": 1.0}],
+                           train={"epochs": 1, "batch_size": 32, "lr": 0.01, "max_steps_per_task": 3})
+    values = ["0.0", "1000.0"]
+    sequential = tune(exp, "compare.1.lam", values, tmp_path / "one", log=lambda m: None)
+    pools = []
+
+    class RecordingPool(tune_module.WorkerPool):  # the real pool, which also notes its slots and calls
+        def __init__(self, gpus):
+            super().__init__(gpus)
+            pools.append({"slots": len(gpus), "values": []})
+
+        def submit(self, function, *args):
+            pools[-1]["values"].append(args[0].value)
+            return super().submit(function, *args)
+
+    monkeypatch.setattr(tune_module, "WorkerPool", RecordingPool)
+    parallel = tune(exp, "compare.1.lam", values, tmp_path / "two", jobs=2, log=lambda m: None)
+    assert pools == [{"slots": 2, "values": values}]
+    assert parallel.scores == sequential.scores and parallel.best() == sequential.best()
+    for value in values:
+        one, two = (json.loads((tmp_path / side / f"compare.1.lam={value}" / "class-il" / "ewc" / "seed0.json")
+                               .read_text()) for side in ("one", "two"))
+        assert two["acc"] == one["acc"] and two["config"]["strategies"][0]["lam"] == float(value)
+    assert json.loads((tmp_path / "two" / "tune.json").read_text())["best"] == {"class-il": float(sequential.best()
+                                                                                                ["class-il"])}
+
+
+def test_tune_checks_jobs_and_every_value_before_anything_trains(write_experiment, tmp_path):
+    exp = write_experiment(strategies=None, compare=["finetune", {"name": "ewc", "lam": 1.0}])
+    with pytest.raises(ConfigError, match=r"--jobs must lie in \[1, 256\], got 0"):
+        tune(exp, "compare.1.lam", ["1.0"], tmp_path / "zero", jobs=0, log=lambda m: None)
+    with pytest.raises(ConfigError, match="lam"):
+        tune(exp, "compare.1.lam", ["1.0", "not-a-number"], tmp_path / "bad", jobs=2, log=lambda m: None)
+    assert not (tmp_path / "bad").exists()  # the first value did not train before the second was refused
+
+
+def test_tune_resume_continues_a_killed_grid_run_from_its_checkpoint(write_experiment, tmp_path, monkeypatch):
+    exp = write_experiment(strategies=None, compare=["finetune", {"name": "ewc", "lam": 1.0}],
+                           train={"epochs": 1, "batch_size": 32, "lr": 0.01, "max_steps_per_task": 3})
+    reference = tune(exp, "compare.1.lam", ["10.0"], tmp_path / "whole", log=lambda m: None)
+    out = tmp_path / "killed"
+
+    def killed_in_task_2(name: str) -> None:  # the run stops at task 2's first step: tasks 0-1 are checkpointed
+        if name == "train:task2:step0":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "kill_point", killed_in_task_2)
+    with pytest.raises(KeyboardInterrupt):
+        tune(exp, "compare.1.lam", ["10.0"], out, log=lambda m: None)
+    monkeypatch.undo()
+    lines = []
+    resumed = tune(exp, "compare.1.lam", ["10.0"], out, resume=True, log=lines.append)
+    assert resumed.scores == reference.scores
+    assert any(line.endswith("training 3 task(s)") for line in lines), lines  # 5 tasks, 2 restored

@@ -8,6 +8,13 @@ hold-out carved from its training data), into ``OUT/<key>=<value>/``. A key unde
 final row's mean, ``clft.results.metrics``) averaged over seeds, per scenario; the best value
 is the highest score (the first in grid order on ties). ``OUT/tune.json`` and
 ``OUT/tune.md`` hold the scores and the best value per scenario.
+
+``--jobs N`` runs N grid values at a time, each value's runs one after another in its own
+spawned worker (``clft.sweep.process_pool``, ``cores // N`` torch threads unless ``train.threads``
+is set, one GPU round-robin), like ``clft run --jobs N`` does with runs. Every value's runs
+pass ``clft.sweep.preflight`` before anything trains, so a bad value stops the grid at once. A
+killed grid (or a worker that died, which fails the grid with its exit status) keeps its finished
+runs and task checkpoints: the same command with ``--resume`` continues it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from clft.results.metrics import average_accuracy
 from clft.results.summary import Stat
 from clft.results.tables import mean_spread
 from clft.storage.atomic import atomic_write_json, atomic_write_text
+from clft.sweep.executors import check_executor_options, gpu_slots, threads_per_job
+from clft.sweep.plan import plan_runs
+from clft.sweep.preflight import preflight
+from clft.sweep.process_pool import WorkerPool
 from clft.sweep.run import run_experiment
 
 ENTRY_KEY = re.compile(r"compare\.(\d+)\.")
@@ -77,21 +88,68 @@ def score_runs(runs: list[dict]) -> dict[str, Stat]:
     return {scenario: Stat.of(values) for scenario, values in by_scenario.items()}
 
 
+@dataclass(frozen=True)
+class GridPoint:
+    """One value of the grid: its experiment (reduced to the tuned entry, on validation data) and folder."""
+
+    value: str
+    cfg: ExperimentConfig
+    folder: Path
+
+
 def tune(path: Path, key: str, values: list[str], out: Path, overrides: list[str] | None = None, *,
-         rerun_stale: bool = False, progress: bool = False, log=print) -> TuneResult:
+         jobs: int = 1, resume: bool = False, rerun_stale: bool = False, progress: bool = False,
+         log=print) -> TuneResult:
     """Run the grid (finished runs of this code are reused) and score every value; writes tune.json and tune.md."""
+    check_executor_options("local", jobs, None)
+    grid = [GridPoint(value, tune_config(path, key, value, overrides or []), value_folder(out, key, value))
+            for value in values]
+    base_dir = path.resolve().parent
+    for point in grid:  # every value's runs checked before any trains (a bad last value costs no hours)
+        preflight(point.cfg, plan_runs(point.cfg), base_dir)
+    for point in grid:
+        log(f"[tune] {key}={point.value} -> {point.folder}")
+    options = {"base_dir": base_dir, "resume": resume, "rerun_stale": rerun_stale}
+    if jobs > 1 and len(grid) > 1:
+        run_grid_in_workers(grid, jobs, options)
+    else:
+        for point in grid:
+            run_experiment(point.cfg, point.folder, progress=progress, log=log, **options)
     result = TuneResult(key, values)
-    for value in values:
-        cfg = tune_config(path, key, value, overrides or [])
-        folder = value_folder(out, key, value)
-        log(f"[tune] {key}={value} -> {folder}")
-        run_experiment(cfg, folder, base_dir=path.resolve().parent, rerun_stale=rerun_stale, progress=progress,
-                       log=log)
-        for scenario, stat in score_runs(load_results(folder)).items():
-            result.scores.setdefault(scenario, {})[value] = stat
+    for point in grid:
+        for scenario, stat in score_runs(load_results(point.folder)).items():
+            result.scores.setdefault(scenario, {})[point.value] = stat
     atomic_write_json(out / "tune.json", to_json(result))
     atomic_write_text(out / "tune.md", render(result))
     return result
+
+
+def run_grid_in_workers(grid: list[GridPoint], jobs: int, options: dict) -> None:
+    """``min(jobs, len(grid))`` worker processes, one grid value each at a time; re-raises the first failure
+    (after ending the other workers: their finished tasks are checkpointed)."""
+    workers = min(jobs, len(grid))
+    pool = WorkerPool(gpu_slots(workers, grid[0].cfg.train.device))
+    try:
+        futures = [pool.submit(run_grid_point, point, threads_per_job(workers), options) for point in grid]
+        for future in futures:
+            future.result()
+    except BaseException:
+        pool.terminate()
+        raise
+    pool.close()
+
+
+def run_grid_point(point: GridPoint, threads: int, options: dict) -> None:
+    """In a worker: one grid value's runs (``run_experiment`` with ``options``), with ``threads`` torch threads
+    unless the config sets ``train.threads``."""
+    import torch
+
+    from clft import console
+
+    console.set_verbosity(console.verbosity())  # quiets this worker's libraries as the driver's are
+    if point.cfg.train.threads is None:
+        torch.set_num_threads(threads)
+    run_experiment(point.cfg, point.folder, progress=False, log=console.detail, **options)
 
 
 def to_json(result: TuneResult) -> dict:
