@@ -7,6 +7,9 @@
 # KEEP=1 keeps the folder's finished runs (they are skipped when this code made them; a run
 # made by other code stops the sweep): for continuing an interrupted regeneration.
 # TABLE_OPTIONS (e.g. "--reference --ci") go to the table command, which the README records.
+# HELPERS=N starts N more `clft run` processes on the same folder, each running the presets in the
+# reverse order (the run locks share the runs: none trains twice), e.g. to fill the cores a preset's
+# --jobs cannot (a one-run preset, or runs of very different lengths); the README records them.
 #
 # Refuses a tree whose code or presets differ from HEAD (a result must name the commit that made it).
 # The README records the command, the wall time, the commit and the table command that
@@ -15,6 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 folder=$1 preset=$2
 shift 2
+helpers=${HELPERS:-0}
+[[ $helpers =~ ^[0-9]+$ ]] || { echo "regenerate.sh: HELPERS must be a whole number (0 or more), got '$helpers'" >&2; exit 2; }
 if [ -n "$(git status --porcelain -- clft experiments benchmarks)" ]; then
   echo "regenerate.sh: clft/, experiments/ or benchmarks/ differ from HEAD; commit first" >&2
   exit 2
@@ -25,11 +30,36 @@ out=results/$folder
 [ "${KEEP:-0}" = 1 ] || rm -rf "$out"
 started=$(date +%s)
 IFS=, read -r -a presets <<< "$preset"
+reversed=()
+for one in "${presets[@]}"; do reversed=("$one" "${reversed[@]}"); done
+helper_pids=()
+stop_helpers() {  # the main process failed: end the helpers' runs too (their finished tasks are checkpointed)
+  for pid in "${helper_pids[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
+}
+trap stop_helpers ERR INT TERM
+for _ in $(seq 1 "$helpers"); do
+  (for one in "${reversed[@]}"; do
+     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$clft" run "$one" --out "$out" --quiet "$@" || exit $?
+   done) &
+  helper_pids+=($!)
+  sleep "${HELPER_DELAY:-5}"  # the first process claims the folder before the next one looks at it
+done
 commands=""
 for one in "${presets[@]}"; do
   OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$clft" run "$one" --out "$out" --quiet "$@"
   commands+="    clft run $one --out $out --quiet $*"$'\n'
 done
+trap - ERR INT TERM
+for pid in "${helper_pids[@]}"; do
+  wait "$pid" || { echo "regenerate.sh: a helper process failed (exit $?)" >&2; exit 1; }
+done
+if [ "$helpers" -gt 0 ]; then
+  commands+=$'\n'"and $helpers helper process(es) running, at the same time, on the same folder:"$'\n'
+  for one in "${reversed[@]}"; do commands+="    clft run $one --out $out --quiet $*"$'\n'; done
+  commands+="(the run locks shared the runs between the processes; none trained twice)"$'\n'
+fi
+prefix=""
+[ "$helpers" -gt 0 ] && prefix="HELPERS=$helpers "
 seconds=$(( $(date +%s) - started ))
 table_options=${TABLE_OPTIONS:-}
 # shellcheck disable=SC2086  # the options are words
@@ -44,6 +74,6 @@ Wall time: ${seconds} s (the whole sweep, including start-up and evaluation).
 
 Table: \`clft table $out ${table_options:+$table_options }--output $out/table.md\`
 
-Regenerate: \`results/regenerate.sh $folder $preset $*\`
+Regenerate: \`${prefix}results/regenerate.sh $folder $preset $*\`
 EOF
 echo "regenerated $out in ${seconds} s"
