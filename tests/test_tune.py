@@ -84,8 +84,11 @@ def test_tune_jobs_runs_the_values_side_by_side_with_the_sequential_scores(write
             return super().submit(function, *args)
 
     monkeypatch.setattr(tune_module, "WorkerPool", RecordingPool)
-    parallel = tune(exp, "compare.1.lam", values, tmp_path / "two", jobs=2, log=lambda m: None)
+    lines = []
+    parallel = tune(exp, "compare.1.lam", values, tmp_path / "two", jobs=2, log=lines.append)
     assert pools == [{"slots": 2, "values": values}]
+    finished = sorted(line.rsplit("=", 1)[1] for line in lines if line.startswith("[tune] finished "))
+    assert finished == values  # one line per value, as each worker finishes it
     assert parallel.scores == sequential.scores and parallel.best() == sequential.best()
     for value in values:
         one, two = (json.loads((tmp_path / side / f"compare.1.lam={value}" / "class-il" / "ewc" / "seed0.json")

@@ -20,6 +20,7 @@ runs and task checkpoints: the same command with ``--resume`` continues it.
 from __future__ import annotations
 
 import re
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def tune(path: Path, key: str, values: list[str], out: Path, overrides: list[str
         log(f"[tune] {key}={point.value} -> {point.folder}")
     options = {"base_dir": base_dir, "resume": resume, "rerun_stale": rerun_stale}
     if jobs > 1 and len(grid) > 1:
-        run_grid_in_workers(grid, jobs, options)
+        run_grid_in_workers(grid, jobs, options, log)
     else:
         for point in grid:
             run_experiment(point.cfg, point.folder, progress=progress, log=log, **options)
@@ -124,15 +125,16 @@ def tune(path: Path, key: str, values: list[str], out: Path, overrides: list[str
     return result
 
 
-def run_grid_in_workers(grid: list[GridPoint], jobs: int, options: dict) -> None:
-    """``min(jobs, len(grid))`` worker processes, one grid value each at a time; re-raises the first failure
-    (after ending the other workers: their finished tasks are checkpointed)."""
+def run_grid_in_workers(grid: list[GridPoint], jobs: int, options: dict, log) -> None:
+    """``min(jobs, len(grid))`` worker processes, one grid value each at a time; logs each value as it
+    finishes; re-raises the first failure (after ending the other workers: their finished tasks are checkpointed)."""
     workers = min(jobs, len(grid))
     pool = WorkerPool(gpu_slots(workers, grid[0].cfg.train.device))
     try:
-        futures = [pool.submit(run_grid_point, point, threads_per_job(workers), options) for point in grid]
-        for future in futures:
+        futures = {pool.submit(run_grid_point, point, threads_per_job(workers), options): point for point in grid}
+        for future in as_completed(futures):
             future.result()
+            log(f"[tune] finished {futures[future].folder}")
     except BaseException:
         pool.terminate()
         raise
