@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     tuner.add_argument("--values", required=True, help="comma-separated values, each parsed as YAML: 10,100,1000")
     tuner.add_argument("--out", help="folder (default results/<experiment name>-tune/)")
     tuner.add_argument("--jobs", type=int, default=1,
-                       help="grid values at a time, each in its own worker process (cores // N torch threads each)")
+                       help="(value, seed) runs at a time, each in a worker process (cores // N threads each)")
     tuner.add_argument("--resume", action="store_true", help="continue killed grid runs from their last finished task")
     tuner.add_argument("--rerun-stale", action="store_true", help="re-run grid runs made by other code")
     add_verbosity(tuner)

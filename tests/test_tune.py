@@ -1,6 +1,7 @@
 """Validation hold-outs and clft tune (a grid over one key, the best by validation ACC)."""
 
 import json
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -67,8 +68,9 @@ def test_tune_runs_only_the_tuned_entry_on_validation_data(write_experiment, tmp
     assert f"best by validation ACC: class-il: compare.1.lam={best}" in (tmp_path / "tune" / "tune.md").read_text()
 
 
-def test_tune_jobs_runs_the_values_side_by_side_with_the_sequential_scores(write_experiment, tmp_path, monkeypatch):
-    exp = write_experiment(strategies=None, compare=["finetune", {"name": "ewc", "lam": 1.0}],
+def test_tune_jobs_runs_value_seed_pairs_side_by_side_with_the_sequential_scores(write_experiment, tmp_path,
+                                                                                monkeypatch):
+    exp = write_experiment(strategies=None, compare=["finetune", {"name": "ewc", "lam": 1.0}], seeds=[0, 1],
                            train={"epochs": 1, "batch_size": 32, "lr": 0.01, "max_steps_per_task": 3})
     values = ["0.0", "1000.0"]
     sequential = tune(exp, "compare.1.lam", values, tmp_path / "one", log=lambda m: None)
@@ -77,25 +79,31 @@ def test_tune_jobs_runs_the_values_side_by_side_with_the_sequential_scores(write
     class RecordingPool(tune_module.WorkerPool):  # the real pool, which also notes its slots and calls
         def __init__(self, gpus):
             super().__init__(gpus)
-            pools.append({"slots": len(gpus), "values": []})
+            pools.append({"slots": len(gpus), "pairs": []})
 
         def submit(self, function, *args):
-            pools[-1]["values"].append(args[0].value)
+            pools[-1]["pairs"].append((args[0].value, args[0].cfg.seeds))
             return super().submit(function, *args)
 
     monkeypatch.setattr(tune_module, "WorkerPool", RecordingPool)
     lines = []
     parallel = tune(exp, "compare.1.lam", values, tmp_path / "two", jobs=2, log=lines.append)
-    assert pools == [{"slots": 2, "values": values}]
-    finished = sorted(line.rsplit("=", 1)[1] for line in lines if line.startswith("[tune] finished "))
-    assert finished == values  # one line per value, as each worker finishes it
+    assert pools == [{"slots": 2, "pairs": [(v, [s]) for v in values for s in (0, 1)]}]
+    finished = sorted(line.split("=", 1)[1] for line in lines if line.startswith("[tune] finished "))
+    assert finished == [f"{v} seed {s}" for v in values for s in (0, 1)]  # one line per pair as it finishes
     assert parallel.scores == sequential.scores and parallel.best() == sequential.best()
+    assert all(parallel.scores["class-il"][v].n == 2 for v in values)
     for value in values:
-        one, two = (json.loads((tmp_path / side / f"compare.1.lam={value}" / "class-il" / "ewc" / "seed0.json")
-                               .read_text()) for side in ("one", "two"))
-        assert two["acc"] == one["acc"] and two["config"]["strategies"][0]["lam"] == float(value)
+        for seed in (0, 1):
+            run = Path(f"compare.1.lam={value}") / "class-il" / "ewc" / f"seed{seed}.json"
+            one, two = (json.loads((tmp_path / side / run).read_text()) for side in ("one", "two"))
+            assert two["acc"] == one["acc"] and two["config_hash"] == one["config_hash"]
     assert json.loads((tmp_path / "two" / "tune.json").read_text())["best"] == {"class-il": float(sequential.best()
                                                                                                 ["class-il"])}
+    made = {p: p.stat().st_mtime_ns for p in (tmp_path / "one").rglob("seed*.json")}
+    again = tune(exp, "compare.1.lam", values, tmp_path / "one", jobs=2, log=lambda m: None)
+    assert again.scores == sequential.scores and len(pools) == 2
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "one").rglob("seed*.json")} == made  # split: same runs, done
 
 
 def test_tune_checks_jobs_and_every_value_before_anything_trains(write_experiment, tmp_path):

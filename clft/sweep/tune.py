@@ -9,19 +9,20 @@ final row's mean, ``clft.results.metrics``) averaged over seeds, per scenario; t
 is the highest score (the first in grid order on ties). ``OUT/tune.json`` and
 ``OUT/tune.md`` hold the scores and the best value per scenario.
 
-``--jobs N`` runs N grid values at a time, each value's runs one after another in its own
-spawned worker (``clft.sweep.process_pool``, ``cores // N`` torch threads unless ``train.threads``
-is set, one GPU round-robin), like ``clft run --jobs N`` does with runs. Every value's runs
-pass ``clft.sweep.preflight`` before anything trains, so a bad value stops the grid at once. A
-killed grid (or a worker that died, which fails the grid with its exit status) keeps its finished
-runs and task checkpoints: the same command with ``--resume`` continues it.
+``--jobs N`` runs N (value, seed) pairs of the grid at a time, each in a spawned worker
+(``clft.sweep.process_pool``, ``cores // N`` torch threads unless ``train.threads`` is set, one GPU
+round-robin), like ``clft run --jobs N`` does with runs. A pair's config is its value's with
+``seeds: [seed]``, which resolves to the same per-run config, so the same results, as the whole
+grid's. Every value's runs pass ``clft.sweep.preflight`` before anything trains, so a bad value
+stops the grid at once. A killed grid (or a worker that died, which fails the grid with its exit
+status) keeps its finished runs and task checkpoints: the same command with ``--resume`` continues it.
 """
 
 from __future__ import annotations
 
 import re
 from concurrent.futures import as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from clft.config.experiment import ExperimentConfig
@@ -111,7 +112,7 @@ def tune(path: Path, key: str, values: list[str], out: Path, overrides: list[str
     for point in grid:
         log(f"[tune] {key}={point.value} -> {point.folder}")
     options = {"base_dir": base_dir, "resume": resume, "rerun_stale": rerun_stale}
-    if jobs > 1 and len(grid) > 1:
+    if jobs > 1:
         run_grid_in_workers(grid, jobs, options, log)
     else:
         for point in grid:
@@ -126,15 +127,17 @@ def tune(path: Path, key: str, values: list[str], out: Path, overrides: list[str
 
 
 def run_grid_in_workers(grid: list[GridPoint], jobs: int, options: dict, log) -> None:
-    """``min(jobs, len(grid))`` worker processes, one grid value each at a time; logs each value as it
-    finishes; re-raises the first failure (after ending the other workers: their finished tasks are checkpointed)."""
-    workers = min(jobs, len(grid))
+    """Each (value, seed) pair in one of ``min(jobs, pairs)`` worker processes; logs each pair as it finishes;
+    re-raises the first failure (after ending the other workers: their finished tasks are checkpointed)."""
+    pairs = [replace(point, cfg=replace(point.cfg, seeds=[seed])) for point in grid for seed in point.cfg.seeds]
+    workers = min(jobs, len(pairs))
     pool = WorkerPool(gpu_slots(workers, grid[0].cfg.train.device))
     try:
-        futures = {pool.submit(run_grid_point, point, threads_per_job(workers), options): point for point in grid}
+        futures = {pool.submit(run_grid_point, pair, threads_per_job(workers), options): pair for pair in pairs}
         for future in as_completed(futures):
             future.result()
-            log(f"[tune] finished {futures[future].folder}")
+            pair = futures[future]
+            log(f"[tune] finished {pair.folder} seed {pair.cfg.seeds[0]}")
     except BaseException:
         pool.terminate()
         raise
