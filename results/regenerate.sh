@@ -61,6 +61,10 @@ fi
 prefix=""
 [ "$helpers" -gt 0 ] && prefix="HELPERS=$helpers "
 seconds=$(( $(date +%s) - started ))
+wall_scope="(the whole sweep, including start-up and evaluation)"
+if [ "${KEEP:-0}" = 1 ]; then
+  wall_scope="for this invocation only (KEEP=1: it continued the folder; the runs an earlier invocation finished or began are not counted here, and each run's train_seconds are in its JSON)"
+fi
 table_options=${TABLE_OPTIONS:-}
 # shellcheck disable=SC2086  # the options are words
 "$clft" table "$out" $table_options --output "$out/table.md"
@@ -70,7 +74,7 @@ cat > "$out/README.md" <<EOF
 Made from commit $commit (clean tree) on $(nproc --all) CPU cores, $(date -u +%Y-%m-%d).
 
 $commands
-Wall time: ${seconds} s (the whole sweep, including start-up and evaluation).
+Wall time: ${seconds} s ${wall_scope}.
 
 Table: \`clft table $out ${table_options:+$table_options }--output $out/table.md\`
 

@@ -50,6 +50,12 @@ def test_helpers_share_the_runs_and_the_readme_records_them(checkout):
     assert (out / "table.md").read_text().startswith("| scenario |")
     leftovers = [p for p in out.rglob("*") if p.is_file() and (".checkpoints" in p.parts or p.suffix == ".lock")]
     assert not list(out.glob(".sweeps*")) and not leftovers  # both processes ended cleanly
+    assert "s (the whole sweep, including start-up and evaluation)." in readme
+    made = {p: p.stat().st_mtime_ns for p in out.rglob("seed*.json")}
+    again = regenerate(clone, {**env, "KEEP": "1"}, "tiny-helpers", "quickstart", *TINY)
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("seed*.json")} == made  # KEEP=1: the finished runs are kept
+    assert "s for this invocation only (KEEP=1: it continued the folder;" in (out / "README.md").read_text()
 
 
 def test_a_bad_helpers_value_or_a_changed_tree_is_refused_before_the_folder_is_touched(checkout):
