@@ -25,6 +25,7 @@ from concurrent.futures import as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from clft import console
 from clft.config.experiment import ExperimentConfig
 from clft.config.loading import apply_overrides, load_yaml, make_dataclass_instance
 from clft.config.yaml_safe import safe_load_bounded
@@ -39,6 +40,7 @@ from clft.sweep.plan import plan_runs
 from clft.sweep.preflight import preflight
 from clft.sweep.process_pool import WorkerPool
 from clft.sweep.run import run_experiment
+from clft.sweep.worker import prepare_worker
 
 ENTRY_KEY = re.compile(r"compare\.(\d+)\.")
 
@@ -145,15 +147,9 @@ def run_grid_in_workers(grid: list[GridPoint], jobs: int, options: dict, log) ->
 
 
 def run_grid_point(point: GridPoint, threads: int, options: dict) -> None:
-    """In a worker: one grid value's runs (``run_experiment`` with ``options``), with ``threads`` torch threads
-    unless the config sets ``train.threads``."""
-    import torch
-
-    from clft import console
-
-    console.set_verbosity(console.verbosity())  # quiets this worker's libraries as the driver's are
-    if point.cfg.train.threads is None:
-        torch.set_num_threads(threads)
+    """In a worker (``clft.sweep.worker.prepare_worker``): one grid point's runs (``run_experiment`` with
+    ``options``)."""
+    prepare_worker(point.cfg, threads)
     run_experiment(point.cfg, point.folder, progress=False, log=console.detail, **options)
 
 

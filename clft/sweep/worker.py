@@ -40,15 +40,21 @@ class Outcome:
     trained: bool
 
 
+def prepare_worker(cfg: ExperimentConfig, threads: int | None) -> None:
+    """In a worker: quiet its own libraries as the driver's are ("Map" bars), and use ``threads`` torch threads
+    unless the config sets ``train.threads`` (None: leave torch's default)."""
+    import torch
+
+    console.set_verbosity(console.verbosity())
+    if threads is not None and cfg.train.threads is None:
+        torch.set_num_threads(threads)
+
+
 def run_plan(cfg: ExperimentConfig, planned: PlannedRun, out_dir: Path, options: RunOptions,
              wait_if_locked: bool) -> Outcome:
     """One run through ``clft.sweep.run.run_one`` (in whatever process executes it); raises RunLockedError
     when another process holds the run and ``wait_if_locked`` is False."""
-    import torch
-
-    console.set_verbosity(console.verbosity())  # a --jobs or Ray worker quiets its own libraries ("Map" bars)
-    if options.threads is not None and cfg.train.threads is None:
-        torch.set_num_threads(options.threads)
+    prepare_worker(cfg, options.threads)
     started, clock = time.time(), time.perf_counter()
     kwargs = {"base_dir": options.base_dir, "resume": options.resume, "overwrite": options.overwrite,
               "rerun_stale": options.rerun_stale, "progress": False, "log": console.detail,
