@@ -30,6 +30,7 @@ out=results/$folder
 [ "${KEEP:-0}" = 1 ] || rm -rf "$out"
 started=$(date +%s)
 IFS=, read -r -a presets <<< "$preset"
+prefix=""  # the Regenerate line's environment
 reversed=()
 for one in "${presets[@]}"; do reversed=("$one" "${reversed[@]}"); done
 helper_pids=()
@@ -37,17 +38,21 @@ stop_helpers() {  # the main process failed: end the helpers' runs too (their fi
   for pid in "${helper_pids[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
 }
 trap stop_helpers ERR INT TERM
+run_preset() {  # run_preset PRESET [options...]: one preset into the folder
+  OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$clft" run "$1" --out "$out" --quiet "${@:2}"
+}
+recorded() {  # recorded PRESET [options...]: run_preset's command as the README shows it
+  echo "    clft run $1 --out $out --quiet ${*:2}"
+}
 for _ in $(seq 1 "$helpers"); do
-  (for one in "${reversed[@]}"; do
-     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$clft" run "$one" --out "$out" --quiet "$@" || exit $?
-   done) &
+  (for one in "${reversed[@]}"; do run_preset "$one" "$@" || exit $?; done) &
   helper_pids+=($!)
   sleep "${HELPER_DELAY:-5}"  # the first process claims the folder before the next one looks at it
 done
 commands=""
 for one in "${presets[@]}"; do
-  OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 "$clft" run "$one" --out "$out" --quiet "$@"
-  commands+="    clft run $one --out $out --quiet $*"$'\n'
+  run_preset "$one" "$@"
+  commands+="$(recorded "$one" "$@")"$'\n'
 done
 trap - ERR INT TERM
 for pid in "${helper_pids[@]}"; do
@@ -55,11 +60,10 @@ for pid in "${helper_pids[@]}"; do
 done
 if [ "$helpers" -gt 0 ]; then
   commands+=$'\n'"and $helpers helper process(es) running, at the same time, on the same folder:"$'\n'
-  for one in "${reversed[@]}"; do commands+="    clft run $one --out $out --quiet $*"$'\n'; done
+  for one in "${reversed[@]}"; do commands+="$(recorded "$one" "$@")"$'\n'; done
   commands+="(the run locks shared the runs between the processes; none trained twice)"$'\n'
+  prefix="HELPERS=$helpers "
 fi
-prefix=""
-[ "$helpers" -gt 0 ] && prefix="HELPERS=$helpers "
 seconds=$(( $(date +%s) - started ))
 wall_scope="(the whole sweep, including start-up and evaluation)"
 if [ "${KEEP:-0}" = 1 ]; then
