@@ -15,6 +15,10 @@ from clft.results.summary import Stat
 from clft.sweep import tune as tune_module
 from clft.sweep.tune import TuneResult, render, split_values, tune
 
+#: The tiny experiment every tune test grids over: entry 1 is EWC, whose ``lam`` the tests tune.
+EWC_GRID = {"strategies": None, "compare": ["finetune", {"name": "ewc", "lam": 1.0}],
+            "train": {"epochs": 1, "batch_size": 32, "lr": 0.01, "max_steps_per_task": 3}}
+
 
 def test_holdout_is_stratified_disjoint_and_seeded():
     labels = np.repeat([0, 1, 2], [40, 20, 40])
@@ -51,8 +55,7 @@ def test_split_values():
 
 
 def test_tune_runs_only_the_tuned_entry_on_validation_data(write_experiment, tmp_path):
-    exp = write_experiment(strategies=None, compare=["finetune", {"name": "ewc", "lam": 1.0}],
-                           train={"epochs": 1, "batch_size": 32, "lr": 0.01, "max_steps_per_task": 3})
+    exp = write_experiment(**EWC_GRID)
     result = tune(exp, "compare.1.lam", ["0.0", "1000.0"], tmp_path / "tune", log=lambda m: None)
     runs = {value: json.loads((tmp_path / "tune" / f"compare.1.lam={value}" / "class-il" / "ewc" / "seed0.json")
                               .read_text()) for value in ("0.0", "1000.0")}
@@ -70,8 +73,7 @@ def test_tune_runs_only_the_tuned_entry_on_validation_data(write_experiment, tmp
 
 def test_tune_jobs_runs_value_seed_pairs_side_by_side_with_the_sequential_scores(write_experiment, tmp_path,
                                                                                 monkeypatch):
-    exp = write_experiment(strategies=None, compare=["finetune", {"name": "ewc", "lam": 1.0}], seeds=[0, 1],
-                           train={"epochs": 1, "batch_size": 32, "lr": 0.01, "max_steps_per_task": 3})
+    exp = write_experiment(**EWC_GRID, seeds=[0, 1])
     values = ["0.0", "1000.0"]
     sequential = tune(exp, "compare.1.lam", values, tmp_path / "one", log=lambda m: None)
     pools = []
@@ -107,7 +109,7 @@ def test_tune_jobs_runs_value_seed_pairs_side_by_side_with_the_sequential_scores
 
 
 def test_tune_checks_jobs_and_every_value_before_anything_trains(write_experiment, tmp_path):
-    exp = write_experiment(strategies=None, compare=["finetune", {"name": "ewc", "lam": 1.0}])
+    exp = write_experiment(**EWC_GRID)
     with pytest.raises(ConfigError, match=r"--jobs must lie in \[1, 256\], got 0"):
         tune(exp, "compare.1.lam", ["1.0"], tmp_path / "zero", jobs=0, log=lambda m: None)
     with pytest.raises(ConfigError, match="lam"):
@@ -116,8 +118,7 @@ def test_tune_checks_jobs_and_every_value_before_anything_trains(write_experimen
 
 
 def test_tune_resume_continues_a_killed_grid_run_from_its_checkpoint(write_experiment, tmp_path, monkeypatch):
-    exp = write_experiment(strategies=None, compare=["finetune", {"name": "ewc", "lam": 1.0}],
-                           train={"epochs": 1, "batch_size": 32, "lr": 0.01, "max_steps_per_task": 3})
+    exp = write_experiment(**EWC_GRID)
     reference = tune(exp, "compare.1.lam", ["10.0"], tmp_path / "whole", log=lambda m: None)
     out = tmp_path / "killed"
 
