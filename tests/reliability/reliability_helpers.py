@@ -24,6 +24,22 @@ STATEFUL = {
 }
 
 
+def lock_holders(out: Path) -> dict[str, int]:
+    """Run (``class-il/replay/seed1``) -> pid of the process holding its lock, for every held lock; empty when a
+    folder vanished while it was walked (a checkpoint's temporary folder renamed into place): the callers poll."""
+    held = {}
+    try:
+        locks = list(out.rglob("*.lock"))
+    except FileNotFoundError:
+        return {}
+    for lock in locks:
+        try:
+            held[str(lock.relative_to(out).with_suffix(""))] = int(lock.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return {run: pid for run, pid in held.items() if not run.startswith(".")}
+
+
 def experiment(**changes) -> ExperimentConfig:
     return make_dataclass_instance(ExperimentConfig, {**STATEFUL, **changes}, "experiment")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from reliability_helpers import STATEFUL, experiment, files, matrices, run_quietly
+from reliability_helpers import STATEFUL, experiment, files, lock_holders, matrices, run_quietly
 
 from clft.errors import ConfigError
 from clft.sweep.executors import gpu_slots, run_sweep, threads_per_job
@@ -166,7 +166,7 @@ def test_workers_end_when_the_sweep_is_killed(tmp_path):
                               "--no-plots", "--jobs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers, deadline = [], time.monotonic() + 120
     while len(workers) < 2 and time.monotonic() < deadline:  # both workers hold a run
-        workers = [pid for lock in out.rglob("*.lock") if (pid := lock_holder(lock)) is not None]
+        workers = list(lock_holders(out).values())
         time.sleep(0.05)
     assert len(workers) == 2 and sweep.pid not in workers
     sweep.kill()

@@ -21,29 +21,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-from reliability_helpers import STATEFUL, experiment, files, matrices, one_line_error, run_quietly, write_yaml
+from reliability_helpers import (
+    STATEFUL,
+    experiment,
+    files,
+    lock_holders,
+    matrices,
+    one_line_error,
+    run_quietly,
+    write_yaml,
+)
 
 import clft.sweep.executors as executors
 from clft.cli import main
 
 FOUR_RUNS = {"strategies": None, "compare": ["finetune", [{"name": "replay", "memory_size": 40}]], "seeds": [0, 1]}
 RUN_ARGS = ["--quiet", "--no-plots"]
-
-
-def lock_holders(out: Path) -> dict[str, int]:
-    """Run (``class-il/replay/seed1``) -> pid of the process holding its lock, for every held lock; empty when a
-    folder vanished while it was walked (a checkpoint's temporary folder renamed into place): the callers poll."""
-    held = {}
-    try:
-        locks = list(out.rglob("*.lock"))
-    except FileNotFoundError:
-        return {}
-    for lock in locks:
-        try:
-            held[str(lock.relative_to(out).with_suffix(""))] = int(lock.read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return {run: pid for run, pid in held.items() if not run.startswith(".")}
 
 
 def start_sweep(tmp_path: Path, changes: dict, *flags: str) -> tuple[subprocess.Popen, Path, Path]:
