@@ -152,10 +152,11 @@ class Driver:
         return self.interrupts is not None and self.interrupts.stopping
 
     def _stop_scheduling(self, pending: dict[Future, Attempt]) -> None:
-        """A first Ctrl-C: cancel what no worker has started; name what still runs."""
+        """A first Ctrl-C: cancel what no worker has started; name every run a worker had started, including
+        one that finished this instant and is reported just below (its "done" line follows this one)."""
         if self.cancel_queued is not None:
             self.cancel_queued()
-        running = [attempt.describe() for future, attempt in pending.items() if future.running()]
+        running = [attempt.describe() for future, attempt in pending.items() if not future.cancelled()]
         console.warn(f"interrupted: no new run will start; waiting for {len(running)} running run(s) to finish "
              f"({', '.join(running) or 'none'}); press Ctrl-C again to stop them now (finished tasks are "
              "checkpointed)")

@@ -8,14 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from reliability_helpers import STATEFUL, experiment, files, lock_holders, matrices, run_quietly
 
 from clft.errors import ConfigError
-from clft.sweep.executors import gpu_slots, run_sweep, threads_per_job
+from clft.sweep.executors import Driver, Interrupts, gpu_slots, run_sweep, threads_per_job
 
 FOUR_RUNS = {"strategies": None, "compare": ["finetune", [{"name": "replay", "memory_size": 40}]], "seeds": [0, 1]}
 EXECUTORS = [pytest.param({"jobs": 2}, id="jobs2"), pytest.param({"executor": "ray"}, id="ray")]
@@ -180,3 +182,33 @@ def test_workers_end_when_the_sweep_is_killed(tmp_path):
         os.kill(pid, signal.SIGKILL)
     assert not alive, "workers outlived their killed sweep"
     assert not list(out.rglob("seed*.json"))  # 500 epochs: no run finished, none written after the kill
+
+
+def test_the_interrupted_line_names_a_run_that_finished_at_the_interrupt(capsys):
+    """A run finishing as the first Ctrl-C lands is reported after the "interrupted" line, so that line names
+    it too (the CI race the stress test met: it named only the run still computing)."""
+    interrupts, futures = Interrupts(), []
+    order = []
+
+    def submit(planned, options, wait_if_locked):
+        future = Future()
+        future.set_running_or_notify_cancel()
+        futures.append(future)
+        if len(futures) == 2:  # Ctrl-C as the second run starts, and the first finishes that instant
+            interrupts.count = 1
+            futures[0].set_result(SimpleNamespace(path=Path("seed0.json")))
+        return future
+
+    def finished(outcome):
+        order.append(outcome.path.name)
+        if not futures[1].done():
+            futures[1].set_result(SimpleNamespace(path=Path("seed1.json")))  # the second run finishes later
+
+    planned = [SimpleNamespace(plan=SimpleNamespace(label="finetune", seed=seed)) for seed in (0, 1, 2)]
+    driver = Driver(submit, lambda exc: False, SimpleNamespace(finished=finished), interrupts)
+    with pytest.raises(KeyboardInterrupt):
+        driver.run(planned, options=None)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["interrupted: no new run will start; waiting for 2 running run(s) to finish (finetune seed 0, "
+                     "finetune seed 1); press Ctrl-C again to stop them now (finished tasks are checkpointed)"]
+    assert len(futures) == 2 and order == ["seed0.json", "seed1.json"]  # both reported; seed 2 never started
