@@ -24,6 +24,14 @@ STATEFUL = {
 }
 
 
+def lock_holder(lock: Path) -> int | None:
+    """The pid in a run lock file (``clft.sweep.locks`` writes "HOST PID"); None while it is empty or unreadable."""
+    try:
+        return int(lock.read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def lock_holders(out: Path) -> dict[str, int]:
     """Run (``class-il/replay/seed1``) -> pid of the process holding its lock, for every held lock; empty when a
     folder vanished while it was walked (a checkpoint's temporary folder renamed into place): the callers poll."""
@@ -33,10 +41,9 @@ def lock_holders(out: Path) -> dict[str, int]:
     except FileNotFoundError:
         return {}
     for lock in locks:
-        try:
-            held[str(lock.relative_to(out).with_suffix(""))] = int(lock.read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
+        pid = lock_holder(lock)
+        if pid is not None:
+            held[str(lock.relative_to(out).with_suffix(""))] = pid
     return {run: pid for run, pid in held.items() if not run.startswith(".")}
 
 

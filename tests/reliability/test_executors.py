@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from reliability_helpers import STATEFUL, experiment, files, lock_holders, matrices, run_quietly
+from reliability_helpers import STATEFUL, experiment, files, lock_holder, lock_holders, matrices, run_quietly
 
 from clft.errors import ConfigError
 from clft.sweep.executors import Driver, Interrupts, gpu_slots, run_sweep, threads_per_job
@@ -55,13 +55,6 @@ def test_parallel_sweep_equals_sequential_and_a_rerun_trains_nothing(options, re
     assert result_times(out) == before  # no result rewritten
     assert len([line for line in lines if line.startswith("skip ")]) == 4
     assert not [line for line in lines if line.startswith("done ") or ": training " in line]
-
-
-def lock_holder(lock: Path) -> int | None:
-    try:
-        return int(lock.read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 @pytest.mark.slow
